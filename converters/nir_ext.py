@@ -1,0 +1,172 @@
+"""SpikeBERT's NIR extension: the node types NIR 1.0.8 lacks (spec: docs/nir-extension.md).
+
+Layout convention, as NIR's ``Conv1d``: per-sample tensors are (channels, tokens) = (D, L), no
+batch axis. Token validity (which positions are padding) is derived from the token ids at the
+graph input by ``SBTokenEmbedding.pad_token_id``; nodes with ``mask_padding`` consult it.
+
+Importing this module registers the node types with ``nir.read``. That uses NIR's private
+registry list; when a future NIR changes it, ``read_graph`` still works through its own dispatcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import nir
+import numpy as np
+
+EXTENSION_VERSION = "1"
+
+
+@dataclasses.dataclass(eq=False)
+class SBTokenEmbedding(nir.NIRNode):
+    """Token lookup, the host-side encoder: ids (L,) -> E[ids]^T of shape (D, L).
+
+    ``weight``: (V, D) embedding table. Position ``l`` is padding iff ``ids[l] == pad_token_id``.
+    The output is real-valued; a following ``Threshold`` turns it into spikes.
+    """
+
+    weight: np.ndarray
+    max_len: int
+    pad_token_id: int
+
+    def __post_init__(self):
+        self.weight = np.asarray(self.weight)
+        if self.weight.ndim != 2:
+            raise ValueError(f"SBTokenEmbedding.weight must be (vocab, dim), got shape {self.weight.shape}")
+        self.max_len, self.pad_token_id = int(self.max_len), int(self.pad_token_id)
+        self.input_type = {"input": np.array([self.max_len])}
+        self.output_type = {"output": np.array([self.weight.shape[1], self.max_len])}
+
+
+@dataclasses.dataclass(eq=False)
+class SBLayerNorm(nir.NIRNode):
+    """LayerNorm over channels, separately for ``groups`` chunks of D = C / groups channels:
+
+        y[g, :, l] = (x[g, :, l] - mean) / sqrt(var + eps) * weight[g, :] + bias[g, :]
+
+    with the biased mean and variance over the D channels of chunk g at token l. Input and output
+    (C, L). Floating point only: not a Loihi-native operation.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    groups: int
+    eps: float
+    tokens: int
+
+    def __post_init__(self):
+        self.weight, self.bias = np.asarray(self.weight), np.asarray(self.bias)
+        self.groups, self.eps, self.tokens = int(self.groups), float(self.eps), int(self.tokens)
+        if self.weight.shape != self.bias.shape or self.weight.ndim != 1 or self.weight.size % self.groups:
+            raise ValueError(
+                f"SBLayerNorm: weight {self.weight.shape} and bias {self.bias.shape} must be equal 1-D "
+                f"shapes divisible by groups={self.groups}"
+            )
+        shape = np.array([self.weight.size, self.tokens])
+        self.input_type, self.output_type = {"input": shape}, {"output": shape.copy()}
+
+
+@dataclasses.dataclass(eq=False)
+class SBSpikeAttention(nir.NIRNode):
+    """Spiking self-attention without softmax, per head h (Lv et al. 2023, eq. SSA):
+
+        Q, K, V = x[0:D], x[D:2D], x[2D:3D]          (binary spikes, (D, L) each)
+        K[:, l] = V[:, l] = 0 for padding tokens l    (only if mask_padding)
+        A_h = Q_h^T K_h                               (L x L coincidence counts)
+        y_h = scale * (A_h V_h^T)^T                   ((D/heads, L))
+
+    Input (3D, L) spikes, output (D, L) graded values. Heads split the channel axis in order.
+    """
+
+    dim: int
+    heads: int
+    scale: float
+    tokens: int
+    mask_padding: bool
+
+    def __post_init__(self):
+        self.dim, self.heads, self.tokens = int(self.dim), int(self.heads), int(self.tokens)
+        self.scale, self.mask_padding = float(self.scale), bool(self.mask_padding)
+        if self.dim % self.heads:
+            raise ValueError(f"SBSpikeAttention: dim {self.dim} not divisible by heads {self.heads}")
+        self.input_type = {"input": np.array([3 * self.dim, self.tokens])}
+        self.output_type = {"output": np.array([self.dim, self.tokens])}
+
+
+@dataclasses.dataclass(eq=False)
+class SBTokenMean(nir.NIRNode):
+    """Mean over tokens: (D, L) -> (D,); over real tokens only if ``mask_padding``."""
+
+    dim: int
+    tokens: int
+    mask_padding: bool
+
+    def __post_init__(self):
+        self.dim, self.tokens, self.mask_padding = int(self.dim), int(self.tokens), bool(self.mask_padding)
+        self.input_type = {"input": np.array([self.dim, self.tokens])}
+        self.output_type = {"output": np.array([self.dim])}
+
+
+EXTENSION_NODES: dict[str, type[nir.NIRNode]] = {
+    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean)
+}
+
+
+def _register_with_nir() -> None:
+    registry = vars(nir.ir).get("__all_ir")
+    if not isinstance(registry, list):
+        return  # a future NIR without the private list: read_graph still works
+    for name, cls in EXTENSION_NODES.items():
+        if name not in registry:
+            registry.append(name)
+        setattr(nir.ir, name, cls)
+
+
+_register_with_nir()
+
+
+def _node_from_dict(data: dict) -> nir.NIRNode:
+    kind = data.get("type")
+    if kind == "NIRGraph":
+        nodes = {k: _node_from_dict(v) for k, v in data["nodes"].items()}
+        edges = [(_str(a), _str(b)) for a, b in data["edges"]]
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=data.get("metadata", {}))
+    cls = EXTENSION_NODES.get(kind) or (getattr(nir, kind, None) if kind in nir.ir.__all__ else None)
+    if cls is None:
+        raise ValueError(
+            f"unknown NIR node type {kind!r}: not a NIR {nir.version} primitive nor a SpikeBERT "
+            f"extension node ({sorted(EXTENSION_NODES)})"
+        )
+    return cls.from_dict(dict(data))
+
+
+def _str(x) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def read_graph(path: str | Path) -> nir.NIRGraph:
+    """Read a NIR file that may contain SpikeBERT extension nodes; errors name the file and the fix."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"NIR file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                raise ValueError(f"{path} is an HDF5 file but not a NIR graph (no /node group)")
+            data = nir.serialization.hdf2dict(f["node"])
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable NIR/HDF5 file (truncated or corrupt?): {err}") from err
+    if data.get("type") != "NIRGraph":
+        raise ValueError(f"{path}: top-level NIR node is {data.get('type')!r}, expected a NIRGraph")
+    return _node_from_dict(data)
+
+
+def write_graph(path: str | Path, graph: nir.NIRGraph) -> None:
+    """``nir.write`` through a temporary file, so a failed write never leaves a half file."""
+    from spikebert.io import atomic_write
+
+    atomic_write(Path(path), lambda tmp: nir.write(tmp, graph))

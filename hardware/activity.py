@@ -1,0 +1,52 @@
+"""Recorded activity: what a backend measured while running a NIR graph, for the energy module.
+
+Totals over samples, time steps and real tokens (padding excluded when the graph masks it):
+per node that has synapses (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean), the
+nonzeros, the sum of absolute values and the number of elements of its (summed) input, plus for
+attention nodes the exact accumulate counts of the two products.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class NodeActivity:
+    input_nonzeros: float = 0.0
+    input_abs_sum: float = 0.0
+    input_elements: float = 0.0
+    qk_accumulates: float = 0.0  # attention nodes only
+    av_accumulates: float = 0.0  # attention nodes only
+
+    def add(self, other: NodeActivity) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def input_rate(self) -> float:
+        """Share of nonzero input elements (the firing rate for spike inputs)."""
+        return self.input_nonzeros / self.input_elements if self.input_elements else 0.0
+
+
+@dataclasses.dataclass
+class Activity:
+    backend: str
+    samples: int
+    time_steps: int
+    real_tokens: float  # total real (non-padding) tokens over all samples
+    nodes: dict[str, NodeActivity]
+
+    def to_json(self, path: str | Path) -> None:
+        from spikebert.io import atomic_write_text
+
+        data = dataclasses.asdict(self)
+        atomic_write_text(Path(path), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Activity:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        nodes = {k: NodeActivity(**v) for k, v in data.pop("nodes").items()}
+        return cls(nodes=nodes, **data)

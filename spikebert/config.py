@@ -1,0 +1,146 @@
+"""Frozen, keyword-only configuration dataclasses, saved as JSON beside the weights.
+
+Every stage has one config. ``from_dict`` rejects unknown keys and wrong types with a message
+that names the key, so a stale or hand-edited JSON file fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="ConfigBase")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConfigBase:
+    """Shared JSON (de)serialisation with strict key and type checks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
+            )
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            _check_type(cls.__name__, key, value, hints[key])
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        from spikebert.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls: type[C], path: str | Path) -> C:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{cls.__name__}: config file {path} does not exist")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{cls.__name__}: {path} is not valid JSON ({err})") from err
+        return cls.from_dict(data)
+
+
+def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ValueError(f"{owner}.{key}: {value!r} is not one of {allowed}")
+        return
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+    expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
+    if expected is None:
+        return
+    if isinstance(value, bool) and hint is not bool:
+        raise TypeError(f"{owner}.{key}: expected {hint.__name__}, got bool {value!r}")
+    if not isinstance(value, expected):
+        raise TypeError(f"{owner}.{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StudentConfig(ConfigBase):
+    """SpikeBERT student (Spikformer for text). Defaults follow the official stage-2 code where
+    it is unambiguous; every departure is a field (see README, "Faithfulness decisions")."""
+
+    vocab_size: int
+    num_classes: int = 2
+    max_len: int = 64
+    dim: int = 384
+    depth: int = 2
+    heads: int = 8  # official code: 8 heads (not BERT's 12)
+    mlp_ratio: float = 4.0  # official MLP width cannot be read from the repo (bug); 4x assumed
+    time_steps: int = 4  # T
+    tau: float = 2.0  # official stage 2: tau = 2 -> beta = 1 - 1/tau = 0.5, input scaled by 1/tau
+    threshold: float = 1.0
+    attn_threshold: float = 0.5  # official: common_thr / 2
+    qk_scale: float = 0.125  # official: applied after (Q K^T) V
+    norm: typing.Literal["layer"] = "layer"
+    mask_padding: bool = True  # official code lets pads into attention and the token mean
+    pad_token_id: int = 0
+    surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"StudentConfig: dim={self.dim} is not divisible by heads={self.heads}")
+        for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "time_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.tau < 1.0:
+            raise ValueError(f"StudentConfig.tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"StudentConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(round(self.dim * self.mlp_ratio))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TeacherConfig(ConfigBase):
+    """Teacher fine-tuning (BERT family from the HF hub or a local path)."""
+
+    model: str = "minilm-offline"  # resolved by spikebert.teacher.resolve_teacher_name
+    max_len: int = 64
+    train_samples: int = 8000  # 0 = the whole train split
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillConfig(ConfigBase):
+    """Task distillation (SpikeBERT stage 2). Loss weights are the official script's values."""
+
+    train_samples: int = 8000
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 5e-3
+    w_ce: float = 0.1
+    w_kd: float = 1.0
+    w_feat: float = 0.1
+    kd_temperature: float = 1.0  # official: no temperature
+    embedding_init: typing.Literal["teacher", "random"] = "teacher"
+    seed: int = 42

@@ -1,0 +1,180 @@
+"""The SpikeBERT student: a Spikformer for text (Lv et al., arXiv 2308.15122).
+
+Read in architecture order: token embedding -> Heaviside spikes repeated over T steps ->
+``depth`` blocks of spiking self-attention and MLP with residual sums -> head. Tensor layout is
+(T, B, L, D): time, batch, tokens, features.
+
+Equivalences with the official code (kept exact, chosen for a clean NIR export):
+- Q, K and V are one ``Linear(D, 3D)``, one ``GroupLayerNorm`` with three groups of D and one
+  LIF over 3D: the same maths as three Linear -> LayerNorm -> LIF stacks.
+- The residual stream carries integers (sums of spikes), as in the official code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikebert.config import StudentConfig
+from spikebert.neurons import LIF, HeavisideEncoder
+
+
+class GroupLayerNorm(nn.Module):
+    """LayerNorm applied separately to ``groups`` consecutive chunks of ``dim`` features.
+
+    y_g = (x_g - mean(x_g)) / sqrt(var(x_g) + eps) * w_g + b_g   for each chunk g   (eq. LN)
+    """
+
+    def __init__(self, *, groups: int, dim: int, eps: float) -> None:
+        super().__init__()
+        self.groups, self.dim, self.eps = groups, dim, eps
+        self.weight = nn.Parameter(torch.ones(groups * dim))
+        self.bias = nn.Parameter(torch.zeros(groups * dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(*shape[:-1], self.groups, self.dim)  # (..., G, D)
+        x = F.layer_norm(x, (self.dim,), eps=self.eps)
+        return x.reshape(shape) * self.weight + self.bias
+
+
+class SpikeAttention(nn.Module):
+    """Spiking self-attention core over tokens, no softmax (eq. SSA):
+
+        A_h = Q_h K_h^T            (integer coincidence counts, L x L per head)
+        Y_h = scale * (A_h V_h)
+
+    Input: concatenated spikes [Q; K; V] of shape (T, B, L, 3D); output (T, B, L, D).
+    With ``mask_padding``, padded tokens are removed from K and V, so they reach no real token.
+    """
+
+    def __init__(self, *, dim: int, heads: int, scale: float, mask_padding: bool) -> None:
+        super().__init__()
+        self.dim, self.heads, self.scale, self.mask_padding = dim, heads, scale, mask_padding
+
+    def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T, B, L, _ = qkv.shape
+        q, k, v = qkv.split(self.dim, dim=-1)
+        if self.mask_padding:
+            keep = mask[None, :, :, None].to(qkv.dtype)  # (1, B, L, 1)
+            k, v = k * keep, v * keep
+        q, k, v = (t.reshape(T, B, L, self.heads, -1).transpose(2, 3) for t in (q, k, v))  # (T, B, H, L, dh)
+        y = ((q @ k.transpose(-2, -1)) @ v) * self.scale  # (T, B, H, L, dh)
+        return y.transpose(2, 3).reshape(T, B, L, self.dim)
+
+
+class TokenMean(nn.Module):
+    """Mean over tokens, over real tokens only when ``mask_padding``: (T, B, L, D) -> (T, B, D)."""
+
+    def __init__(self, *, mask_padding: bool) -> None:
+        super().__init__()
+        self.mask_padding = mask_padding
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.mask_padding:
+            return x.mean(dim=2)
+        m = mask[None, :, :, None].to(x.dtype)  # (1, B, L, 1)
+        return (x * m).sum(dim=2) / m.sum(dim=2)
+
+
+class SpikingSelfAttention(nn.Module):
+    """QKV Linear -> norm -> LIF; SpikeAttention -> LIF(attn threshold); Linear -> norm -> LIF."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        D = cfg.dim
+        self.qkv = nn.Linear(D, 3 * D)
+        self.qkv_norm = GroupLayerNorm(groups=3, dim=D, eps=cfg.layer_norm_eps)
+        self.qkv_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
+        self.attn_lif = LIF(tau=cfg.tau, threshold=cfg.attn_threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.proj = nn.Linear(D, D)
+        self.proj_norm = GroupLayerNorm(groups=1, dim=D, eps=cfg.layer_norm_eps)
+        self.proj_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        qkv = self.qkv_lif(self.qkv_norm(self.qkv(x)))  # (T, B, L, 3D) spikes
+        y = self.attn_lif(self.attn(qkv, mask))  # (T, B, L, D) spikes
+        return self.proj_lif(self.proj_norm(self.proj(y)))
+
+
+class MLP(nn.Module):
+    """Linear(D, H) -> norm -> LIF -> Linear(H, D) -> norm -> LIF."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        D, H = cfg.dim, cfg.mlp_dim
+        self.fc1 = nn.Linear(D, H)
+        self.norm1 = GroupLayerNorm(groups=1, dim=H, eps=cfg.layer_norm_eps)
+        self.lif1 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.fc2 = nn.Linear(H, D)
+        self.norm2 = GroupLayerNorm(groups=1, dim=D, eps=cfg.layer_norm_eps)
+        self.lif2 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif2(self.norm2(self.fc2(self.lif1(self.norm1(self.fc1(x))))))
+
+
+class Block(nn.Module):
+    """x = x + SSA(x); x = x + MLP(x). Residual sums of spikes: the stream carries integers."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.attn = SpikingSelfAttention(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x, mask)
+        return x + self.mlp(x)
+
+
+@dataclasses.dataclass
+class StudentOutput:
+    logits: torch.Tensor  # (B, C), mean over T of step_logits
+    step_logits: torch.Tensor  # (T, B, C)
+    block_outputs: list[torch.Tensor]  # depth x (B, L, D), T-averaged residual stream (distillation taps)
+
+
+class SpikeBERT(nn.Module):
+    """The student. ``forward(input_ids)`` with ids of shape (B, L)."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.head_norm = GroupLayerNorm(groups=1, dim=cfg.dim, eps=cfg.layer_norm_eps)
+        self.pool = TokenMean(mask_padding=cfg.mask_padding)
+        self.classifier = nn.Linear(cfg.dim, cfg.num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # Official init: Linear N(0, 0.02) with zero bias; LayerNorm (1, 0); embedding N(0, 1).
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool, True for real tokens."""
+        return input_ids != self.cfg.pad_token_id
+
+    def forward(self, input_ids: torch.Tensor) -> StudentOutput:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
+        mask = self.token_mask(input_ids)
+        T = self.cfg.time_steps
+        spikes = self.encoder(self.embed(input_ids))  # (B, L, D), constant over time
+        x = spikes.unsqueeze(0).expand(T, *spikes.shape)  # (T, B, L, D)
+        block_outputs = []
+        for block in self.blocks:
+            x = block(x, mask)
+            block_outputs.append(x.mean(dim=0))
+        step_logits = self.classifier(self.pool(self.head_norm(x), mask))  # (T, B, C)
+        return StudentOutput(logits=step_logits.mean(dim=0), step_logits=step_logits, block_outputs=block_outputs)
