@@ -65,14 +65,16 @@ def token_mean(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return x.mean(axis=2)
     m = mask[:, None, :].astype(x.dtype)
-    return (x * m).sum(axis=2) / m.sum(axis=2)
+    return (x * m).sum(axis=2) / np.maximum(m.sum(axis=2), 1.0)  # batch filler rows have no real token
 
 
 def input_stats(x: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, float]:
     """(nonzeros, sum of |x|, elements) of a (B, C, L) or (B, C) input, over real tokens only."""
-    if x.ndim == 3 and mask is not None:
+    if mask is not None and x.ndim == 3:
         m = mask[:, None, :]
         return float(np.count_nonzero(x * m)), float(np.abs(x * m).sum()), float(m.sum() * x.shape[1])
+    if mask is not None:  # per-sentence vectors: rows with no real token are batch filler
+        x = x[mask.any(axis=1)]
     return float(np.count_nonzero(x)), float(np.abs(x).sum()), float(x.size)
 
 
