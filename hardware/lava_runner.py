@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hardware.activity import Activity, NodeActivity
-from hardware.reference import encode_tokens
+from hardware.reference import SYNAPSE_TYPES, encode_tokens
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def run_lava(graph: nir.NIRGraph, ids: np.ndarray, *, batch_size: int = 64, prog
             net.source.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
         run_s = time.perf_counter() - t1
         data = net.sink.data.get()  # (B, C, steps)
-        stats = {name: p.stats.get() for name, p in net.processes.items() if hasattr(p, "stats")}
+        stats = {name: p.stats.get() for name, p in net.processes.items()
+                 if isinstance(graph.nodes[name], SYNAPSE_TYPES)}
     finally:
         net.source.stop()
     C = data.shape[1]

@@ -146,7 +146,9 @@ def distill(
             with torch.no_grad():
                 t_out = teacher(**enc, output_hidden_states=True)
             s_out = student(enc["input_ids"])
-            mask = enc["attention_mask"].bool() if student_cfg.mask_padding else torch.ones_like(enc["input_ids"], dtype=torch.bool)
+            mask = enc["attention_mask"].bool()
+            if not student_cfg.mask_padding:  # the official loss includes the pads
+                mask = torch.ones_like(mask)
             loss, parts = distill_loss(
                 cfg,
                 student_logits=s_out.logits,

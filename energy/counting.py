@@ -1,0 +1,112 @@
+"""Operation counts per layer from a NIR graph and recorded activity (per sample, averaged).
+
+For every synapse node (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean):
+- ``dense_macs``: the multiply-accumulates a non-spiking network of the same shape would do, T steps.
+- spike input (from LIF/Threshold nodes): ``acs = input nonzeros x fan-out`` (synaptic operations).
+- real-valued input (embedding, LayerNorm output, ...): ``macs = dense_macs``.
+- integer input (a residual join of spike trains; SpikeBERT's stream): convention ``residual``:
+  ``"mac"`` counts it as dense MACs (NeuroBench/syops view), ``"accumulate"`` as k accumulates per
+  value k (``acs = sum|x| x fan-out``, the multi-spike view).
+- attention: ``acs`` = exact accumulates of Q K^T (coincidences) and A V (nonzeros x fan-out).
+- token mean: one accumulate per input element.
+LIF nodes contribute ``neuron_updates`` = neurons x real tokens' share x T.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nir
+import numpy as np
+
+from converters.nir_ext import SBSpikeAttention, SBTokenMean
+from hardware.activity import Activity
+from hardware.reference import predecessors
+
+RESIDUAL_CONVENTIONS = ("mac", "accumulate")
+
+
+@dataclasses.dataclass
+class LayerCount:
+    name: str
+    kind: str  # conv1d | affine | attention | token-mean | neurons
+    input_kind: str  # spike | integer | real | -
+    input_rate: float
+    dense_macs: float
+    macs: float
+    acs: float
+    neuron_updates: float
+
+
+def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
+    kinds = set()
+    for p in preds[name]:
+        node = graph.nodes[p]
+        if isinstance(node, (nir.LIF, nir.IF, nir.Threshold)):
+            kinds.add("spike")
+        elif isinstance(node, nir.Scale) and np.all(node.scale == 1):
+            inner = _input_kind(graph, preds, p)
+            kinds.add("integer" if inner in ("spike", "integer") else "real")
+        else:
+            kinds.add("real")
+    if kinds == {"spike"}:
+        return "spike" if len(preds[name]) == 1 else "integer"
+    return "integer" if kinds <= {"spike", "integer"} else "real"
+
+
+def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str = "mac") -> list[LayerCount]:
+    if residual not in RESIDUAL_CONVENTIONS:
+        raise ValueError(f"residual convention {residual!r}: use one of {RESIDUAL_CONVENTIONS}")
+    if activity.samples < 1:
+        raise ValueError("activity records no samples")
+    preds = predecessors(graph)
+    n, T = activity.samples, activity.time_steps
+    tokens = activity.real_tokens / n  # real tokens per sample
+    rows = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, (nir.LIF, nir.IF)):
+            channels = int(np.prod(node.v_threshold.shape[:-1])) if node.v_threshold.ndim > 1 else node.v_threshold.size
+            per_token = node.v_threshold.ndim > 1
+            updates = channels * (tokens if per_token else 1) * T
+            rows.append(LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates))
+            continue
+        act = activity.nodes.get(name)
+        if act is None:
+            continue
+        kind = _input_kind(graph, preds, name)
+        if isinstance(node, nir.Conv1d):
+            c_out, c_in = node.weight.shape[:2]
+            dense, fan_out, label = c_in * c_out * tokens * T, c_out, "conv1d"
+        elif isinstance(node, (nir.Affine, nir.Linear)):
+            m, k = node.weight.shape
+            dense, fan_out, label = m * k * T, m, "affine"
+        elif isinstance(node, SBSpikeAttention):
+            dense = 2 * tokens * tokens * node.dim * T
+            rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0,
+                                   (act.qk_accumulates + act.av_accumulates) / n, 0.0))
+            continue
+        elif isinstance(node, SBTokenMean):
+            rows.append(LayerCount(name, "token-mean", kind, act.input_rate, 0.0, 0.0, act.input_elements / n, 0.0))
+            continue
+        else:
+            continue
+        if kind == "spike" or (kind == "integer" and residual == "accumulate"):
+            count = act.input_abs_sum if kind == "integer" else act.input_nonzeros
+            rows.append(LayerCount(name, label, kind, act.input_rate, dense, 0.0, count * fan_out / n, 0.0))
+        else:
+            rows.append(LayerCount(name, label, kind, act.input_rate, dense, dense, 0.0, 0.0))
+    return rows
+
+
+def teacher_macs(config: dict, lengths: list[int]) -> float:
+    """Mean MACs per sample of a BERT encoder classifier at the given sequence lengths.
+
+    Per layer: Q, K, V, O projections 4 n d^2; Q K^T and A V 2 n^2 d; FFN 2 n d d_ff.
+    Plus pooler d^2 and classifier d C. Embedding lookups, LayerNorm, softmax, GELU not counted.
+    """
+    d, d_ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    classes = config.get("num_labels", len(config.get("id2label", {})) or 2)
+    total = 0.0
+    for n in lengths:
+        total += layers * (4 * n * d * d + 2 * n * n * d + 2 * n * d * d_ff) + d * d + d * classes
+    return total / len(lengths)

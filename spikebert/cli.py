@@ -1,0 +1,225 @@
+"""Command line: ``spikebert <command>`` and ``spikebert-export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("spikebert")
+
+DEMO_STUDENT = {"dim": 256, "depth": 2, "heads": 8, "max_len": 64, "time_steps": 4}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="sst-2",
+                   help="task folder name under the data dir, a folder path, or an HF dataset name")
+    p.add_argument("--data-dir", default=None,
+                   help="root of the task folders (default: $SPIKEBERT_DATA_DIR or ../shared/data)")
+
+
+def cmd_demo(args) -> int:
+    from spikebert.pipeline import run_demo
+
+    s = run_demo(out_dir=Path(args.out), data_dir=args.data_dir, task=args.data, teacher=args.teacher,
+                 teacher_samples=args.teacher_samples, student_samples=args.student_samples, epochs=args.epochs,
+                 sim_sentences=args.sim_sentences, student=DEMO_STUDENT)
+    sim, en = s["simulation"], s["energy"]
+    print("\nspikebert demo: " + s["task"])
+    print(f"| {'stage':<28} | {'result':>28} |\n|{'-' * 30}|{'-' * 30}|")
+    rows = [
+        ("teacher dev accuracy", f"{s['teacher']['dev_accuracy']:.4f}"),
+        ("student dev accuracy (torch)", f"{s['student']['dev_accuracy']:.4f}"),
+        (f"Lava accuracy ({sim['sentences']} dev)", f"{sim['lava_accuracy']:.4f}"),
+        (f"teacher accuracy (same {sim['sentences']})", f"{sim['teacher_accuracy']:.4f}"),
+        ("Lava = torch fp64 predictions", f"{sim['agreement_lava_vs_torch_fp64']:.2%}"),
+        ("Lava = torch fp32 predictions", f"{sim['agreement_lava_vs_torch_fp32']:.2%}"),
+        ("student energy / sample", f"{en['student_mj']:.4f} mJ"),
+        ("teacher energy / sample", f"{en['teacher_mj']:.4f} mJ"),
+        ("student / teacher energy", f"{en['ratio']:.2%}"),
+        ("wall time", f"{s['timings']['total_s']:.0f} s"),
+    ]
+    for k, v in rows:
+        print(f"| {k:<28} | {v:>28} |")
+    print("\nartefacts:")
+    for k, v in s["artefacts"].items():
+        print(f"  {k:<12} {v}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from spikebert.pipeline import export_nir
+
+    if args.to != "nir":
+        raise SystemExit(f"spikebert-export: --to {args.to} is not built yet (issue #4); use --to nir")
+    out = Path(args.output) if args.output else Path(args.model).with_suffix(".nir")
+    export_nir(Path(args.model), out)
+    print(out)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import numpy as np
+
+    from converters.nir_ext import read_graph
+    from spikebert.data import load_split
+    from spikebert.pipeline import tokenize_for_graph
+
+    graph = read_graph(args.graph)
+    data = load_split(args.data, args.split, data_dir=args.data_dir)
+    n = len(data) if args.limit <= 0 else min(args.limit, len(data))
+    ids = tokenize_for_graph(graph, data.sentences[:n])
+    labels = np.array(data.labels[:n])
+    if args.backend == "lava":
+        from hardware.lava_runner import run_lava
+
+        run = run_lava(graph, ids, batch_size=args.batch_size)
+        logits, activity = run.logits, run.activity
+    else:
+        from hardware.reference import ReferenceExecutor
+
+        ex = ReferenceExecutor(graph)
+        logits = np.concatenate([ex.run(ids[i:i + args.batch_size]).logits for i in range(0, n, args.batch_size)])
+        activity = ex.activity
+    acc = float((logits.argmax(-1) == labels).mean())
+    if args.activity:
+        activity.to_json(args.activity)
+    print(json.dumps({"backend": args.backend, "sentences": n, "accuracy": acc}, indent=2))
+    return 0
+
+
+def cmd_energy(args) -> int:
+    from converters.nir_ext import read_graph
+    from energy.counting import count_operations, teacher_macs
+    from energy.profiles import get_profile
+    from energy.report import EnergyReport
+    from hardware.activity import Activity
+
+    graph = read_graph(args.graph)
+    activity = Activity.from_json(args.activity)
+    teacher_cfg = json.loads(Path(args.teacher_config).read_text())
+    lengths = [args.teacher_length] * activity.samples
+    report = EnergyReport(profile=get_profile(args.profile), residual_convention=args.residual,
+                          layers=count_operations(graph, activity, residual=args.residual),
+                          teacher_macs=teacher_macs(teacher_cfg, lengths), samples=activity.samples,
+                          time_steps=activity.time_steps, backend=activity.backend, extra={})
+    md, js = report.write(Path(args.out))
+    print(md.read_text())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
+    from spikebert.data import load_split
+
+    train = load_split(args.data, "train", data_dir=args.data_dir)
+    dev = load_split(args.data, "dev", data_dir=args.data_dir)
+    if args.stage == "teacher":
+        from spikebert.teacher import finetune_teacher
+
+        cfg = TeacherConfig.from_json(args.config) if args.config else TeacherConfig(model=args.teacher)
+        acc = finetune_teacher(cfg, train, dev, Path(args.out))
+        print(json.dumps({"teacher_dev_accuracy": acc, "out": args.out}))
+        return 0
+    if args.stage == "distill":
+        from spikebert.distill import distill
+        from spikebert.teacher import load_tokenizer
+
+        tok = load_tokenizer(args.teacher)
+        student = StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                num_classes=max(train.num_classes, dev.num_classes), **DEMO_STUDENT)
+        cfg = DistillConfig.from_json(args.config) if args.config else DistillConfig()
+        best = distill(student, cfg, teacher_dir=args.teacher, train=train, dev=dev,
+                       out_path=Path(args.out), task=args.data)
+        print(json.dumps(best))
+        return 0
+    raise SystemExit(f"spikebert train {args.stage}: stage 1 pre-training distillation is issue #3, not built yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spikebert", description="Spiking BERT students: train, export, simulate, energy")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="teacher -> student -> NIR -> Lava -> energy report, on real data")
+    _add_data_args(d)
+    d.add_argument("--teacher", default="minilm-offline", help="HF name or path of a BERT-family model")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--teacher-samples", type=int, default=6000)
+    d.add_argument("--student-samples", type=int, default=8000)
+    d.add_argument("--epochs", type=int, default=1)
+    d.add_argument("--sim-sentences", type=int, default=200)
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train teacher | distill")
+    t.add_argument("stage", choices=["teacher", "pretrain", "distill"])
+    _add_data_args(t)
+    t.add_argument("--teacher", default="minilm-offline", help="teacher to fine-tune, or the fine-tuned teacher dir")
+    t.add_argument("--config", default=None, help="JSON config for the stage")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export model.pt (same as spikebert-export)")
+    _add_export_args(e)
+
+    s = sub.add_parser("simulate", help="run a NIR graph on a dataset split")
+    s.add_argument("graph")
+    s.add_argument("--backend", choices=["lava", "reference"], default="lava")
+    _add_data_args(s)
+    s.add_argument("--split", default="dev", choices=["train", "dev"])
+    s.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--activity", default=None, help="write recorded activity JSON here")
+    s.set_defaults(func=cmd_simulate)
+
+    n = sub.add_parser("energy", help="energy report from a NIR graph and recorded activity")
+    n.add_argument("graph")
+    n.add_argument("--activity", required=True)
+    n.add_argument("--teacher-config", required=True, help="the teacher's config.json")
+    n.add_argument("--teacher-length", type=int, default=128, help="tokens per sample for the teacher count")
+    n.add_argument("--profile", default="45nm-fp32")
+    n.add_argument("--residual", choices=["mac", "accumulate"], default="mac")
+    n.add_argument("--out", default=".")
+    n.set_defaults(func=cmd_energy)
+    return p
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="student checkpoint (model.pt)")
+    p.add_argument("--to", choices=["nir", "onnx"], default="nir")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func=cmd_export)
+
+
+def _run(parser: argparse.ArgumentParser, argv) -> int:
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        log.error("%s", err)
+        return 2
+
+
+def main(argv=None) -> int:
+    return _run(build_parser(), argv)
+
+
+def export_main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="spikebert-export", description="Export a SpikeBERT student")
+    p.add_argument("-v", "--verbose", action="store_true")
+    _add_export_args(p)
+    return _run(p, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

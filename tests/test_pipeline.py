@@ -1,0 +1,68 @@
+"""One full tiny pipeline: teacher fine-tuning -> distillation -> NIR -> Lava -> energy report."""
+
+import json
+import random
+
+import pytest
+
+from spikebert.cli import export_main, main
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer("minilm-offline")
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    path = tmp_path / "tiny-bert"
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_task(tmp_path):
+    rng = random.Random(0)
+    good, bad = ["great", "fine", "lovely", "superb"], ["awful", "dull", "boring", "bad"]
+    folder = tmp_path / "data" / "toy"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 96), ("dev", 24)):
+        rows = []
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            rows.append(f"a {rng.choice(good if label else bad)} film\t{label}")
+        (folder / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return tmp_path / "data"
+
+
+def test_full_tiny_pipeline(tmp_path, tiny_teacher, tiny_task, monkeypatch, capsys):
+    import spikebert.cli as cli
+
+    monkeypatch.setattr(cli, "DEMO_STUDENT", {"dim": 16, "depth": 1, "heads": 2, "max_len": 8, "time_steps": 2})
+    out = tmp_path / "run"
+    rc = main(["demo", "--data", "toy", "--data-dir", str(tiny_task), "--teacher", tiny_teacher,
+               "--out", str(out), "--teacher-samples", "64", "--student-samples", "96", "--sim-sentences", "24"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    sim = summary["simulation"]
+    assert sim["sentences"] == 24
+    assert sim["agreement_lava_vs_torch_fp64"] == 1.0
+    assert sim["max_abs_logit_diff_vs_fp64"] < 1e-9
+    report = json.loads((out / "energy_report.json").read_text())
+    assert report["teacher"]["energy_mj"] > 0 and report["student"]["energy_mj"] > 0
+    assert report["energy_ratio_student_over_teacher"] == pytest.approx(summary["energy"]["ratio"])
+    assert "Student / teacher energy" in (out / "energy_report.md").read_text()
+    assert "student / teacher energy" in capsys.readouterr().out
+
+    # the console entry point exports the same checkpoint again
+    assert export_main(["--to", "nir", str(out / "model.pt"), "-o", str(tmp_path / "again.nir")]) == 0
+    assert (tmp_path / "again.nir").stat().st_size > 0
+
+
+def test_cli_errors_are_clear(tmp_path, caplog):
+    assert export_main([str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in caplog.text
+    assert main(["simulate", str(tmp_path / "none.nir")]) == 2
