@@ -34,8 +34,26 @@ class LavaRun:
         return self.step_outputs.mean(axis=0)
 
 
+def prepare_lava() -> None:
+    """Import Lava's runtime before anything fixes the multiprocessing start method.
+
+    Lava calls ``multiprocessing.set_start_method("fork")`` on import, which raises once the default
+    context is in use (tqdm's lock, a DataLoader, ...). Entry points that will run Lava call this first.
+    """
+    import multiprocessing as mp
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    if mp.get_start_method(allow_none=True) is not None:
+        raise RuntimeError("the multiprocessing start method is already set; call hardware.lava_runner."
+                           "prepare_lava() at program start, before tqdm, torch data loaders or Lava run")
+    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+
+
 def run_lava(graph: nir.NIRGraph, ids: np.ndarray, *, batch_size: int = 64, progress: bool = True) -> LavaRun:
     """Simulate ``ids`` (N, L) through ``graph`` in Lava; returns per-step outputs and activity."""
+    prepare_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 

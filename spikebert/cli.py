@@ -10,6 +10,7 @@ from pathlib import Path
 
 log = logging.getLogger("spikebert")
 
+LAVA_COMMANDS = ("demo", "simulate")
 DEMO_STUDENT = {"dim": 256, "depth": 2, "heads": 8, "max_len": 64, "time_steps": 4}
 
 
@@ -203,6 +204,10 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
 def _run(parser: argparse.ArgumentParser, argv) -> int:
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False))
+    if getattr(args, "command", None) in LAVA_COMMANDS:
+        from hardware.lava_runner import prepare_lava
+
+        prepare_lava()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as err:

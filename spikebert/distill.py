@@ -92,7 +92,8 @@ def distill_loss(
         (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[-1]) for s, t in zip(student_feats, teacher_feats)
     )
     total = cfg.w_ce * ce + cfg.w_kd * kd + cfg.w_feat * feat
-    return total, {"ce": ce.item(), "kd": kd.item(), "feat": float(feat), "loss": total.item()}
+    parts = {"ce": ce, "kd": kd, "feat": feat, "loss": total}
+    return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
 
 
 @torch.no_grad()

@@ -3,6 +3,10 @@ import os
 import pytest
 import torch
 
+from hardware.lava_runner import prepare_lava
+
+prepare_lava()  # Lava must fix the multiprocessing start method before tqdm or torch use it
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
