@@ -1,0 +1,50 @@
+"""Benchmark: the demo chain on SST-2 (teacher, student, NIR, Lava, energy), wall times and figures.
+
+Writes benchmarks/results/demo_pipeline.json with the exact command, machine and date.
+Run with `make bench` (or `.venv/bin/python benchmarks/demo_pipeline.py [--out runs/bench]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from hardware.lava_runner import prepare_lava
+
+prepare_lava()
+
+from spikebert.cli import DEMO_STUDENT, _setup_logging  # noqa: E402
+from spikebert.io import atomic_write_text  # noqa: E402
+from spikebert.pipeline import run_demo  # noqa: E402
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--data-dir", default=None)
+    args = p.parse_args()
+    _setup_logging(False)
+    summary = run_demo(out_dir=Path(args.out), data_dir=args.data_dir, task="sst-2", teacher="minilm-offline",
+                       teacher_samples=6000, student_samples=8000, epochs=1, sim_sentences=200,
+                       student=DEMO_STUDENT)
+    result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
+              "machine": machine(), "summary": summary}
+    out = Path(__file__).parent / "results" / "demo_pipeline.json"
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
