@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -87,7 +90,20 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, o
         log.info("teacher epoch %d: dev accuracy %.4f", epoch + 1, acc)
         if acc > best:
             best = acc
-            model.save_pretrained(out_dir)
-            tokenizer.save_pretrained(out_dir)
+            _save_atomically(model, tokenizer, Path(out_dir))
     cfg.to_json(Path(out_dir) / "teacher_config.json")
     return best
+
+
+def _save_atomically(model, tokenizer, out_dir: Path) -> None:
+    """save_pretrained into a sibling temporary folder, then swap it in: never a half-written teacher."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
