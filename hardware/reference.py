@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 
 import nir
 import numpy as np
@@ -131,19 +130,16 @@ class ReferenceExecutor:
         self.activity.real_tokens += float(enc.mask.sum()) if enc.mask is not None else float(ids.size)
         state: dict[str, np.ndarray] = {}
         steps, recorded = [], {n: [] for n in record}
+        compute_nodes = self.order[self.order.index(enc.first_node) + 1:]  # after the host encoder
         for _ in range(self.time_steps):
             out = {enc.first_node: enc.spikes}
-            for name in self._compute_nodes(enc.first_node):
+            for name in compute_nodes:
                 x = sum(out[p] for p in self.preds[name])
                 out[name] = self._step(name, x, state, enc.mask)
             steps.append(out[self.output])
             for n in record:
                 recorded[n].append(out[n])
         return RunResult(np.stack(steps), {n: np.stack(v) for n, v in recorded.items()})
-
-    def _compute_nodes(self, first: str) -> Iterator[str]:
-        start = self.order.index(first)
-        return iter(self.order[start + 1:])
 
     def _step(self, name: str, x: np.ndarray, state: dict, mask: np.ndarray | None) -> np.ndarray:
         node = self.graph.nodes[name]

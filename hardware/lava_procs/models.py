@@ -56,13 +56,17 @@ class _SynapseModel(PyLoihiProcessModel):
         raise NotImplementedError
 
 
-@implements(proc=TokenDense, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyTokenDenseModel(_SynapseModel):
+class _WeightedSynapseModel(_SynapseModel):
+    """Template for Processes that carry ``weight`` and ``bias`` Vars."""
+
     weight: np.ndarray = LavaPyType(np.ndarray, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
 
+
+@implements(proc=TokenDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyTokenDenseModel(_WeightedSynapseModel):
     def compute(self, x, mask):
         return kernels.token_linear(x, self.weight, self.bias)
 
@@ -70,10 +74,7 @@ class PyTokenDenseModel(_SynapseModel):
 @implements(proc=BatchDense, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyBatchDenseModel(_SynapseModel):
-    weight: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-
+class PyBatchDenseModel(_WeightedSynapseModel):
     def compute(self, x, mask):
         return kernels.affine(x, self.weight, self.bias)
 
@@ -81,10 +82,7 @@ class PyBatchDenseModel(_SynapseModel):
 @implements(proc=LayerNorm, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyLayerNormModel(_SynapseModel):
-    weight: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-
+class PyLayerNormModel(_WeightedSynapseModel):
     def compute(self, x, mask):
         return kernels.layer_norm(x, self.weight, self.bias, groups=self.proc_params["groups"],
                                   eps=self.proc_params["eps"])
