@@ -118,6 +118,20 @@ def cmd_energy(args) -> int:
     return 0
 
 
+def _stage_config(cls, args, **defaults):
+    """A stage config from ``--config`` JSON (or the defaults), then ``--set key=value`` overrides."""
+    data = cls.from_json(args.config).to_dict() if args.config else cls(**defaults).to_dict()
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            data[key] = value  # a bare string
+    return cls.from_dict(data)
+
+
 def cmd_train(args) -> int:
     from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
     from spikebert.data import load_split
@@ -127,9 +141,10 @@ def cmd_train(args) -> int:
     if args.stage == "teacher":
         from spikebert.teacher import finetune_teacher
 
-        cfg = TeacherConfig.from_json(args.config) if args.config else TeacherConfig(model=args.teacher)
-        acc = finetune_teacher(cfg, train, dev, Path(args.out))
-        print(json.dumps({"teacher_dev_accuracy": acc, "out": args.out}))
+        cfg = _stage_config(TeacherConfig, args, model=args.teacher)
+        acc = finetune_teacher(cfg, train, dev, Path(args.out), resume=not args.no_resume,
+                               stop_after_minutes=args.stop_after_minutes)
+        print(json.dumps({"teacher_dev_accuracy": acc, "model": str(Path(args.out) / "model")}))
         return 0
     if args.stage == "distill":
         from spikebert.distill import distill
@@ -166,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--teacher", default="minilm-offline", help="teacher to fine-tune, or the fine-tuned teacher dir")
     t.add_argument("--config", default=None, help="JSON config for the stage")
-    t.add_argument("--out", required=True)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one config field (JSON value), e.g. --set epochs=3; repeatable")
+    t.add_argument("--out", required=True, help="run folder: state.pt, metrics.jsonl and the trained model")
+    t.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds a state")
+    t.add_argument("--stop-after-minutes", type=float, default=0.0,
+                   help="save the state and stop after this long; run again to resume (0 = no limit)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="export model.pt (same as spikebert-export)")
@@ -202,6 +222,8 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, argv) -> int:
+    from spikebert.engine import Interrupted
+
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False))
     if getattr(args, "command", None) in LAVA_COMMANDS:
@@ -213,6 +235,9 @@ def _run(parser: argparse.ArgumentParser, argv) -> int:
     except (FileNotFoundError, ValueError, TypeError) as err:
         log.error("%s", err)
         return 2
+    except Interrupted as err:
+        log.warning("%s", err)
+        return 3
 
 
 def main(argv=None) -> int:

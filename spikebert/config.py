@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="ConfigBase")
+Precision = typing.Literal["no", "fp16", "bf16"]  # accelerate's mixed_precision
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -120,12 +121,13 @@ class TeacherConfig(ConfigBase):
 
     model: str = "minilm-offline"  # resolved by spikebert.teacher.resolve_teacher_name
     max_len: int = 64
-    train_samples: int = 8000  # 0 = the whole train split
-    epochs: int = 1
+    train_samples: int = 0  # 0 = the whole train split
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    mixed_precision: Precision = "no"
     seed: int = 42
 
 

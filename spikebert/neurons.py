@@ -1,4 +1,4 @@
-"""Spiking neurons for the student, built on snnTorch.
+"""Spiking neurons for the student: one pure LIF step, one time loop, one fused BPTT for training.
 
 The official SpikeBERT uses SpikingJelly's ``LIFNode(tau, decay_input=True, v_reset=0)``:
 
@@ -6,19 +6,34 @@ The official SpikeBERT uses SpikingJelly's ``LIFNode(tau, decay_input=True, v_re
     S[t] = H(V[t] - theta)                             (eq. N2, fire; H(x) = 1 for x > 0)
     V[t] = 0 where S[t] = 1                            (eq. N3, hard reset to zero)
 
-snnTorch's ``Leaky(beta, reset_mechanism="zero")`` computes ``U[t] = beta * U[t-1] + I[t]`` with the
-reset applied to the previous membrane (``reset_delay``), which gives the same spike trains. So
-``beta = 1 - dt/tau`` and the input is multiplied by the gain ``g = dt/tau`` (``dt = 1``) before it
-reaches the neuron. This is exactly NIR's ``LIF`` under forward Euler with ``dt = 1``, ``r = 1``.
-One deviation: SpikingJelly fires at ``V >= theta``; snnTorch, NIR and Lava at ``V > theta``.
-We use the strict form everywhere so every backend agrees bit for bit.
+In the backward pass dH/dx is replaced by the ATan surrogate of SpikingJelly and snnTorch,
+
+    H'(x) ~ alpha / (2 (1 + (pi/2 alpha x)^2))        (eq. N4, snnTorch ``surrogate.atan(alpha)``)
+
+and the reset of eq. N3 is detached: no gradient flows through S[t] into V[t+1].
+
+The state carried between steps is the membrane *before* the reset, U[t]; the reset of step t-1 is
+applied at the start of step t. Eqs. N1-N3 then read, with ``beta = 1 - dt/tau``, ``gain = dt/tau``:
+
+    U[t] = beta * U[t-1] * (1 - S[t-1]) + gain * X[t],    S[t] = H(U[t] - theta)
+
+which is exactly snnTorch's ``Leaky(beta, threshold, reset_mechanism="zero")`` (reset_delay) driven
+with ``gain * X``: the tests hold this module to snnTorch spike for spike and gradient for gradient.
+It is also NIR's ``LIF`` under forward Euler with ``dt = 1``, ``r = 1``. One deviation: SpikingJelly
+fires at ``V >= theta``; snnTorch, NIR and Lava at ``V > theta``. We use the strict form everywhere
+so every backend agrees bit for bit.
+
+:func:`lif_step` is the maths; :func:`lif_scan` is the time loop, written once. Training runs the
+loop inside one autograd node (:class:`FusedLIF`: forward without a graph, hand-written BPTT
+backward) instead of a dozen autograd nodes per step.
 """
 
 from __future__ import annotations
 
-import snntorch as snn
+import math
+from collections.abc import Callable
+
 import torch
-from snntorch import surrogate
 from torch import nn
 
 DT = 1.0  # one time step of the discrete-time network; recorded in every exported NIR graph
@@ -29,44 +44,148 @@ def lif_coefficients(tau: float, dt: float = DT) -> tuple[float, float]:
     return 1.0 - dt / tau, dt / tau
 
 
+def membrane_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Membranes integrate in float32 at least: half-precision inputs (autocast) are upcast."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """Eq. N2 without a gradient: 1 where x > 0, else 0, in x's dtype."""
+    return (x > 0).to(x.dtype)
+
+
+def atan_surrogate_grad(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. N4. Written as snnTorch's ``ATan.backward`` writes it, so the two agree to the last bit."""
+    return alpha / 2 / (1 + (math.pi / 2 * alpha * x).pow_(2))
+
+
+class ATanHeaviside(torch.autograd.Function):
+    """z = H(x) (eq. N2) forward, eq. N4 backward; keeps x's dtype (snnTorch's returns float32)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return heaviside(x)
+
+    @staticmethod
+    def backward(ctx, grad_z: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return atan_surrogate_grad(x, ctx.alpha) * grad_z, None
+
+
+def lif_step(
+    x_t: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    beta: float,
+    gain: float,
+    threshold: float,
+    spike: Callable[[torch.Tensor], torch.Tensor] = heaviside,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of eqs. N1-N3: (X[t], U[t-1]) -> (S[t], U[t]), U the membrane before its reset.
+
+    ``spike`` is H applied to U - theta: :func:`heaviside`, or an autograd function with a surrogate.
+    The reset mask comes from a comparison, so it carries no gradient (the detached reset).
+    """
+    u = beta * torch.where(u > threshold, 0.0, u) + gain * x_t
+    return spike(u - threshold), u
+
+
+def lif_scan(
+    x: torch.Tensor,
+    *,
+    beta: float,
+    gain: float,
+    threshold: float,
+    spike: Callable[[torch.Tensor], torch.Tensor] = heaviside,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The time loop: run :func:`lif_step` from U[-1] = 0 over x (T, ...) -> (spikes, U), both (T, ...)."""
+    u = torch.zeros_like(x[0])
+    spikes, membranes = [], []
+    for x_t in x:
+        z, u = lif_step(x_t, u, beta=beta, gain=gain, threshold=threshold, spike=spike)
+        spikes.append(z)
+        membranes.append(u)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+class FusedLIF(torch.autograd.Function):
+    """:func:`lif_scan` over all T steps as a single autograd node.
+
+    Forward runs the loop without a graph and saves only the membranes U (T, ...). Backward is
+    BPTT through eqs. N1-N4 with the reset detached, from the last step to the first:
+
+        dL/dU[t] = dL/dS[t] * H'(U[t] - theta) + beta * (1 - S[t]) * dL/dU[t+1]
+        dL/dX[t] = gain * dL/dU[t]
+
+    Membranes are float32 for half-precision inputs; spikes and gradients come back in x's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float, gain: float, threshold: float, alpha: float) -> torch.Tensor:
+        spikes, membranes = lif_scan(x.to(membrane_dtype(x.dtype)), beta=beta, gain=gain, threshold=threshold)
+        ctx.save_for_backward(membranes)
+        ctx.beta, ctx.gain, ctx.threshold, ctx.alpha = beta, gain, threshold, alpha
+        return spikes.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor):
+        (u,) = ctx.saved_tensors  # (T, ...)
+        # dL/dU, filled in place: first the spike terms of every step, then the recurrence.
+        grad_u = atan_surrogate_grad(u - ctx.threshold, ctx.alpha).mul_(grad_spikes.to(u.dtype))
+        for t in range(u.shape[0] - 2, -1, -1):
+            grad_u[t] += torch.where(u[t] > ctx.threshold, 0.0, grad_u[t + 1] * ctx.beta)
+        return grad_u.mul_(ctx.gain).to(grad_spikes.dtype), None, None, None, None
+
+
 class LIF(nn.Module):
-    """A population of LIF neurons (eqs. N1-N3) run over the leading time axis.
+    """A population of LIF neurons (eqs. N1-N4) run over the leading time axis.
 
     Parameters: ``tau`` membrane time constant in steps, ``threshold`` firing threshold,
-    ``surrogate_alpha`` slope of the ATan surrogate gradient.
+    ``surrogate_alpha`` slope of the ATan surrogate gradient (eq. N4).
     """
 
     def __init__(self, *, tau: float, threshold: float, surrogate_alpha: float) -> None:
         super().__init__()
         self.tau = float(tau)
         self.threshold = float(threshold)
-        beta, self.input_gain = lif_coefficients(self.tau)
-        self.neuron = snn.Leaky(
-            beta=beta,
-            threshold=threshold,
-            spike_grad=surrogate.atan(alpha=surrogate_alpha),
-            reset_mechanism="zero",
-        )
+        self.surrogate_alpha = float(surrogate_alpha)
+        self.beta, self.input_gain = lif_coefficients(self.tau)
+        self._register_load_state_dict_pre_hook(_drop_snntorch_buffers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (T, ...) input currents -> (T, ...) binary spikes."""
-        mem = torch.zeros_like(x[0])
-        spikes = []
-        for x_t in x:
-            spk, mem = self.neuron(x_t * self.input_gain, mem)
-            spikes.append(spk.to(x.dtype))  # snnTorch's surrogate returns float32
-        return torch.stack(spikes)
+        """x: (T, ...) input currents -> (T, ...) binary spikes in x's dtype."""
+        return FusedLIF.apply(x, self.beta, self.input_gain, self.threshold, self.surrogate_alpha)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, threshold={self.threshold}, surrogate_alpha={self.surrogate_alpha}"
+
+
+# Buffers of the snnTorch ``Leaky`` that LIF held as ``.neuron`` before the fused rewrite. They are
+# all derived from the config, so checkpoints that still carry them load; values must agree.
+_SNNTORCH_BUFFERS = ("beta", "threshold", "graded_spikes_factor", "reset_mechanism_val")
+
+
+def _drop_snntorch_buffers(module: LIF, state_dict: dict, prefix: str, *args) -> None:
+    expected = {"beta": module.beta, "threshold": module.threshold, "graded_spikes_factor": 1.0,
+                "reset_mechanism_val": 1.0}  # snnTorch's code for reset_mechanism="zero"
+    for name in _SNNTORCH_BUFFERS:
+        value = state_dict.pop(f"{prefix}neuron.{name}", None)
+        if value is not None and not math.isclose(float(value), expected[name], rel_tol=1e-6):
+            raise ValueError(f"{prefix}neuron.{name}={float(value)!r} in the checkpoint disagrees with the "
+                             f"config ({expected[name]!r}); rebuild the model from the checkpoint's own config")
 
 
 class HeavisideEncoder(nn.Module):
-    """Binary spikes from real values, ``z = H(x)``, with the ATan surrogate in the backward pass.
+    """Binary spikes from real values, ``z = H(x)`` (eq. N2), with the ATan surrogate (eq. N4) backward.
 
     The official model applies this to the token embedding (no membrane, same value every step).
     """
 
     def __init__(self, *, surrogate_alpha: float) -> None:
         super().__init__()
-        self.spike = surrogate.atan(alpha=surrogate_alpha)
+        self.surrogate_alpha = float(surrogate_alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spike(x).to(x.dtype)  # snnTorch's surrogate returns float32
+        return ATanHeaviside.apply(x, self.surrogate_alpha)

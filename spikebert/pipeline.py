@@ -72,8 +72,8 @@ def run_demo(*, out_dir: Path, data_dir: str | None, task: str, teacher: str, te
     # 1. teacher
     t0 = time.perf_counter()
     tcfg = TeacherConfig(model=teacher, train_samples=teacher_samples, epochs=1)
-    teacher_dir = out_dir / "teacher"
-    teacher_dev = finetune_teacher(tcfg, train, dev, teacher_dir)
+    teacher_dev = finetune_teacher(tcfg, train, dev, out_dir / "teacher")
+    teacher_dir = out_dir / "teacher" / "model"
     timings["teacher_s"] = time.perf_counter() - t0
     log.info("teacher dev accuracy %.4f (%.0f s)", teacher_dev, timings["teacher_s"])
 

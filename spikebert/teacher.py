@@ -55,44 +55,51 @@ def load_teacher(name: str, *, num_labels: int | None = None):
 @torch.no_grad()
 def evaluate_teacher(model, batcher: Batcher, data: TextDataset, *, batch_size: int = 64) -> float:
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for batch in DataLoader(range(len(data)), batch_size=batch_size):
         enc, labels = batcher(data, batch)
-        correct += (model(**enc).logits.argmax(-1) == labels).sum().item()
+        logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
+        correct += (logits.argmax(-1).cpu() == labels).sum().item()
     return correct / len(data)
 
 
-def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, out_dir: Path) -> float:
-    """Fine-tune with dropout on, evaluate on dev after each epoch, keep the best. Returns dev acc."""
-    from transformers import get_linear_schedule_with_warmup
+def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, run_dir: Path, *,
+                     resume: bool = True, stop_after_minutes: float = 0.0) -> float:
+    """Fine-tune with dropout on in every epoch, select on dev; the best model goes to ``run_dir/model``.
 
+    Resumable (``run_dir/state.pt``), metrics in ``run_dir/metrics.jsonl``. Returns the best dev accuracy.
+    """
+    from spikebert.engine import LoopConfig, Trainer
+
+    run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = load_teacher(cfg.model, num_labels=max(train.num_classes, dev.num_classes))
     batcher = Batcher(tokenizer, max_len=cfg.max_len)
     train = train.subset(cfg.train_samples, seed=cfg.seed)
-    loader = DataLoader(range(len(train)), batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * len(loader)
-    sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total), total)
-    best = -1.0
-    for epoch in range(cfg.epochs):
-        model.train()  # dropout stays on every epoch (the official script turns it off after epoch 1)
-        for batch in tqdm(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", leave=False):
-            enc, labels = batcher(train, batch)
-            loss = torch.nn.functional.cross_entropy(model(**enc).logits, labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        acc = evaluate_teacher(model, batcher, dev)
-        log.info("teacher epoch %d: dev accuracy %.4f", epoch + 1, acc)
-        if acc > best:
-            best = acc
-            _save_atomically(model, tokenizer, Path(out_dir))
-    cfg.to_json(Path(out_dir) / "teacher_config.json")
-    return best
+    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      seed=cfg.seed, schedule="linear", warmup_ratio=cfg.warmup_ratio, max_grad_norm=1.0,
+                      mixed_precision=cfg.mixed_precision)
+    trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(train), desc="teacher",
+                      fingerprint={"teacher": cfg.to_dict(), "train": train.name, "n": len(train)}, resume=resume)
+    cfg.to_json(run_dir / "teacher_config.json")
+
+    def step(m, idx):
+        enc, labels = batcher(train, idx)
+        enc, labels = {k: v.to(trainer.acc.device) for k, v in enc.items()}, labels.to(trainer.acc.device)
+        loss = torch.nn.functional.cross_entropy(m(**enc).logits, labels)
+        return loss, {"loss": float(loss.detach())}
+
+    def evaluate(m):
+        acc = evaluate_teacher(m, batcher, dev)
+        return {"metric": acc, "dev_accuracy": acc}
+
+    def save_best(m, metrics):
+        _save_atomically(m, tokenizer, run_dir / "model")
+
+    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes)
+    return state.best_metric
 
 
 def _save_atomically(model, tokenizer, out_dir: Path) -> None:

@@ -1,0 +1,234 @@
+"""One resumable, seeded training loop for every stage (teacher, pre-training, task distillation).
+
+Built on HF ``accelerate``: one process on CPU here; ``accelerate launch`` gives multi-GPU DDP and
+``mixed_precision`` fp16/bf16 for users with GPUs. The loop is deterministic given the seed:
+
+- epoch ``e`` visits the examples in ``randperm(n, seed * 1000 + e)``, cut into batches; with
+  several processes, batch ``j`` goes to process ``j % world_size``;
+- the state file (``state.pt``: weights, optimizer, scheduler, RNG, position in the epoch) is
+  written atomically every ``checkpoint_every`` steps and after each epoch, and holds only
+  tensors and plain values, so it loads with ``weights_only=True``;
+- resuming restores all of it and skips the batches already done, so an interrupted run ends
+  with the same weights as an uninterrupted one;
+- metrics go to ``metrics.jsonl``, one JSON object per line; on resume, lines written after the
+  saved step are dropped so the log matches the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from spikebert.io import atomic_write_text, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "spikebert-train-state/1"
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    """What the loop needs from a stage config."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    schedule: str = "cosine"  # "cosine" (to 0, per step) or "linear" (warm-up, then linear decay)
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 0.0  # 0 = no clipping
+    mixed_precision: str = "no"  # accelerate: "no" | "fp16" | "bf16"
+    checkpoint_every: int = 200  # steps; 0 = only at epoch ends
+    log_every: int = 20
+
+
+@dataclasses.dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches completed in the current epoch (this process)
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+
+
+StepFn = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+BestFn = Callable[[nn.Module, dict[str, float]], None]
+
+
+class Interrupted(RuntimeError):
+    """Raised when a run stops early on purpose (``stop_after_steps``/``stop_after_minutes``)."""
+
+
+def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+    """Index batches of one epoch for one process: a seeded permutation cut into batches."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    batches = list(order.split(batch_size))
+    per_rank = len(batches) // world if world > 1 else len(batches)  # equal step counts under DDP
+    return batches[rank::world][:per_rank]
+
+
+def _schedule(kind: str, total: int, warmup: int) -> Callable[[int], float]:
+    if kind == "cosine":
+        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / max(total, 1)))
+    if kind == "linear":
+        return lambda s: s / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
+    raise ValueError(f"unknown schedule {kind!r}; use 'cosine' or 'linear'")
+
+
+class Trainer:
+    """Runs ``step_fn`` over seeded batches of ``n_examples`` indices, with eval after each epoch.
+
+    ``model`` holds every trained parameter (wrap several modules in an ``nn.ModuleDict``).
+    ``fingerprint`` identifies the run (configs, data size): resuming a different run is refused.
+    """
+
+    def __init__(self, *, run_dir: Path, model: nn.Module, cfg: LoopConfig, n_examples: int,
+                 fingerprint: dict[str, Any], desc: str, resume: bool = True) -> None:
+        from accelerate import Accelerator
+
+        if n_examples < 1:
+            raise ValueError(f"{desc}: no training examples")
+        self.run_dir, self.cfg, self.n, self.desc = Path(run_dir), cfg, n_examples, desc
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        self.raw_model = model
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.steps_per_epoch = len(epoch_batches(n_examples, batch_size=cfg.batch_size, seed=cfg.seed, epoch=0,
+                                                 rank=self.acc.process_index, world=self.acc.num_processes))
+        total = cfg.epochs * self.steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, total, math.ceil(cfg.warmup_ratio * total)))
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.sched = sched
+        self.state = LoopState()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (self.run_dir / STATE_FILE).is_file():
+            self._load_state()
+        elif (self.run_dir / STATE_FILE).is_file():
+            log.warning("%s: starting over; the state in %s will be overwritten", desc, self.run_dir)
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        if not self.acc.is_main_process:
+            return
+        payload = {
+            "format": STATE_FORMAT,
+            "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
+            "model": self.acc.unwrap_model(self.model).state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "loop": dataclasses.asdict(self.state),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        save_checkpoint(self.run_dir / STATE_FILE, payload)
+
+    def _load_state(self) -> None:
+        path = self.run_dir / STATE_FILE
+        payload = load_checkpoint(path, expected_format=STATE_FORMAT)
+        if payload["fingerprint"] != json.dumps(self.fingerprint, sort_keys=True):
+            raise ValueError(
+                f"{path} belongs to a different run (its configs or data differ from this one); "
+                "pass another output folder, or --no-resume to start over in this one"
+            )
+        try:
+            self.acc.unwrap_model(self.model).load_state_dict(payload["model"], strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: saved weights do not match the model: {err}") from err
+        self.opt.load_state_dict(payload["optimizer"])
+        self.sched.load_state_dict(payload["scheduler"])
+        self.state = LoopState(**payload["loop"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self._truncate_metrics()
+        log.info("%s: resumed at epoch %d, step %d (global step %d)", self.desc, self.state.epoch + 1,
+                 self.state.step_in_epoch, self.state.global_step)
+
+    def _truncate_metrics(self) -> None:
+        path = self.run_dir / METRICS_FILE
+        if not path.is_file() or not self.acc.is_main_process:
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("global_step", 0) <= self.state.global_step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        if self.acc.is_main_process:
+            with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"global_step": self.state.global_step, **record}) + "\n")
+
+    # -- loop ----------------------------------------------------------------------------------
+    def fit(self, step_fn: StepFn, eval_fn: EvalFn, on_best: BestFn, *, stop_after_steps: int = 0,
+            stop_after_minutes: float = 0.0) -> LoopState:
+        """Train to the end (or to a stop limit, raising ``Interrupted`` after saving the state)."""
+        cfg, st = self.cfg, self.state
+        t_start, steps_this_run = time.monotonic(), 0
+        while st.epoch < cfg.epochs:
+            batches = epoch_batches(self.n, batch_size=cfg.batch_size, seed=cfg.seed, epoch=st.epoch,
+                                    rank=self.acc.process_index, world=self.acc.num_processes)
+            self.model.train()
+            bar = tqdm(batches, desc=f"{self.desc} epoch {st.epoch + 1}/{cfg.epochs}", initial=st.step_in_epoch,
+                       total=len(batches), disable=not self.acc.is_local_main_process, leave=False)
+            t_log = time.monotonic()
+            for idx in batches[st.step_in_epoch:]:
+                with self.acc.autocast():
+                    loss, parts = step_fn(self.model, idx)
+                self.opt.zero_grad(set_to_none=True)
+                self.acc.backward(loss)
+                if cfg.max_grad_norm > 0:
+                    self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+                self.sched.step()
+                st.step_in_epoch += 1
+                st.global_step += 1
+                steps_this_run += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+                if st.global_step % cfg.log_every == 0:
+                    now = time.monotonic()
+                    self.log_metrics({"epoch": st.epoch + 1, "step_in_epoch": st.step_in_epoch,
+                                      "lr": self.sched.get_last_lr()[0], **parts,
+                                      "s_per_step": (now - t_log) / cfg.log_every})
+                    t_log = now
+                if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
+                    self._save_state()
+                out_of_time = stop_after_minutes and time.monotonic() - t_start > 60 * stop_after_minutes
+                if (stop_after_steps and steps_this_run >= stop_after_steps) or out_of_time:
+                    bar.close()
+                    self._save_state()
+                    raise Interrupted(f"{self.desc}: stopped at global step {st.global_step}; "
+                                      f"run the same command again to resume from {self.run_dir}")
+            bar.close()
+            metrics = eval_fn(self.acc.unwrap_model(self.model))
+            st.epoch += 1
+            st.step_in_epoch = 0
+            improved = metrics["metric"] > st.best_metric
+            if improved:
+                st.best_metric, st.best_epoch = metrics["metric"], st.epoch
+                if self.acc.is_main_process:
+                    on_best(self.acc.unwrap_model(self.model), metrics)
+            self.log_metrics({"epoch": st.epoch, "eval": metrics, "best": improved})
+            log.info("%s epoch %d/%d: %s%s", self.desc, st.epoch, cfg.epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), " (best)" if improved else "")
+            self._save_state()
+        return st
