@@ -21,21 +21,29 @@ EXTENSION_VERSION = "1"
 
 @dataclasses.dataclass(eq=False)
 class SBTokenEmbedding(nir.NIRNode):
-    """Token lookup, the host-side encoder: ids (L,) -> E[ids]^T of shape (D, L).
+    """Token (+ position) lookup, the host-side encoder: ids (L,) -> (E[ids] + P)^T of shape (D, L).
 
-    ``weight``: (V, D) embedding table. Position ``l`` is padding iff ``ids[l] == pad_token_id``.
-    The output is real-valued; a following ``Threshold`` turns it into spikes.
+    ``weight``: (V, D) embedding table; ``position_weight``: (max_len, D) learned position table,
+    all zeros for students without positions (the paper's). Position ``l`` is padding iff
+    ``ids[l] == pad_token_id``. The output is real-valued; a following ``Threshold`` turns it into spikes.
     """
 
     weight: np.ndarray
     max_len: int
     pad_token_id: int
+    position_weight: np.ndarray | None = None
 
     def __post_init__(self):
         self.weight = np.asarray(self.weight)
         if self.weight.ndim != 2:
             raise ValueError(f"SBTokenEmbedding.weight must be (vocab, dim), got shape {self.weight.shape}")
         self.max_len, self.pad_token_id = int(self.max_len), int(self.pad_token_id)
+        if self.position_weight is None:
+            self.position_weight = np.zeros((self.max_len, self.weight.shape[1]))
+        self.position_weight = np.asarray(self.position_weight)
+        if self.position_weight.shape != (self.max_len, self.weight.shape[1]):
+            raise ValueError(f"SBTokenEmbedding.position_weight must be (max_len, dim) = "
+                             f"{(self.max_len, self.weight.shape[1])}, got {self.position_weight.shape}")
         self.input_type = {"input": np.array([self.max_len])}
         self.output_type = {"output": np.array([self.weight.shape[1], self.max_len])}
 

@@ -23,7 +23,7 @@ from converters.nir_ext import (
     SBTokenEmbedding,
     SBTokenMean,
 )
-from spikebert.model import GroupLayerNorm, SpikeAttention, SpikeBERT, TokenMean
+from spikebert.model import GroupLayerNorm, SpikeAttention, SpikeBERT, TokenBatchNorm, TokenMean
 from spikebert.neurons import DT, LIF, HeavisideEncoder
 
 
@@ -36,6 +36,15 @@ def _linear(m: nn.Linear, *, tokens: int) -> nir.NIRNode:
     bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_features)
     return nir.Conv1d(input_shape=tokens, weight=_np(m.weight)[:, :, None], stride=1, padding=0,
                       dilation=1, groups=1, bias=bias)
+
+
+def _linear_with_norm(linear: nn.Linear, norm: TokenBatchNorm, *, tokens: int) -> nir.NIRNode:
+    """Linear followed by an inference-mode batch norm ``y = a * x + c``, folded into one Linear:
+    ``W' = diag(a) W``, ``b' = a * b + c``."""
+    a, c = (_np(t) for t in norm.affine())
+    w = _np(linear.weight) * a[:, None]
+    b = a * (_np(linear.bias) if linear.bias is not None else 0.0) + c
+    return nir.Conv1d(input_shape=tokens, weight=w[:, :, None], stride=1, padding=0, dilation=1, groups=1, bias=b)
 
 
 def _lif(m: LIF, *, channels: int, tokens: int) -> nir.NIRNode:
@@ -90,6 +99,14 @@ class _GraphBuilder:
             )
         return self.add(name, mapper(module, channels=channels, tokens=self.tokens), sources)
 
+    def linear_norm(self, name: str, linear: nn.Linear, norm: nn.Module, sources: list[str], *,
+                    channels: int) -> str:
+        """Linear -> norm: two nodes for LayerNorm, one folded Conv1d for batch norm."""
+        if isinstance(norm, TokenBatchNorm):
+            return self.add(name, _linear_with_norm(linear, norm, tokens=self.tokens), sources)
+        x = self.module(name, linear, sources, channels=channels)
+        return self.module(name + "_norm", norm, [x], channels=channels)
+
     def join(self, name: str, sources: list[str], *, channels: int) -> str:
         """Residual join: the incoming edges are summed (NIR fan-in); Scale(1) makes the sum a node."""
         return self.add(name, nir.Scale(scale=np.ones((channels, self.tokens))), sources)
@@ -101,30 +118,33 @@ def export_student(model: SpikeBERT, *, metadata: dict | None = None) -> nir.NIR
     L, D = cfg.max_len, cfg.dim
     g = _GraphBuilder(L)
     g.add("input", nir.Input(input_type={"input": np.array([L])}), [])
-    g.add("embed", SBTokenEmbedding(weight=_np(model.embed.weight), max_len=L, pad_token_id=cfg.pad_token_id),
-          ["input"])
+    positions = _np(model.position.weight) if model.position is not None else None
+    g.add("embed", SBTokenEmbedding(weight=_np(model.embed.weight), max_len=L, pad_token_id=cfg.pad_token_id,
+                                    position_weight=positions), ["input"])
     stream = g.module("spikes", model.encoder, ["embed"], channels=D)
     for i, block in enumerate(model.blocks):
         p, a, m = f"b{i}_", block.attn, block.mlp
-        x = g.module(p + "qkv", a.qkv, [stream], channels=3 * D)
-        x = g.module(p + "qkv_norm", a.qkv_norm, [x], channels=3 * D)
+        x = g.linear_norm(p + "qkv", a.qkv, a.qkv_norm, [stream], channels=3 * D)
         x = g.module(p + "qkv_lif", a.qkv_lif, [x], channels=3 * D)
         x = g.module(p + "attn", a.attn, [x], channels=D)
         x = g.module(p + "attn_lif", a.attn_lif, [x], channels=D)
-        x = g.module(p + "proj", a.proj, [x], channels=D)
-        x = g.module(p + "proj_norm", a.proj_norm, [x], channels=D)
+        x = g.linear_norm(p + "proj", a.proj, a.proj_norm, [x], channels=D)
         x = g.module(p + "proj_lif", a.proj_lif, [x], channels=D)
         stream = g.join(p + "res1", [stream, x], channels=D)
-        x = g.module(p + "fc1", m.fc1, [stream], channels=cfg.mlp_dim)
-        x = g.module(p + "norm1", m.norm1, [x], channels=cfg.mlp_dim)
+        x = g.linear_norm(p + "fc1", m.fc1, m.norm1, [stream], channels=cfg.mlp_dim)
         x = g.module(p + "lif1", m.lif1, [x], channels=cfg.mlp_dim)
-        x = g.module(p + "fc2", m.fc2, [x], channels=D)
-        x = g.module(p + "norm2", m.norm2, [x], channels=D)
+        x = g.linear_norm(p + "fc2", m.fc2, m.norm2, [x], channels=D)
         x = g.module(p + "lif2", m.lif2, [x], channels=D)
         stream = g.join(p + "res2", [stream, x], channels=D)
-    x = g.module("head_norm", model.head_norm, [stream], channels=D)
-    x = g.module("pool", model.pool, [x], channels=D)
     w, b = _np(model.classifier.weight), _np(model.classifier.bias)
+    if isinstance(model.head_norm, TokenBatchNorm):
+        # a per-feature affine map commutes with the token mean: fold it into the classifier
+        a, c = (_np(t) for t in model.head_norm.affine())
+        w, b = w * a[None, :], b + w @ c
+        x = g.module("pool", model.pool, [stream], channels=D)
+    else:
+        x = g.module("head_norm", model.head_norm, [stream], channels=D)
+        x = g.module("pool", model.pool, [x], channels=D)
     g.add("classifier", nir.Affine(weight=w, bias=b), [x])
     g.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), ["classifier"])
     meta = {

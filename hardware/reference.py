@@ -80,7 +80,7 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     if ids.min() < 0 or ids.max() >= embed.weight.shape[0]:
         raise ValueError(f"token ids outside the vocabulary of {embed.weight.shape[0]}")
     threshold = graph.nodes[succ[0]].threshold
-    x = embed.weight[ids].transpose(0, 2, 1)  # (B, D, L)
+    x = (embed.weight[ids] + embed.position_weight[None]).transpose(0, 2, 1)  # (B, D, L)
     spikes = (x > threshold).astype(np.float64)
     masked = any(getattr(n, "mask_padding", False) for n in graph.nodes.values())
     mask = (ids != embed.pad_token_id) if masked else None

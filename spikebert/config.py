@@ -93,8 +93,9 @@ class StudentConfig(ConfigBase):
     threshold: float = 1.0
     attn_threshold: float = 0.5  # official: common_thr / 2
     qk_scale: float = 0.125  # official: applied after (Q K^T) V
-    norm: typing.Literal["layer"] = "layer"
+    norm: typing.Literal["layer", "batch"] = "layer"  # paper: LayerNorm; "batch" folds into the Linear at export
     mask_padding: bool = True  # official code lets pads into attention and the token mean
+    position_embedding: bool = False  # official: none; True adds a learned (max_len, D) table before the spikes
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
     layer_norm_eps: float = 1e-5

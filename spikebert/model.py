@@ -34,11 +34,59 @@ class GroupLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(groups * dim))
         self.bias = nn.Parameter(torch.zeros(groups * dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(*shape[:-1], self.groups, self.dim)  # (..., G, D)
         x = F.layer_norm(x, (self.dim,), eps=self.eps)
         return x.reshape(shape) * self.weight + self.bias
+
+
+class TokenBatchNorm(nn.Module):
+    """BatchNorm over features with statistics over the real tokens of every step and sentence:
+
+        y = (x - mu) / sqrt(var + eps) * weight + bias                                   (eq. BN)
+
+    Training uses the batch's mean and biased variance over the (T, B, L) positions where ``mask``
+    is true and updates running estimates (momentum ``momentum``, unbiased variance, as
+    ``nn.BatchNorm1d``); evaluation uses the running estimates, so at inference the norm is a fixed
+    per-feature affine map that folds into the preceding Linear at export (the deployable choice).
+    """
+
+    def __init__(self, *, features: int, eps: float, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.training:
+            m = torch.ones_like(x[..., :1]) if mask is None else mask[None, :, :, None].to(x.dtype).expand_as(x[..., :1])
+            n = m.sum()  # real positions, (T, B, L) flattened
+            dims = tuple(range(x.dim() - 1))
+            mean = (x * m).sum(dims) / n
+            var = (((x - mean) ** 2) * m).sum(dims) / n
+            with torch.no_grad():
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return (x - mean) * scale + self.bias
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inference map ``y = a * x + c`` as (a, c), for folding into the preceding Linear."""
+        a = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return a, self.bias - a * self.running_mean
+
+
+def make_norm(cfg: StudentConfig, *, groups: int, dim: int) -> nn.Module:
+    """The config's norm after a Linear of ``groups * dim`` outputs (``groups`` LayerNorms of ``dim``)."""
+    if cfg.norm == "layer":
+        return GroupLayerNorm(groups=groups, dim=dim, eps=cfg.layer_norm_eps)
+    return TokenBatchNorm(features=groups * dim, eps=cfg.layer_norm_eps)
 
 
 class SpikeAttention(nn.Module):
@@ -87,18 +135,18 @@ class SpikingSelfAttention(nn.Module):
         super().__init__()
         D = cfg.dim
         self.qkv = nn.Linear(D, 3 * D)
-        self.qkv_norm = GroupLayerNorm(groups=3, dim=D, eps=cfg.layer_norm_eps)
+        self.qkv_norm = make_norm(cfg, groups=3, dim=D)
         self.qkv_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
         self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
         self.attn_lif = LIF(tau=cfg.tau, threshold=cfg.attn_threshold, surrogate_alpha=cfg.surrogate_alpha)
         self.proj = nn.Linear(D, D)
-        self.proj_norm = GroupLayerNorm(groups=1, dim=D, eps=cfg.layer_norm_eps)
+        self.proj_norm = make_norm(cfg, groups=1, dim=D)
         self.proj_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        qkv = self.qkv_lif(self.qkv_norm(self.qkv(x)))  # (T, B, L, 3D) spikes
+        qkv = self.qkv_lif(self.qkv_norm(self.qkv(x), mask))  # (T, B, L, 3D) spikes
         y = self.attn_lif(self.attn(qkv, mask))  # (T, B, L, D) spikes
-        return self.proj_lif(self.proj_norm(self.proj(y)))
+        return self.proj_lif(self.proj_norm(self.proj(y), mask))
 
 
 class MLP(nn.Module):
@@ -108,14 +156,15 @@ class MLP(nn.Module):
         super().__init__()
         D, H = cfg.dim, cfg.mlp_dim
         self.fc1 = nn.Linear(D, H)
-        self.norm1 = GroupLayerNorm(groups=1, dim=H, eps=cfg.layer_norm_eps)
+        self.norm1 = make_norm(cfg, groups=1, dim=H)
         self.lif1 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
         self.fc2 = nn.Linear(H, D)
-        self.norm2 = GroupLayerNorm(groups=1, dim=D, eps=cfg.layer_norm_eps)
+        self.norm2 = make_norm(cfg, groups=1, dim=D)
         self.lif2 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lif2(self.norm2(self.fc2(self.lif1(self.norm1(self.fc1(x))))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.lif1(self.norm1(self.fc1(x), mask))
+        return self.lif2(self.norm2(self.fc2(h), mask))
 
 
 class Block(nn.Module):
@@ -128,7 +177,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x, mask)
-        return x + self.mlp(x)
+        return x + self.mlp(x, mask)
 
 
 @dataclasses.dataclass
@@ -145,9 +194,10 @@ class SpikeBERT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.position_embedding else None
         self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.head_norm = GroupLayerNorm(groups=1, dim=cfg.dim, eps=cfg.layer_norm_eps)
+        self.head_norm = make_norm(cfg, groups=1, dim=cfg.dim)
         self.pool = TokenMean(mask_padding=cfg.mask_padding)
         self.classifier = nn.Linear(cfg.dim, cfg.num_classes)
         self.apply(self._init_weights)
@@ -159,6 +209,13 @@ class SpikeBERT(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Real-valued token (+ optional learned position) embedding, (B, L) -> (B, L, D)."""
+        e = self.embed(input_ids)
+        if self.position is not None:
+            e = e + self.position.weight[: input_ids.shape[1]]
+        return e
+
     def token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) bool, True for real tokens."""
         return input_ids != self.cfg.pad_token_id
@@ -169,12 +226,14 @@ class SpikeBERT(nn.Module):
         if input_ids.shape[1] > self.cfg.max_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
         mask = self.token_mask(input_ids)
+        # Without masking (the official behaviour) pads also enter the batch-norm statistics.
+        norm_mask = mask if self.cfg.mask_padding else torch.ones_like(mask)
         T = self.cfg.time_steps
-        spikes = self.encoder(self.embed(input_ids))  # (B, L, D), constant over time
+        spikes = self.encoder(self.embed_tokens(input_ids))  # (B, L, D), constant over time
         x = spikes.unsqueeze(0).expand(T, *spikes.shape)  # (T, B, L, D)
         block_outputs = []
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, norm_mask)
             block_outputs.append(x.mean(dim=0))
-        step_logits = self.classifier(self.pool(self.head_norm(x), mask))  # (T, B, C)
+        step_logits = self.classifier(self.pool(self.head_norm(x, norm_mask), mask))  # (T, B, C)
         return StudentOutput(logits=step_logits.mean(dim=0), step_logits=step_logits, block_outputs=block_outputs)

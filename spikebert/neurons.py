@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 DT = 1.0  # one time step of the discrete-time network; recorded in every exported NIR graph
 
@@ -130,6 +131,7 @@ class FusedLIF(torch.autograd.Function):
         return spikes.to(x.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_spikes: torch.Tensor):
         (u,) = ctx.saved_tensors  # (T, ...)
         # dL/dU, filled in place: first the spike terms of every step, then the recurrence.
@@ -152,7 +154,7 @@ class LIF(nn.Module):
         self.threshold = float(threshold)
         self.surrogate_alpha = float(surrogate_alpha)
         self.beta, self.input_gain = lif_coefficients(self.tau)
-        self._register_load_state_dict_pre_hook(_drop_snntorch_buffers)
+        self.register_load_state_dict_pre_hook(_drop_snntorch_buffers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, ...) input currents -> (T, ...) binary spikes in x's dtype."""

@@ -85,3 +85,61 @@ def test_corrupt_and_foreign_files(tmp_path):
 def test_attention_node_validates_shapes():
     with pytest.raises(ValueError, match="not divisible"):
         SBSpikeAttention(dim=10, heads=3, scale=0.125, tokens=4, mask_padding=True)
+
+
+@pytest.mark.parametrize("mask_padding", [True, False])
+def test_batch_norm_folds_and_positions_export(trained_like_model, tmp_path, mask_padding):
+    """norm="batch" folds into the Linear layers (no norm node left); positions reach the encoder."""
+    from dataclasses import replace
+
+    from spikebert.model import SpikeBERT, TokenBatchNorm
+
+    cfg = replace(trained_like_model.cfg, norm="batch", position_embedding=True, mask_padding=mask_padding)
+    torch.manual_seed(1)
+    model = SpikeBERT(cfg).double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0, 0.5)
+                m.bias.normal_(0, 0.5)
+        model.position.weight.normal_(0, 1.0)
+    model.train()
+    model(make_ids(6, 8, cfg.vocab_size, seed=3))  # batch statistics -> running estimates
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, TokenBatchNorm):
+            assert not torch.allclose(m.running_var, torch.ones_like(m.running_var))
+            with torch.no_grad():  # non-trivial affine parameters, so folding is really tested
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.3)
+    path = tmp_path / "bn.nir"
+    write_graph(path, export_student(model))
+    graph = read_graph(path)
+    assert not any(type(n).__name__ == "SBLayerNorm" for n in graph.nodes.values())
+    ids = make_ids(5, 8, cfg.vocab_size)
+    with torch.no_grad():
+        out = model(ids)
+    run = ReferenceExecutor(graph).run(ids.numpy())
+    np.testing.assert_allclose(run.step_outputs, out.step_logits.numpy(), rtol=0, atol=1e-9)
+    assert np.abs(out.step_logits.numpy()).max() > 0.1
+
+
+def test_batch_norm_statistics_ignore_padding(tiny_cfg):
+    """With masking, pads do not move the batch-norm statistics (they do without masking)."""
+    from dataclasses import replace
+
+    from spikebert.model import TokenBatchNorm
+
+    bn = TokenBatchNorm(features=4, eps=1e-5, momentum=1.0).double()
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0]] * 3, dtype=torch.bool)
+    bn(x, mask)
+    real = x[:, :, :3].reshape(-1, 4)
+    torch.testing.assert_close(bn.running_mean, real.mean(0))
+    torch.testing.assert_close(bn.running_var, real.var(0, unbiased=True))
+    x2 = x.clone()
+    x2[:, :, 3:] = 100.0
+    bn2 = TokenBatchNorm(features=4, eps=1e-5, momentum=1.0).double()
+    bn2(x2, mask)
+    torch.testing.assert_close(bn2.running_mean, bn.running_mean)
+    assert replace(tiny_cfg, norm="batch").norm == "batch"
