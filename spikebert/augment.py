@@ -36,17 +36,15 @@ training loader shuffles).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import typing
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from spikebert.config import ConfigBase
+from spikebert.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,34 +56,6 @@ _CJK_RANGES = (
 )
 
 PosTagger = Callable[[list[str]], list[str]]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AugmentConfig(ConfigBase):
-    """Tang et al. 2019 augmentation. Defaults are the official script's (``n_iter``, ``p_mask``,
-    ``p_pos``, ``p_ng``); see the module docstring for the procedure."""
-
-    n_samples: int = 20  # copies drawn per sentence, before duplicates are dropped
-    p_mask: float = 0.1
-    p_replace: float = 0.1
-    p_ngram: float = 0.25
-    max_ngram: int = 5
-    replacement: typing.Literal["neighbours", "pos"] = "neighbours"
-    neighbours: int = 15  # k of the k-nearest-neighbour substitutes
-    dedupe: typing.Literal["corpus", "sentence"] = "corpus"
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        for name in ("p_mask", "p_replace", "p_ngram"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.p_mask + self.p_replace > 1.0:
-            raise ValueError(
-                f"AugmentConfig: p_mask + p_replace = {self.p_mask + self.p_replace} > 1; lower one of them"
-            )
-        for name in ("n_samples", "max_ngram", "neighbours"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"AugmentConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 def split_words(text: str, tokenizer) -> list[str]:

@@ -132,33 +132,98 @@ def _stage_config(cls, args, **defaults):
     return cls.from_dict(data)
 
 
+def _student_config(args, tokenizer, num_classes: int):
+    """Student config: ``--student`` JSON (or the demo size), ``--student-set`` overrides; vocabulary,
+    padding id and class count come from the teacher's tokenizer and the data unless set."""
+    from spikebert.config import StudentConfig
+
+    base = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_classes": num_classes,
+            **DEMO_STUDENT}
+    if args.student:
+        path = Path(args.student)
+        if not path.is_file():
+            raise FileNotFoundError(f"student config {path} does not exist")
+        base = {**base, **json.loads(path.read_text(encoding="utf-8"))}
+    for item in args.student_set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--student-set {item!r}: expected KEY=VALUE")
+        try:
+            base[key] = json.loads(value)
+        except json.JSONDecodeError:
+            base[key] = value
+    return StudentConfig.from_dict(base)
+
+
 def cmd_train(args) -> int:
-    from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
+    from spikebert.config import DistillConfig, PretrainConfig, TeacherConfig
     from spikebert.data import load_split
 
+    run = Path(args.out)
+    common = {"resume": not args.no_resume, "stop_after_minutes": args.stop_after_minutes}
+    if args.stage == "pretrain":
+        from spikebert.data import load_corpus
+        from spikebert.distill import pretrain
+        from spikebert.teacher import load_tokenizer
+
+        cfg = _stage_config(PretrainConfig, args, teacher=args.teacher)
+        tok = load_tokenizer(cfg.teacher)
+        dev = load_split(args.data, "dev", data_dir=args.data_dir)
+        student = _student_config(args, tok, dev.num_classes)
+        corpus = load_corpus(cfg.corpus, task=args.data, data_dir=args.data_dir, tokenizer=tok,
+                             max_len=student.max_len)
+        if cfg.max_samples:
+            import random
+
+            corpus = random.Random(cfg.seed).sample(corpus, min(cfg.max_samples, len(corpus)))
+        best = pretrain(student, cfg, corpus=corpus, dev_sentences=dev.sentences, run_dir=run, **common)
+        print(json.dumps({**best, "model": str(run / "model.pt")}))
+        return 0
     train = load_split(args.data, "train", data_dir=args.data_dir)
     dev = load_split(args.data, "dev", data_dir=args.data_dir)
     if args.stage == "teacher":
         from spikebert.teacher import finetune_teacher
 
         cfg = _stage_config(TeacherConfig, args, model=args.teacher)
-        acc = finetune_teacher(cfg, train, dev, Path(args.out), resume=not args.no_resume,
-                               stop_after_minutes=args.stop_after_minutes)
-        print(json.dumps({"teacher_dev_accuracy": acc, "model": str(Path(args.out) / "model")}))
+        acc = finetune_teacher(cfg, train, dev, run, **common)
+        print(json.dumps({"teacher_dev_accuracy": acc, "model": str(run / "model")}))
         return 0
-    if args.stage == "distill":
-        from spikebert.distill import distill
-        from spikebert.teacher import load_tokenizer
+    from spikebert.distill import distill
+    from spikebert.teacher import load_tokenizer
 
-        tok = load_tokenizer(args.teacher)
-        student = StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                                num_classes=max(train.num_classes, dev.num_classes), **DEMO_STUDENT)
-        cfg = DistillConfig.from_json(args.config) if args.config else DistillConfig()
-        best = distill(student, cfg, teacher_dir=args.teacher, train=train, dev=dev,
-                       out_path=Path(args.out), task=args.data)
-        print(json.dumps(best))
-        return 0
-    raise SystemExit(f"spikebert train {args.stage}: stage 1 pre-training distillation is issue #3, not built yet")
+    tok = load_tokenizer(args.teacher)
+    student = _student_config(args, tok, max(train.num_classes, dev.num_classes))
+    cfg = _stage_config(DistillConfig, args)
+    best = distill(student, cfg, teacher_dir=args.teacher, train=train, dev=dev, run_dir=run, task=args.data,
+                   init=args.init, **common)
+    print(json.dumps({**best, "model": str(run / "model.pt")}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from spikebert.data import load_split
+    from spikebert.distill import load_student
+    from spikebert.evaluation import evaluate_student
+    from spikebert.teacher import load_tokenizer
+    from spikebert.tokenize import Batcher, tokenizer_fingerprint
+
+    model, payload = load_student(args.model)
+    tokenizer = load_tokenizer(payload["tokenizer"])
+    if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
+        raise ValueError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
+    data = load_split(args.data, args.split, data_dir=args.data_dir)
+    batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not model.cfg.mask_padding)
+    result = evaluate_student(model, batcher, data, firing_rates=True)
+    result.pop("predictions")
+    rates = result["firing_rates"]
+    result = {"model": str(args.model), "data": args.data, "split": args.split, "examples": len(data), **result,
+              "mean_firing_rate": sum(rates.values()) / len(rates)}
+    if args.json:
+        from spikebert.io import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,11 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sim-sentences", type=int, default=200)
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train teacher | distill")
+    t = sub.add_parser("train", help="fine-tune the teacher | stage-1 pretrain | stage-2 distill")
     t.add_argument("stage", choices=["teacher", "pretrain", "distill"])
     _add_data_args(t)
-    t.add_argument("--teacher", default="minilm-offline", help="teacher to fine-tune, or the fine-tuned teacher dir")
-    t.add_argument("--config", default=None, help="JSON config for the stage")
+    t.add_argument("--teacher", default="minilm-offline",
+                   help="teacher: the model to fine-tune (teacher), the base model (pretrain), or the "
+                        "fine-tuned teacher folder (distill)")
+    t.add_argument("--config", default=None, help="JSON config for the stage (TeacherConfig, PretrainConfig, "
+                                                  "DistillConfig)")
+    t.add_argument("--student", default=None, help="StudentConfig JSON (pretrain, distill)")
+    t.add_argument("--student-set", action="append", metavar="KEY=VALUE", help="override a student field")
+    t.add_argument("--init", default=None, help="distill: start from this stage-1 model.pt (loaded strictly)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one config field (JSON value), e.g. --set epochs=3; repeatable")
     t.add_argument("--out", required=True, help="run folder: state.pt, metrics.jsonl and the trained model")
@@ -188,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after-minutes", type=float, default=0.0,
                    help="save the state and stop after this long; run again to resume (0 = no limit)")
     t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("eval", help="accuracy and per-layer firing rates of a student on a split")
+    v.add_argument("model", help="student checkpoint (model.pt)")
+    _add_data_args(v)
+    v.add_argument("--split", default="dev", choices=["train", "dev", "test"],
+                   help="test reads ../holdout: for reporting a final model once, never for selection")
+    v.add_argument("--json", default=None, help="also write the result here")
+    v.set_defaults(func=cmd_eval)
 
     e = sub.add_parser("export", help="export model.pt (same as spikebert-export)")
     _add_export_args(e)

@@ -34,8 +34,13 @@ class ConfigBase:
                 f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
             )
         hints = typing.get_type_hints(cls)
+        data = dict(data)
         for key, value in data.items():
-            _check_type(cls.__name__, key, value, hints[key])
+            nested = _nested_config(hints[key])
+            if nested is not None and isinstance(value, dict):
+                data[key] = nested.from_dict(value)
+            else:
+                _check_type(cls.__name__, key, value, hints[key])
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
@@ -55,6 +60,14 @@ class ConfigBase:
         return cls.from_dict(data)
 
 
+def _nested_config(hint: Any) -> type[ConfigBase] | None:
+    """The ConfigBase subclass in ``hint`` (``X`` or ``X | None``), if any."""
+    for h in (hint, *typing.get_args(hint)):
+        if isinstance(h, type) and issubclass(h, ConfigBase):
+            return h
+    return None
+
+
 def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
     origin = typing.get_origin(hint)
     if origin is typing.Literal:
@@ -67,6 +80,10 @@ def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
         if value is None and type(None) in args:
             return
         hint = next(a for a in args if a is not type(None))
+    if isinstance(hint, type) and issubclass(hint, ConfigBase):
+        if not isinstance(value, hint):
+            raise TypeError(f"{owner}.{key}: expected a {hint.__name__} object, got {type(value).__name__}")
+        return
     expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
     if expected is None:
         return
@@ -133,17 +150,82 @@ class TeacherConfig(ConfigBase):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DistillConfig(ConfigBase):
-    """Task distillation (SpikeBERT stage 2). Loss weights are the official script's values."""
+class AugmentConfig(ConfigBase):
+    """Tang et al. 2019 augmentation. Defaults are the official script's (``n_iter``, ``p_mask``,
+    ``p_pos``, ``p_ng``); see the module docstring for the procedure."""
 
-    train_samples: int = 8000
+    n_samples: int = 20  # copies drawn per sentence, before duplicates are dropped
+    p_mask: float = 0.1
+    p_replace: float = 0.1
+    p_ngram: float = 0.25
+    max_ngram: int = 5
+    replacement: typing.Literal["neighbours", "pos"] = "neighbours"
+    neighbours: int = 15  # k of the k-nearest-neighbour substitutes
+    dedupe: typing.Literal["corpus", "sentence"] = "corpus"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("p_mask", "p_replace", "p_ngram"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.p_mask + self.p_replace > 1.0:
+            raise ValueError(
+                f"AugmentConfig: p_mask + p_replace = {self.p_mask + self.p_replace} > 1; lower one of them"
+            )
+        for name in ("n_samples", "max_ngram", "neighbours"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"AugmentConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PretrainConfig(ConfigBase):
+    """Stage 1, pre-training distillation: T-averaged block outputs, through learned projections,
+    matched to the base (not fine-tuned) teacher's hidden states on unlabelled text (eq. FEAT only).
+
+    ``corpus``: "+"-joined sources: ``wikitext-2`` (the raw WikiText-2 files under the data dir),
+    ``task`` (the task's training sentences, labels unused), ``hf:<name>[:<config>]`` (an HF text
+    dataset's train split, online). Official: BookCorpus + Wikipedia, one pass, lr 5e-5, batch 16.
+    """
+
+    teacher: str = "minilm-offline"  # the base model, before task fine-tuning
+    corpus: str = "wikitext-2+task"
+    max_samples: int = 0  # 0 = all
     epochs: int = 1
+    batch_size: int = 16
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    w_feat: float = 1.0  # official .sh rep_weight
+    teacher_cache: bool = False  # one pass over the corpus: the teacher runs online
+    embedding_init: typing.Literal["teacher", "random"] = "teacher"
+    mixed_precision: Precision = "no"
+    checkpoint_every: int = 200
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillConfig(ConfigBase):
+    """Stage 2, task distillation. Loss weights and optimiser are the official script's values:
+
+        loss = w_ce CE + w_kd KL_tau + w_feat FEAT + w_emb EMB                                (eq. KD)
+
+    ``augment``: Tang et al. augmentation of the training sentences, labelled by the teacher's soft
+    outputs (``None`` = off, as the official SST-2 script; the official default is on).
+    """
+
+    train_samples: int = 0  # 0 = the whole train split (before augmentation)
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 5e-3
     w_ce: float = 0.1
     w_kd: float = 1.0
     w_feat: float = 0.1
+    w_emb: float = 0.1
     kd_temperature: float = 1.0  # official: no temperature
-    embedding_init: typing.Literal["teacher", "random"] = "teacher"
+    emb_rows: typing.Literal["vocab", "batch"] = "vocab"  # official: the whole vocabulary matrix
+    embedding_init: typing.Literal["teacher", "random"] = "teacher"  # official: random N(0, 1)
+    augment: AugmentConfig | None = AugmentConfig()
+    teacher_cache: bool = True  # teacher logits and features computed once, reused every epoch
+    mixed_precision: Precision = "no"
+    checkpoint_every: int = 200
     seed: int = 42

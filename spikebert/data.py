@@ -110,3 +110,68 @@ def _load_hf(name: str, split: str) -> TextDataset:
     if text_col is None or "label" not in ds.column_names:
         raise ValueError(f"HF dataset {name} has columns {ds.column_names}; need sentence/text and label")
     return TextDataset(list(ds[text_col]), [int(x) for x in ds["label"]], f"{name}/{split}")
+
+
+WIKITEXT_DIR = "wikitext-2-raw"
+WIKITEXT_FILES = ("wiki.train.raw", "wiki.valid.raw", "wiki.test.raw")  # those present are used
+
+
+def wikitext_chunks(folder: Path, *, tokenizer, max_len: int) -> list[str]:
+    """Raw WikiText paragraphs cut into windows of ``max_len - 2`` word pieces (room for [CLS]/[SEP]).
+
+    Headings (`` = Title = ``) and blank lines are skipped; each window is decoded back to text so
+    the training code tokenises it like any other sentence.
+    """
+    files = [folder / f for f in WIKITEXT_FILES if (folder / f).is_file()]
+    if not files:
+        raise FileNotFoundError(f"no WikiText files ({', '.join(WIKITEXT_FILES)}) in {folder}")
+    window = max_len - 2
+    chunks = []
+    for path in files:
+        paragraphs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        paragraphs = [p for p in paragraphs if p and not (p.startswith("=") and p.endswith("="))]
+        for ids in tokenizer(paragraphs, add_special_tokens=False)["input_ids"]:
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            start = 0
+            while start < len(ids):
+                end = min(start + window, len(ids))
+                while end < len(ids) and end > start + window // 2 and pieces[end].startswith("##"):
+                    end -= 1  # cut between words, not inside one
+                chunks.append(tokenizer.decode(ids[start:end]))
+                start = end
+    return chunks
+
+
+def load_corpus(spec: str, *, task: str | None, data_dir: str | Path | None, tokenizer, max_len: int) -> list[str]:
+    """Unlabelled text for stage-1 distillation from "+"-joined sources (see ``PretrainConfig.corpus``)."""
+    texts: list[str] = []
+    for source in filter(None, spec.split("+")):
+        if source == "wikitext-2":
+            base = Path(data_dir) if data_dir is not None else default_data_dir()
+            part = wikitext_chunks(base / WIKITEXT_DIR, tokenizer=tokenizer, max_len=max_len)
+        elif source == "task":
+            if not task:
+                raise ValueError("corpus source 'task' needs a task (--data)")
+            part = load_split(task, "train", data_dir=data_dir).sentences
+        elif source.startswith("hf:"):
+            part = _load_hf_text(source[3:])
+        else:
+            raise ValueError(f"unknown corpus source {source!r}; use wikitext-2, task or hf:<name>[:<config>]")
+        log.info("corpus source %s: %d texts", source, len(part))
+        texts += part
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError(f"corpus {spec!r} is empty")
+    return texts
+
+
+def _load_hf_text(name: str) -> list[str]:
+    try:
+        import datasets
+    except ImportError:
+        raise FileNotFoundError(f"corpus hf:{name} needs `pip install datasets` and network access") from None
+    path, _, config = name.partition(":")
+    ds = datasets.load_dataset(path, config or None, split="train")
+    if "text" not in ds.column_names:
+        raise ValueError(f"HF dataset {name} has no 'text' column (columns: {ds.column_names})")
+    return list(ds["text"])

@@ -1,12 +1,23 @@
-"""Task distillation of the spiking student from a fine-tuned teacher (SpikeBERT stage 2).
+"""Distillation of the spiking student from BERT: stage 1 (pre-training) and stage 2 (task).
 
-    loss = w_ce * CE(s, y) + w_kd * tau_kd^2 * KL(softmax(t / tau_kd) || softmax(s / tau_kd))
-         + w_feat * sum_i MSE(P_i(mean_T block_i), teacher_hidden[map(i)])         (eq. KD)
+Stage 1 (``pretrain``) matches the student's T-averaged block outputs, through learned projections
+P_i (Linear + LayerNorm), to the base teacher's hidden states on unlabelled text:
 
-``s`` are the student's T-averaged logits, ``P_i`` learned projections (Linear + LayerNorm) to the
-teacher width, applied to the T-averaged residual stream of block i. With ``mask_padding`` the
-feature MSE runs over real tokens only. Unlike the official script, the MSE is not divided by the
-batch size a second time.
+    FEAT = sum_i MSE(P_i(mean_T block_i), teacher_hidden[map(i)])   over real tokens    (eq. FEAT)
+
+Stage 2 (``distill``) adds the task terms; ``s``, ``t`` are the student's T-averaged and the
+fine-tuned teacher's logits, E_s, E_t the word-embedding matrices, Q a learned Linear when the
+widths differ (identity when equal, the official case):
+
+    loss = w_ce CE(s, y) + w_kd tau^2 KL(softmax(t / tau) || softmax(s / tau))
+         + w_feat FEAT + w_emb MSE(Q(E_s[rows]), E_t[rows])                                 (eq. KD)
+
+Departures from the official scripts, each explicit: FEAT is not divided by the batch size a
+second time; with ``mask_padding`` the MSE runs over real tokens only (pads have no teacher targets
+in the cache either way, so without masking FEAT also covers real tokens only); stage 2 loads
+stage 1 strictly (the official ``strict=False`` silently loads nothing when depths differ);
+augmented sentences take the teacher's argmax as their CE label and its logits for KD (the
+official augmentation writes random labels); selection is on dev, never on test.
 """
 
 from __future__ import annotations
@@ -17,17 +28,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from spikebert.config import DistillConfig, StudentConfig
+from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
 from spikebert.data import TextDataset
+from spikebert.engine import LoopConfig, Trainer
+from spikebert.evaluation import evaluate_student
 from spikebert.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from spikebert.model import SpikeBERT
-from spikebert.teacher import load_teacher, load_tokenizer
+from spikebert.targets import OnlineTargets, build_cache
+from spikebert.teacher import load_encoder, load_teacher, load_tokenizer
 from spikebert.tokenize import Batcher, tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
+
+STAGE1_FORMAT = "spikebert-stage1/1"
 
 
 def teacher_layer_map(student_depth: int, teacher_layers: int) -> list[int]:
@@ -71,6 +85,36 @@ def init_embedding_from_teacher(student: SpikeBERT, teacher) -> None:
     student.embed.weight.data.copy_(w)
 
 
+class DistillModel(nn.Module):
+    """Everything stage 1/2 trains: the student, the feature projections, the embedding map Q."""
+
+    def __init__(self, student: SpikeBERT, *, teacher_dim: int, with_emb_map: bool) -> None:
+        super().__init__()
+        self.student = student
+        self.projector = FeatureProjector(depth=student.cfg.depth, dim=student.cfg.dim, teacher_dim=teacher_dim)
+        need_map = with_emb_map and student.cfg.dim != teacher_dim
+        self.emb_map = nn.Linear(student.cfg.dim, teacher_dim, bias=False) if need_map else None
+
+
+def feature_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
+                 mask: torch.Tensor) -> torch.Tensor:
+    """Eq. FEAT: per-layer MSE over the tokens where ``mask`` (B, L) is true, summed over layers."""
+    total = mask.new_zeros((), dtype=torch.get_default_dtype())
+    for s, t in zip(student_feats, teacher_feats, strict=True):
+        m = mask.unsqueeze(-1).to(s.dtype)  # (B, L, 1)
+        total = total + (((s - t.to(s.dtype)) ** 2) * m).sum() / (m.sum() * s.shape[-1])
+    return total
+
+
+def embedding_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, emb_map: nn.Module | None,
+                   rows: torch.Tensor | None) -> torch.Tensor:
+    """MSE(Q(E_s[rows]), E_t[rows]); all rows when ``rows`` is None (official: the whole matrix)."""
+    if rows is not None:
+        student_emb, teacher_emb = student_emb[rows], teacher_emb[rows]
+    mapped = emb_map(student_emb) if emb_map is not None else student_emb
+    return F.mse_loss(mapped, teacher_emb)
+
+
 def distill_loss(
     cfg: DistillConfig,
     *,
@@ -80,32 +124,146 @@ def distill_loss(
     student_feats: list[torch.Tensor],
     teacher_feats: list[torch.Tensor],
     mask: torch.Tensor,
+    emb: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. KD. ``mask`` (B, L) selects the tokens that enter the feature MSE."""
+    """Eq. KD. ``mask`` (B, L) selects the tokens of FEAT; ``emb`` is the embedding term, if any."""
     ce = F.cross_entropy(student_logits, labels)
     tau = cfg.kd_temperature
     kd = F.kl_div(
-        F.log_softmax(student_logits / tau, -1), F.softmax(teacher_logits / tau, -1), reduction="batchmean"
+        F.log_softmax(student_logits / tau, -1), F.softmax(teacher_logits.to(student_logits.dtype) / tau, -1),
+        reduction="batchmean",
     ) * tau**2
-    m = mask.unsqueeze(-1).to(student_logits.dtype)  # (B, L, 1)
-    feat = sum(
-        (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[-1]) for s, t in zip(student_feats, teacher_feats)
-    )
+    feat = feature_loss(student_feats, teacher_feats, mask)
     total = cfg.w_ce * ce + cfg.w_kd * kd + cfg.w_feat * feat
-    parts = {"ce": ce, "kd": kd, "feat": feat, "loss": total}
-    return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
+    parts = {"ce": ce, "kd": kd, "feat": feat}
+    if emb is not None:
+        total = total + cfg.w_emb * emb
+        parts["emb"] = emb
+    parts["loss"] = total
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-@torch.no_grad()
-def evaluate_student(model: SpikeBERT, batcher: Batcher, data: TextDataset, *, batch_size: int = 64) -> float:
-    model.eval()
-    correct = 0
-    for idx in DataLoader(range(len(data)), batch_size=batch_size):
-        enc, labels = batcher(data, idx)
-        correct += (model(enc["input_ids"]).logits.argmax(-1) == labels).sum().item()
-    return correct / len(data)
+def _check_vocab(student_cfg: StudentConfig, tokenizer) -> None:
+    if len(tokenizer) != student_cfg.vocab_size or tokenizer.pad_token_id != student_cfg.pad_token_id:
+        raise ValueError(
+            f"student vocab/pad ({student_cfg.vocab_size}, {student_cfg.pad_token_id}) do not match the "
+            f"teacher tokenizer ({len(tokenizer)}, {tokenizer.pad_token_id})"
+        )
 
 
+def _loop(cfg, **overrides) -> LoopConfig:
+    return LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      seed=cfg.seed, schedule="cosine", mixed_precision=cfg.mixed_precision,
+                      checkpoint_every=cfg.checkpoint_every, **overrides)
+
+
+def _feature_mask(enc: dict[str, torch.Tensor]) -> torch.Tensor:
+    return enc["attention_mask"].bool()
+
+
+def _device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+# -- stage 1 -----------------------------------------------------------------------------------
+def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[str], dev_sentences: list[str],
+             run_dir: Path, resume: bool = True, stop_after_minutes: float = 0.0,
+             stop_after_steps: int = 0) -> dict[str, float]:
+    """Stage 1 on ``corpus``; selection by eq. FEAT on ``dev_sentences`` (lower is better).
+
+    Saves ``run_dir/model.pt`` (format ``spikebert-stage1/1``: student without classifier + projections).
+    """
+    run_dir = Path(run_dir)
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.teacher)
+    _check_vocab(student_cfg, tokenizer)
+    teacher = load_encoder(cfg.teacher).eval().requires_grad_(False).to(_device())
+    layers = teacher_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
+    student = SpikeBERT(student_cfg)
+    if cfg.embedding_init == "teacher":
+        init_embedding_from_teacher(student, teacher)
+    model = DistillModel(student, teacher_dim=teacher.config.hidden_size, with_emb_map=False)
+    batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
+    data = TextDataset(corpus, [0] * len(corpus), "corpus")
+    dev = TextDataset(dev_sentences, [0] * len(dev_sentences), "dev")
+    targets = (build_cache(run_dir / "teacher_cache", teacher=teacher, teacher_dir=cfg.teacher,
+                           batcher=Batcher(tokenizer, max_len=student_cfg.max_len), sentences=corpus, layers=layers)
+               if cfg.teacher_cache else OnlineTargets(teacher, layers))
+    dev_targets = OnlineTargets(teacher, layers)
+    trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="pretrain",
+                      fingerprint={"student": student_cfg.to_dict(), "pretrain": cfg.to_dict(), "n": len(data)},
+                      resume=resume)
+    student_cfg.to_json(run_dir / "student_config.json")
+    cfg.to_json(run_dir / "pretrain_config.json")
+    device = trainer.acc.device
+
+    def step(m, idx):
+        enc, _ = batcher(data, idx)
+        _, t_feats = targets(idx, enc)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        s_out = m.student(enc["input_ids"])
+        feat = feature_loss(m.projector(s_out.block_outputs), [t.to(device) for t in t_feats],
+                            _feature_mask(enc))
+        return cfg.w_feat * feat, {"feat": float(feat.detach()), "loss": float(cfg.w_feat * feat.detach())}
+
+    @torch.no_grad()
+    def evaluate(m):
+        m.eval()
+        total, n = 0.0, 0
+        for idx in torch.arange(len(dev)).split(64):
+            enc, _ = batcher(dev, idx)
+            _, t_feats = dev_targets(idx, enc)
+            enc = {k: v.to(device) for k, v in enc.items()}
+            s_out = m.student(enc["input_ids"])
+            total += float(feature_loss(m.projector(s_out.block_outputs), t_feats,
+                                        _feature_mask(enc))) * len(idx)
+            n += len(idx)
+        return {"metric": -total / n, "dev_feat_mse": total / n}
+
+    def save_best(m, metrics):
+        save_checkpoint(run_dir / "model.pt", {
+            "format": STAGE1_FORMAT,
+            "config": m.student.cfg.to_dict(),
+            "student": {k: v for k, v in m.student.state_dict().items() if not k.startswith("classifier.")},
+            "projector": m.projector.state_dict(),
+            "teacher": str(cfg.teacher),
+            "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+            "metrics": metrics,
+            "pretrain_config": cfg.to_dict(),
+        })
+
+    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
+                        stop_after_steps=stop_after_steps)
+    return {"dev_feat_mse": -state.best_metric, "epoch": state.best_epoch}
+
+
+def load_stage1(path: str | Path, model: DistillModel, *, tokenizer) -> None:
+    """Load stage-1 weights into ``model`` strictly: every key and shape must match, apart from the
+    classifier, which stage 1 does not train. Dynamics fields (T, tau, thresholds) may differ."""
+    payload = load_checkpoint(path, expected_format=STAGE1_FORMAT)
+    if payload["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
+        raise ValueError(f"{path} was pre-trained with another vocabulary than the teacher's tokenizer")
+    stored = StudentConfig.from_dict(payload["config"])
+    for name in ("vocab_size", "dim", "depth", "heads", "mlp_ratio", "max_len", "norm", "position_embedding"):
+        if getattr(stored, name) != getattr(model.student.cfg, name):
+            raise ValueError(f"{path}: stage-1 student has {name}={getattr(stored, name)!r}, this one "
+                             f"{getattr(model.student.cfg, name)!r}; pre-train with the same architecture")
+    try:
+        result = model.student.load_state_dict(payload["student"], strict=False)
+        model.projector.load_state_dict(payload["projector"], strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: stage-1 weights do not fit this student: {err}") from err
+    missing = [k for k in result.missing_keys if not k.startswith("classifier.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{path}: stage-1 weights do not fit: missing {missing}, "
+                         f"unexpected {result.unexpected_keys}")
+    log.info("stage 1 weights loaded from %s (dev FEAT %.4f)", path,
+             payload["metrics"].get("dev_feat_mse", float("nan")))
+
+
+# -- stage 2 -----------------------------------------------------------------------------------
 def distill(
     student_cfg: StudentConfig,
     cfg: DistillConfig,
@@ -113,64 +271,83 @@ def distill(
     teacher_dir: str,
     train: TextDataset,
     dev: TextDataset,
-    out_path: Path,
+    run_dir: Path,
     task: str,
+    init: str | Path | None = None,
+    resume: bool = True,
+    stop_after_minutes: float = 0.0,
+    stop_after_steps: int = 0,
 ) -> dict[str, float]:
-    """Train the student, evaluate on dev after every epoch, save the best as ``out_path``."""
+    """Stage 2: train on ``train`` (+ teacher-labelled augmentation), select on dev accuracy.
+
+    The best student goes to ``run_dir/model.pt``; state and metrics as in ``spikebert.engine``.
+    """
+    from spikebert.augment import augment_corpus
+
+    run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(teacher_dir)
-    teacher = load_teacher(teacher_dir).eval()
-    teacher.requires_grad_(False)
-    if len(tokenizer) != student_cfg.vocab_size or tokenizer.pad_token_id != student_cfg.pad_token_id:
-        raise ValueError(
-            f"student vocab/pad ({student_cfg.vocab_size}, {student_cfg.pad_token_id}) do not match the "
-            f"teacher tokenizer ({len(tokenizer)}, {tokenizer.pad_token_id})"
-        )
+    _check_vocab(student_cfg, tokenizer)
+    teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
+    layers = teacher_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
     student = SpikeBERT(student_cfg)
-    if cfg.embedding_init == "teacher":
+    model = DistillModel(student, teacher_dim=teacher.config.hidden_size, with_emb_map=cfg.w_emb > 0)
+    if init:
+        load_stage1(init, model, tokenizer=tokenizer)
+    elif cfg.embedding_init == "teacher":
         init_embedding_from_teacher(student, teacher)
-    layer_map = teacher_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
-    projector = FeatureProjector(depth=student_cfg.depth, dim=student_cfg.dim, teacher_dim=teacher.config.hidden_size)
-    params = list(student.parameters()) + list(projector.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
+    teacher_emb = teacher.get_input_embeddings().weight.detach()
+
     train = train.subset(cfg.train_samples, seed=cfg.seed)
-    loader = DataLoader(range(len(train)), batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * len(loader))
-    best = {"dev_accuracy": -1.0}
-    for epoch in range(cfg.epochs):
-        student.train()
-        bar = tqdm(loader, desc=f"distill epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for idx in bar:
-            enc, labels = batcher(train, idx)
-            with torch.no_grad():
-                t_out = teacher(**enc, output_hidden_states=True)
-            s_out = student(enc["input_ids"])
-            mask = enc["attention_mask"].bool()
-            if not student_cfg.mask_padding:  # the official loss includes the pads
-                mask = torch.ones_like(mask)
-            loss, parts = distill_loss(
-                cfg,
-                student_logits=s_out.logits,
-                teacher_logits=t_out.logits,
-                labels=labels,
-                student_feats=projector(s_out.block_outputs),
-                teacher_feats=[t_out.hidden_states[i] for i in layer_map],
-                mask=mask,
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{parts['loss']:.3f}")
-        acc = evaluate_student(student, batcher, dev)
-        log.info("student epoch %d: dev accuracy %.4f (last batch %s)", epoch + 1, acc, parts)
-        if acc > best["dev_accuracy"]:
-            best = {"dev_accuracy": acc, "epoch": epoch + 1}
-            save_student(out_path, student, tokenizer=tokenizer, tokenizer_name=teacher_dir, task=task,
-                         metrics=best, distill_cfg=cfg)
-    return best
+    augmented = []
+    if cfg.augment is not None:
+        augmented = augment_corpus(train.sentences, tokenizer=tokenizer, embeddings=teacher_emb, cfg=cfg.augment)
+    sentences = train.sentences + augmented
+    is_aug = torch.zeros(len(sentences), dtype=torch.bool)
+    is_aug[len(train):] = True
+    data = TextDataset(sentences, train.labels + [0] * len(augmented), train.name + "+aug")
+    log.info("stage 2 data: %d sentences + %d augmented", len(train), len(augmented))
+    targets = (build_cache(run_dir / "teacher_cache", teacher=teacher, teacher_dir=teacher_dir,
+                           batcher=Batcher(tokenizer, max_len=student_cfg.max_len), sentences=sentences, layers=layers)
+               if cfg.teacher_cache else OnlineTargets(teacher, layers))
+    batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
+    trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="distill",
+                      fingerprint={"student": student_cfg.to_dict(), "distill": cfg.to_dict(), "data": train.name,
+                                   "n": len(data), "teacher": str(teacher_dir), "init": str(init or "")},
+                      resume=resume)
+    student_cfg.to_json(run_dir / "student_config.json")
+    cfg.to_json(run_dir / "distill_config.json")
+    device = trainer.acc.device
+    teacher_emb = teacher_emb.to(device)
+
+    def step(m, idx):
+        enc, labels = batcher(data, idx)
+        t_logits, t_feats = targets(idx, enc)
+        aug = is_aug[idx]
+        labels = torch.where(aug, t_logits.argmax(-1), labels)  # teacher labels for augmented sentences
+        enc = {k: v.to(device) for k, v in enc.items()}
+        s_out = m.student(enc["input_ids"])
+        emb = None
+        if cfg.w_emb > 0:
+            rows = enc["input_ids"].unique() if cfg.emb_rows == "batch" else None
+            emb = embedding_loss(m.student.embed.weight, teacher_emb, m.emb_map, rows)
+        return distill_loss(cfg, student_logits=s_out.logits, teacher_logits=t_logits.to(device),
+                            labels=labels.to(device), student_feats=m.projector(s_out.block_outputs),
+                            teacher_feats=[t.to(device) for t in t_feats], mask=_feature_mask(enc),
+                            emb=emb)
+
+    def evaluate(m):
+        result = evaluate_student(m.student, batcher, dev)
+        return {"metric": result["accuracy"], "dev_accuracy": result["accuracy"]}
+
+    def save_best(m, metrics):
+        save_student(run_dir / "model.pt", m.student, tokenizer=tokenizer, tokenizer_name=teacher_dir,
+                     task=task, metrics=metrics, distill_cfg=cfg)
+
+    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
+                        stop_after_steps=stop_after_steps)
+    return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
+            "augmented_sentences": len(augmented)}
 
 
 def save_student(path: Path, model: SpikeBERT, *, tokenizer, tokenizer_name: str, task: str,

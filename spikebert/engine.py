@@ -73,7 +73,8 @@ class Interrupted(RuntimeError):
     """Raised when a run stops early on purpose (``stop_after_steps``/``stop_after_minutes``)."""
 
 
-def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world: int = 1) -> list[torch.Tensor]:
     """Index batches of one epoch for one process: a seeded permutation cut into batches."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
     batches = list(order.split(batch_size))
@@ -115,7 +116,8 @@ class Trainer:
         self.steps_per_epoch = len(epoch_batches(n_examples, batch_size=cfg.batch_size, seed=cfg.seed, epoch=0,
                                                  rank=self.acc.process_index, world=self.acc.num_processes))
         total = cfg.epochs * self.steps_per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, total, math.ceil(cfg.warmup_ratio * total)))
+        warmup = math.ceil(cfg.warmup_ratio * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, total, warmup))
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
         self.state = LoopState()

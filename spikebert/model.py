@@ -62,7 +62,8 @@ class TokenBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.training:
-            m = torch.ones_like(x[..., :1]) if mask is None else mask[None, :, :, None].to(x.dtype).expand_as(x[..., :1])
+            ones = torch.ones_like(x[..., :1])  # (T, B, L, 1)
+            m = ones if mask is None else mask[None, :, :, None].to(x.dtype) * ones
             n = m.sum()  # real positions, (T, B, L) flattened
             dims = tuple(range(x.dim() - 1))
             mean = (x * m).sum(dims) / n

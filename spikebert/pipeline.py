@@ -82,9 +82,10 @@ def run_demo(*, out_dir: Path, data_dir: str | None, task: str, teacher: str, te
     tokenizer = load_tokenizer(str(teacher_dir))
     scfg = StudentConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                          num_classes=max(train.num_classes, dev.num_classes), **student)
-    dcfg = DistillConfig(train_samples=student_samples, epochs=epochs)
-    model_path = out_dir / "model.pt"
-    best = distill(scfg, dcfg, teacher_dir=str(teacher_dir), train=train, dev=dev, out_path=model_path, task=task)
+    dcfg = DistillConfig(train_samples=student_samples, epochs=epochs, augment=None, emb_rows="batch")
+    best = distill(scfg, dcfg, teacher_dir=str(teacher_dir), train=train, dev=dev, run_dir=out_dir / "student",
+                   task=task)
+    model_path = out_dir / "student" / "model.pt"
     timings["student_s"] = time.perf_counter() - t0
     log.info("student dev accuracy %.4f (%.0f s)", best["dev_accuracy"], timings["student_s"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from spikebert.config import TeacherConfig
 from spikebert.data import TextDataset
@@ -52,6 +50,13 @@ def load_teacher(name: str, *, num_labels: int | None = None):
     return AutoModelForSequenceClassification.from_pretrained(resolve_teacher_name(name), **kwargs)
 
 
+def load_encoder(name: str):
+    """The bare encoder (no task head), for stage-1 pre-training distillation on unlabelled text."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(resolve_teacher_name(name), attn_implementation="eager")
+
+
 @torch.no_grad()
 def evaluate_teacher(model, batcher: Batcher, data: TextDataset, *, batch_size: int = 64) -> float:
     model.eval()
@@ -65,7 +70,7 @@ def evaluate_teacher(model, batcher: Batcher, data: TextDataset, *, batch_size: 
 
 
 def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, run_dir: Path, *,
-                     resume: bool = True, stop_after_minutes: float = 0.0) -> float:
+                     resume: bool = True, stop_after_minutes: float = 0.0, stop_after_steps: int = 0) -> float:
     """Fine-tune with dropout on in every epoch, select on dev; the best model goes to ``run_dir/model``.
 
     Resumable (``run_dir/state.pt``), metrics in ``run_dir/metrics.jsonl``. Returns the best dev accuracy.
@@ -98,7 +103,8 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, r
     def save_best(m, metrics):
         _save_atomically(m, tokenizer, run_dir / "model")
 
-    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes)
+    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
+                        stop_after_steps=stop_after_steps)
     return state.best_metric
 
 

@@ -1,4 +1,5 @@
 import os
+import random
 
 import pytest
 import torch
@@ -42,3 +43,33 @@ def trained_like_model(tiny_cfg):
                 m.weight.normal_(0, 0.5)
                 m.bias.normal_(0, 0.5)
     return model
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer("minilm-offline")
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    path = tmp_path / "tiny-bert"
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_task(tmp_path):
+    rng = random.Random(0)
+    good, bad = ["great", "fine", "lovely", "superb"], ["awful", "dull", "boring", "bad"]
+    folder = tmp_path / "data" / "toy"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 96), ("dev", 24)):
+        rows = []
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            rows.append(f"a {rng.choice(good if label else bad)} film\t{label}")
+        (folder / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return tmp_path / "data"

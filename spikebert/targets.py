@@ -1,0 +1,136 @@
+"""Teacher targets for distillation: logits and hidden states, online or cached once on disk.
+
+The cache (``teacher_cache/`` in the run folder) holds, for every training sentence, the teacher's
+logits (N, C) float32 and its hidden states at the mapped layers for the real tokens only, packed
+as (total tokens, layers, H) float16 with row offsets (N + 1). Plain ``.npy`` files read with
+``allow_pickle=False`` and memory-mapped, so a cache never executes code and need not fit in RAM.
+``meta.json`` fingerprints the teacher, the sentences, the tokenisation and the layers; a cache
+that does not match is rebuilt, never silently reused. The folder is written under a temporary
+name and renamed into place, so an interrupted build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spikebert.tokenize import Batcher
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+def teacher_outputs(teacher, enc: dict[str, torch.Tensor],
+                    layers: list[int]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """(logits or None for a bare encoder, [hidden_states[i] for i in layers]) for one batch."""
+    device = next(teacher.parameters()).device
+    out = teacher(**{k: v.to(device) for k, v in enc.items()}, output_hidden_states=True)
+    return getattr(out, "logits", None), [out.hidden_states[i] for i in layers]
+
+
+class OnlineTargets:
+    """Runs the frozen teacher on every batch (one pass over a corpus: nothing to reuse)."""
+
+    def __init__(self, teacher, layers: list[int]) -> None:
+        self.teacher, self.layers = teacher, layers
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+        return teacher_outputs(self.teacher, enc, self.layers)
+
+
+class CachedTargets:
+    """Targets read from a cache folder; batches are re-padded to the batch's token length."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.logits = np.load(self.folder / "logits.npy", allow_pickle=False, mmap_mode="r")
+        self.features = np.load(self.folder / "features.npy", allow_pickle=False, mmap_mode="r")
+        self.offsets = np.load(self.folder / "offsets.npy", allow_pickle=False)
+        self.meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+        idx = idx.tolist()
+        B, L = enc["input_ids"].shape
+        n_layers, H = self.features.shape[1:]
+        feats = np.zeros((B, L, n_layers, H), dtype=np.float32)
+        for row, i in enumerate(idx):
+            a, b = self.offsets[i], self.offsets[i + 1]
+            if b - a != int(enc["attention_mask"][row].sum()):
+                raise ValueError(f"teacher cache {self.folder}: sentence {i} has {b - a} tokens cached but "
+                                 f"{int(enc['attention_mask'][row].sum())} now; delete the cache to rebuild it")
+            feats[row, : b - a] = self.features[a:b]
+        logits = torch.from_numpy(np.ascontiguousarray(self.logits[idx])) if self.logits.shape[1] else None
+        feats_t = torch.from_numpy(feats)
+        return logits, [feats_t[:, :, j] for j in range(n_layers)]
+
+
+def cache_fingerprint(*, teacher_dir: str, sentences: list[str], max_len: int, layers: list[int]) -> dict:
+    h = hashlib.sha256()
+    for s in sentences:
+        h.update(s.encode("utf-8"))
+        h.update(b"\0")
+    return {"version": CACHE_VERSION, "teacher": str(Path(teacher_dir).resolve()) if Path(teacher_dir).exists()
+            else teacher_dir, "sentences_sha256": h.hexdigest(), "n": len(sentences), "max_len": max_len,
+            "layers": layers}
+
+
+@torch.no_grad()
+def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, sentences: list[str],
+                layers: list[int], batch_size: int = 128) -> CachedTargets:
+    """Compute (or reuse, when the fingerprint matches) the teacher cache for ``sentences``."""
+    folder = Path(folder)
+    fp = cache_fingerprint(teacher_dir=teacher_dir, sentences=sentences, max_len=batcher.max_len, layers=layers)
+    if (folder / "meta.json").is_file():
+        cached = CachedTargets(folder)
+        if cached.meta.get("fingerprint") == fp:
+            log.info("teacher cache %s: reused (%d sentences)", folder, len(cached))
+            return cached
+        log.info("teacher cache %s: stale (different teacher, data or layers), rebuilding", folder)
+    teacher.eval()
+    lengths = np.array([len(x) for x in batcher.tokenizer(sentences, truncation=True, max_length=batcher.max_len)
+                        ["input_ids"]], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    H = teacher.config.hidden_size
+    num_labels = getattr(teacher, "num_labels", 0) if hasattr(teacher, "classifier") else 0
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
+                                             shape=(int(offsets[-1]), len(layers), H))
+        logits = np.zeros((len(sentences), num_labels), dtype=np.float32)
+        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        for start in tqdm(range(0, len(order), batch_size), desc="teacher cache", leave=False):
+            idx = order[start:start + batch_size]
+            enc = batcher.encode([sentences[i] for i in idx])
+            out_logits, hidden = teacher_outputs(teacher, enc, layers)
+            stacked = torch.stack(hidden, dim=2).float().cpu().numpy()  # (B, L, layers, H)
+            for row, i in enumerate(idx):
+                features[offsets[i]:offsets[i + 1]] = stacked[row, : lengths[i]]
+            if num_labels:
+                logits[idx] = out_logits.float().cpu().numpy()
+        features.flush()
+        del features
+        np.save(tmp / "logits.npy", logits)
+        np.save(tmp / "offsets.npy", offsets)
+        (tmp / "meta.json").write_text(json.dumps({"fingerprint": fp, "hidden": H}, indent=2), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("teacher cache %s: %d sentences, %d tokens", folder, len(sentences), int(offsets[-1]))
+    return CachedTargets(folder)

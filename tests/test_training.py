@@ -1,0 +1,170 @@
+"""Stages 1 and 2 on tiny configs: strict stage-1 loading, teacher cache, resume, eval, CLI."""
+
+import json
+
+import pytest
+import torch
+
+from spikebert.cli import main
+from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
+from spikebert.data import load_corpus, load_split
+from spikebert.distill import DistillModel, distill, embedding_loss, load_stage1, pretrain
+from spikebert.engine import Interrupted, epoch_batches
+from spikebert.model import SpikeBERT
+from spikebert.teacher import load_teacher, load_tokenizer
+from spikebert.tokenize import Batcher
+
+STUDENT = {"dim": 16, "depth": 1, "heads": 2, "max_len": 8, "time_steps": 2}
+
+
+def _student(tok, **kw) -> StudentConfig:
+    return StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **{**STUDENT, **kw})
+
+
+def _distill_cfg(**kw) -> DistillConfig:
+    base = {"epochs": 2, "batch_size": 16, "augment": None, "emb_rows": "batch", "checkpoint_every": 2}
+    return DistillConfig(**{**base, **kw})
+
+
+def test_epoch_batches_are_seeded_and_cover_everything():
+    a = epoch_batches(10, batch_size=3, seed=1, epoch=0)
+    assert sorted(torch.cat(a).tolist()) == list(range(10))
+    assert [b.tolist() for b in a] == [b.tolist() for b in epoch_batches(10, batch_size=3, seed=1, epoch=0)]
+    assert [b.tolist() for b in a] != [b.tolist() for b in epoch_batches(10, batch_size=3, seed=1, epoch=1)]
+    shards = [epoch_batches(10, batch_size=2, seed=1, epoch=0, rank=r, world=2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1])  # equal step counts under DDP
+
+
+def test_embedding_loss_hand_computed():
+    es = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    et = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert embedding_loss(es, et, None, None).item() == pytest.approx((4 + 9 + 16) / 4)
+    assert embedding_loss(es, et, None, torch.tensor([0])).item() == pytest.approx(4 / 2)
+    emb_map = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        emb_map.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    assert embedding_loss(es, torch.zeros(2, 3), emb_map, None).item() == pytest.approx((1 + 4 + 9 + 16) / 6)
+
+
+def test_teacher_cache_equals_online_teacher(tmp_path, tiny_teacher):
+    from spikebert.targets import OnlineTargets, build_cache
+
+    tok, teacher = load_tokenizer(tiny_teacher), load_teacher(tiny_teacher).eval()
+    sentences = ["a fine film", "an awful , dull and boring film indeed", "ok"]
+    batcher = Batcher(tok, max_len=8)
+    cache = build_cache(tmp_path / "c", teacher=teacher, teacher_dir=tiny_teacher, batcher=batcher,
+                        sentences=sentences, layers=[1, 2])
+    idx = torch.tensor([2, 0, 1])
+    enc = batcher.encode([sentences[i] for i in idx])
+    (lc, fc), (lo, fo) = cache(idx, enc), OnlineTargets(teacher, [1, 2])(idx, enc)
+    torch.testing.assert_close(lc, lo, atol=1e-5, rtol=0)
+    m = enc["attention_mask"].bool()
+    for a, b in zip(fc, fo):
+        torch.testing.assert_close(a[m], b[m], atol=2e-3, rtol=2e-3)  # float16 storage
+        assert a[~m].abs().sum() == 0
+    again = build_cache(tmp_path / "c", teacher=teacher, teacher_dir=tiny_teacher, batcher=batcher,
+                        sentences=sentences, layers=[1, 2])
+    assert again.meta == cache.meta  # reused
+    other = build_cache(tmp_path / "c", teacher=teacher, teacher_dir=tiny_teacher, batcher=batcher,
+                        sentences=sentences[:2], layers=[1, 2])
+    assert len(other) == 2  # a different corpus rebuilds, never reuses
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tiny_task):
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
+    cfg = _distill_cfg()
+    straight = distill(_student(tok), cfg, run_dir=tmp_path / "a", **kw)
+    with pytest.raises(Interrupted):
+        distill(_student(tok), cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
+    resumed = distill(_student(tok), cfg, run_dir=tmp_path / "b", **kw)
+    assert resumed == straight
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    logs = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["global_step"] for r in logs if "eval" not in r]
+    assert steps == sorted(set(steps))  # no duplicated records after the resume
+    with pytest.raises(ValueError, match="different run"):
+        distill(_student(tok), _distill_cfg(lr=1e-3), run_dir=tmp_path / "b", **kw)
+
+
+def test_stage1_loads_strictly_into_stage2(tmp_path, tiny_teacher, tiny_task):
+    tok = load_tokenizer(tiny_teacher)
+    corpus = load_corpus("task", task="toy", data_dir=tiny_task, tokenizer=tok, max_len=8)
+    dev = load_split("toy", "dev", data_dir=tiny_task)
+    cfg = PretrainConfig(teacher=tiny_teacher, batch_size=16, lr=1e-3)
+    best = pretrain(_student(tok), cfg, corpus=corpus, dev_sentences=dev.sentences, run_dir=tmp_path / "s1")
+    assert best["dev_feat_mse"] > 0
+    payload = torch.load(tmp_path / "s1" / "model.pt", weights_only=True)
+    model = DistillModel(SpikeBERT(_student(tok, num_classes=5)), teacher_dim=32, with_emb_map=True)
+    load_stage1(tmp_path / "s1" / "model.pt", model, tokenizer=tok)  # another class count is fine
+    torch.testing.assert_close(model.student.embed.weight, payload["student"]["embed.weight"])
+    torch.testing.assert_close(model.projector.state_dict()["proj.0.0.weight"], payload["projector"]["proj.0.0.weight"])
+    deeper = DistillModel(SpikeBERT(_student(tok, depth=2)), teacher_dim=32, with_emb_map=True)
+    with pytest.raises(ValueError, match="depth=1"):
+        load_stage1(tmp_path / "s1" / "model.pt", deeper, tokenizer=tok)
+    wider = DistillModel(SpikeBERT(_student(tok, mlp_ratio=2.0)), teacher_dim=32, with_emb_map=True)
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        load_stage1(tmp_path / "s1" / "model.pt", wider, tokenizer=tok)
+
+
+def test_wikitext_corpus_is_chunked_between_words(tmp_path):
+    tok = load_tokenizer("minilm-offline")
+    folder = tmp_path / "wikitext-2-raw"
+    folder.mkdir()
+    (folder / "wiki.valid.raw").write_text(" = Title = \n\n" + " ".join(["unbelievably"] * 40) + " \n")
+    chunks = load_corpus("wikitext-2", task=None, data_dir=tmp_path, tokenizer=tok, max_len=16)
+    assert chunks and all(not c.startswith("##") for c in chunks)
+    assert all(len(tok(c)["input_ids"]) <= 16 for c in chunks)
+    assert " ".join(chunks).split() == ["unbelievably"] * 40
+    with pytest.raises(ValueError, match="unknown corpus source"):
+        load_corpus("books", task=None, data_dir=tmp_path, tokenizer=tok, max_len=16)
+
+
+def test_augmented_sentences_take_teacher_labels(tmp_path, tiny_teacher, tiny_task, monkeypatch):
+    """Every augmented sentence enters CE with the teacher's argmax label, never a random one."""
+    import spikebert.distill as d
+    from spikebert.config import AugmentConfig
+
+    seen = []
+    real_loss = d.distill_loss
+
+    def spy(cfg, **kw):
+        seen.append((kw["labels"].clone(), kw["teacher_logits"].argmax(-1).clone()))
+        return real_loss(cfg, **kw)
+
+    monkeypatch.setattr(d, "distill_loss", spy)
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    cfg = _distill_cfg(epochs=1, augment=AugmentConfig(n_samples=3), batch_size=1000)
+    out = distill(_student(tok), cfg, teacher_dir=tiny_teacher, train=train, dev=dev, run_dir=tmp_path / "r",
+                  task="toy")
+    assert out["augmented_sentences"] > 0
+    (labels, teacher_argmax), = seen
+    n = len(train)
+    order = torch.cat(epoch_batches(n + out["augmented_sentences"], batch_size=1000, seed=cfg.seed, epoch=0))
+    aug = order >= n
+    assert torch.equal(labels[aug], teacher_argmax[aug])
+    assert torch.equal(labels[~aug], torch.tensor(train.labels)[order[~aug]])
+
+
+def test_cli_stages_and_eval(tmp_path, tiny_teacher, tiny_task, capsys):
+    sset = [a for k, v in STUDENT.items() for a in ("--student-set", f"{k}={v}")]
+    common = ["--data", "toy", "--data-dir", str(tiny_task), "--teacher", tiny_teacher]
+    assert main(["train", "pretrain", *common, "--out", str(tmp_path / "s1"), "--set", "corpus=task", *sset]) == 0
+    assert main(["train", "distill", *common, "--out", str(tmp_path / "s2"), "--init", str(tmp_path / "s1/model.pt"),
+                 "--set", "epochs=1", "--set", "augment=null", *sset]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "s2/model.pt"), "--data", "toy", "--data-dir", str(tiny_task),
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["examples"] == 24
+    assert set(result["firing_rates"]) >= {"encoder", "blocks.0.attn.qkv_lif", "blocks.0.mlp.lif2"}
+    assert all(0.0 <= r <= 1.0 for r in result["firing_rates"].values())
+    # a stage-1 model of another depth is refused with a clear error
+    assert main(["train", "distill", *common, "--out", str(tmp_path / "s3"), "--init", str(tmp_path / "s1/model.pt"),
+                 "--set", "epochs=1", *sset, "--student-set", "depth=2"]) == 2
+    assert main(["train", "distill", *common, "--out", str(tmp_path / "s4"), "--set", "epochs=x"]) == 2
