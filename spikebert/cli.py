@@ -155,11 +155,30 @@ def _student_config(args, tokenizer, num_classes: int):
     return StudentConfig.from_dict(base)
 
 
+def _record_command(run: Path, argv: list[str]) -> None:
+    """Append the exact invocation to ``run/commands.jsonl``: a run's results can always be reproduced."""
+    import datetime
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    run.mkdir(parents=True, exist_ok=True)
+    record = {"argv": ["spikebert", *argv], "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "host": platform.node(), "commit": commit}
+    with (run / "commands.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def cmd_train(args) -> int:
     from spikebert.config import DistillConfig, PretrainConfig, TeacherConfig
     from spikebert.data import load_split
 
     run = Path(args.out)
+    _record_command(run, args.argv)
     common = {"resume": not args.no_resume, "stop_after_minutes": args.stop_after_minutes}
     if args.stage == "pretrain":
         from spikebert.data import load_corpus
@@ -304,6 +323,7 @@ def _run(parser: argparse.ArgumentParser, argv) -> int:
     from spikebert.engine import Interrupted
 
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging(getattr(args, "verbose", False))
     if getattr(args, "command", None) in LAVA_COMMANDS:
         from hardware.lava_runner import prepare_lava

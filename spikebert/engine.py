@@ -62,6 +62,7 @@ class LoopState:
     global_step: int = 0
     best_metric: float = -math.inf
     best_epoch: int = 0
+    seconds: float = 0.0  # wall time spent in ``fit`` over every invocation (compute budget accounting)
 
 
 StepFn = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -185,6 +186,11 @@ class Trainer:
         """Train to the end (or to a stop limit, raising ``Interrupted`` after saving the state)."""
         cfg, st = self.cfg, self.state
         t_start, steps_this_run = time.monotonic(), 0
+        seconds_before = st.seconds
+
+        def clock() -> None:
+            st.seconds = seconds_before + time.monotonic() - t_start
+
         while st.epoch < cfg.epochs:
             batches = epoch_batches(self.n, batch_size=cfg.batch_size, seed=cfg.seed, epoch=st.epoch,
                                     rank=self.acc.process_index, world=self.acc.num_processes)
@@ -213,10 +219,12 @@ class Trainer:
                                       "s_per_step": (now - t_log) / cfg.log_every})
                     t_log = now
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
+                    clock()
                     self._save_state()
                 out_of_time = stop_after_minutes and time.monotonic() - t_start > 60 * stop_after_minutes
                 if (stop_after_steps and steps_this_run >= stop_after_steps) or out_of_time:
                     bar.close()
+                    clock()
                     self._save_state()
                     raise Interrupted(f"{self.desc}: stopped at global step {st.global_step}; "
                                       f"run the same command again to resume from {self.run_dir}")
@@ -229,7 +237,8 @@ class Trainer:
                 st.best_metric, st.best_epoch = metrics["metric"], st.epoch
                 if self.acc.is_main_process:
                     on_best(self.acc.unwrap_model(self.model), metrics)
-            self.log_metrics({"epoch": st.epoch, "eval": metrics, "best": improved})
+            clock()
+            self.log_metrics({"epoch": st.epoch, "eval": metrics, "best": improved, "seconds": st.seconds})
             log.info("%s epoch %d/%d: %s%s", self.desc, st.epoch, cfg.epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), " (best)" if improved else "")
             self._save_state()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -51,13 +52,21 @@ def membrane_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def heaviside(x: torch.Tensor) -> torch.Tensor:
-    """Eq. N2 without a gradient: 1 where x > 0, else 0, in x's dtype."""
-    return (x > 0).to(x.dtype)
+    """Eq. N2 without a gradient: 1 where x > 0, else 0, in x's dtype.
+
+    Written with a floating-point ``out``: on CPU, ``(x > 0).to(dtype)`` goes through a bool tensor
+    and costs ten times as much.
+    """
+    return torch.gt(x, 0, out=torch.empty_like(x))
 
 
 def atan_surrogate_grad(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Eq. N4. Written as snnTorch's ``ATan.backward`` writes it, so the two agree to the last bit."""
-    return alpha / 2 / (1 + (math.pi / 2 * alpha * x).pow_(2))
+    """Eq. N4: alpha / 2 / (1 + (pi/2 alpha x)^2).
+
+    The same operations in the same order as snnTorch's ``ATan.backward`` (``a / t`` is
+    ``t.reciprocal() * a`` in PyTorch), so the two agree to the last bit; in place after the first.
+    """
+    return (math.pi / 2 * alpha * x).pow_(2).add_(1).reciprocal_().mul_(alpha / 2)
 
 
 class ATanHeaviside(torch.autograd.Function):
@@ -70,27 +79,36 @@ class ATanHeaviside(torch.autograd.Function):
         return heaviside(x)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_z: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return atan_surrogate_grad(x, ctx.alpha) * grad_z, None
+        return atan_surrogate_grad(x, ctx.alpha).mul_(grad_z), None
+
+
+class LIFState(NamedTuple):
+    """What one step hands the next: U[t-1], the membrane before its reset, and the spikes S[t-1]."""
+
+    u: torch.Tensor
+    s: torch.Tensor
 
 
 def lif_step(
     x_t: torch.Tensor,
-    u: torch.Tensor,
+    state: LIFState,
     *,
     beta: float,
     gain: float,
     threshold: float,
     spike: Callable[[torch.Tensor], torch.Tensor] = heaviside,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of eqs. N1-N3: (X[t], U[t-1]) -> (S[t], U[t]), U the membrane before its reset.
+) -> tuple[torch.Tensor, LIFState]:
+    """One step of eqs. N1-N3: (X[t], state of t-1) -> (S[t], state of t).
 
     ``spike`` is H applied to U - theta: :func:`heaviside`, or an autograd function with a surrogate.
-    The reset mask comes from a comparison, so it carries no gradient (the detached reset).
+    The reset uses S[t-1] detached: no gradient flows through it.
     """
-    u = beta * torch.where(u > threshold, 0.0, u) + gain * x_t
-    return spike(u - threshold), u
+    u = beta * ((1 - state.s.detach()) * state.u) + gain * x_t  # eq. N3 of step t-1, then eq. N1
+    s = spike(u - threshold)  # eq. N2
+    return s, LIFState(u, s)
 
 
 def lif_scan(
@@ -101,21 +119,22 @@ def lif_scan(
     threshold: float,
     spike: Callable[[torch.Tensor], torch.Tensor] = heaviside,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The time loop: run :func:`lif_step` from U[-1] = 0 over x (T, ...) -> (spikes, U), both (T, ...)."""
-    u = torch.zeros_like(x[0])
+    """The time loop: run :func:`lif_step` from rest over x (T, ...) -> (spikes S, membranes U), both (T, ...)."""
+    rest = torch.zeros_like(x[0])
+    state = LIFState(u=rest, s=rest)
     spikes, membranes = [], []
     for x_t in x:
-        z, u = lif_step(x_t, u, beta=beta, gain=gain, threshold=threshold, spike=spike)
+        z, state = lif_step(x_t, state, beta=beta, gain=gain, threshold=threshold, spike=spike)
         spikes.append(z)
-        membranes.append(u)
+        membranes.append(state.u)
     return torch.stack(spikes), torch.stack(membranes)
 
 
 class FusedLIF(torch.autograd.Function):
     """:func:`lif_scan` over all T steps as a single autograd node.
 
-    Forward runs the loop without a graph and saves only the membranes U (T, ...). Backward is
-    BPTT through eqs. N1-N4 with the reset detached, from the last step to the first:
+    Forward runs the loop without a graph and keeps the membranes U and the spikes S, (T, ...).
+    Backward is BPTT through eqs. N1-N4 with the reset detached, from the last step to the first:
 
         dL/dU[t] = dL/dS[t] * H'(U[t] - theta) + beta * (1 - S[t]) * dL/dU[t+1]
         dL/dX[t] = gain * dL/dU[t]
@@ -126,18 +145,20 @@ class FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, beta: float, gain: float, threshold: float, alpha: float) -> torch.Tensor:
         spikes, membranes = lif_scan(x.to(membrane_dtype(x.dtype)), beta=beta, gain=gain, threshold=threshold)
-        ctx.save_for_backward(membranes)
+        spikes = spikes.to(x.dtype)
+        ctx.save_for_backward(membranes, spikes)
         ctx.beta, ctx.gain, ctx.threshold, ctx.alpha = beta, gain, threshold, alpha
-        return spikes.to(x.dtype)
+        return spikes
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_spikes: torch.Tensor):
-        (u,) = ctx.saved_tensors  # (T, ...)
-        # dL/dU, filled in place: first the spike terms of every step, then the recurrence.
-        grad_u = atan_surrogate_grad(u - ctx.threshold, ctx.alpha).mul_(grad_spikes.to(u.dtype))
+        u, spikes = ctx.saved_tensors  # (T, ...) each
+        # dL/dU in place: the spike term of every step at once, then the recurrence, last step first.
+        # Products in snnTorch's order ((g * beta) * (1 - S)), so its gradients agree to the last bit.
+        grad_u = atan_surrogate_grad(u - ctx.threshold, ctx.alpha).mul_(grad_spikes)
         for t in range(u.shape[0] - 2, -1, -1):
-            grad_u[t] += torch.where(u[t] > ctx.threshold, 0.0, grad_u[t + 1] * ctx.beta)
+            grad_u[t] += grad_u[t + 1] * ctx.beta * (1 - spikes[t])
         return grad_u.mul_(ctx.gain).to(grad_spikes.dtype), None, None, None, None
 
 
