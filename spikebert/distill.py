@@ -95,6 +95,16 @@ class DistillModel(nn.Module):
         need_map = with_emb_map and student.cfg.dim != teacher_dim
         self.emb_map = nn.Linear(student.cfg.dim, teacher_dim, bias=False) if need_map else None
 
+    def forward(self, input_ids: torch.Tensor, *, emb_target: torch.Tensor | None = None,
+                emb_rows: torch.Tensor | None = None):
+        """(student output, projected block outputs, embedding term or None). One forward call, so
+        DDP sees every parameter use and synchronises the gradients."""
+        out = self.student(input_ids)
+        emb = None
+        if emb_target is not None:
+            emb = embedding_loss(self.student.embed.weight, emb_target, self.emb_map, emb_rows)
+        return out, self.projector(out.block_outputs), emb
+
 
 def feature_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
                  mask: torch.Tensor) -> torch.Tensor:
@@ -203,8 +213,8 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
         enc, _ = batcher(data, idx)
         _, t_feats = targets(idx, enc)
         enc = {k: v.to(device) for k, v in enc.items()}
-        s_out = m.student(enc["input_ids"])
-        feat = feature_loss(m.projector(s_out.block_outputs), [t.to(device) for t in t_feats],
+        _, s_feats, _ = m(enc["input_ids"])
+        feat = feature_loss(s_feats, [t.to(device) for t in t_feats],
                             _feature_mask(enc))
         return cfg.w_feat * feat, {"feat": float(feat.detach()), "loss": float(cfg.w_feat * feat.detach())}
 
@@ -216,8 +226,8 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
             enc, _ = batcher(dev, idx)
             _, t_feats = dev_targets(idx, enc)
             enc = {k: v.to(device) for k, v in enc.items()}
-            s_out = m.student(enc["input_ids"])
-            total += float(feature_loss(m.projector(s_out.block_outputs), t_feats,
+            _, s_feats, _ = m(enc["input_ids"])
+            total += float(feature_loss(s_feats, t_feats,
                                         _feature_mask(enc))) * len(idx)
             n += len(idx)
         return {"metric": -total / n, "dev_feat_mse": total / n}
@@ -326,13 +336,10 @@ def distill(
         aug = is_aug[idx]
         labels = torch.where(aug, t_logits.argmax(-1), labels)  # teacher labels for augmented sentences
         enc = {k: v.to(device) for k, v in enc.items()}
-        s_out = m.student(enc["input_ids"])
-        emb = None
-        if cfg.w_emb > 0:
-            rows = enc["input_ids"].unique() if cfg.emb_rows == "batch" else None
-            emb = embedding_loss(m.student.embed.weight, teacher_emb, m.emb_map, rows)
+        rows = enc["input_ids"].unique() if cfg.emb_rows == "batch" else None
+        s_out, s_feats, emb = m(enc["input_ids"], emb_target=teacher_emb if cfg.w_emb > 0 else None, emb_rows=rows)
         return distill_loss(cfg, student_logits=s_out.logits, teacher_logits=t_logits.to(device),
-                            labels=labels.to(device), student_feats=m.projector(s_out.block_outputs),
+                            labels=labels.to(device), student_feats=s_feats,
                             teacher_feats=[t.to(device) for t in t_feats], mask=_feature_mask(enc),
                             emb=emb)
 

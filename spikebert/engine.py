@@ -100,13 +100,15 @@ class Trainer:
 
     def __init__(self, *, run_dir: Path, model: nn.Module, cfg: LoopConfig, n_examples: int,
                  fingerprint: dict[str, Any], desc: str, resume: bool = True) -> None:
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         if n_examples < 1:
             raise ValueError(f"{desc}: no training examples")
         self.run_dir, self.cfg, self.n, self.desc = Path(run_dir), cfg, n_examples, desc
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        self.acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        # stage 1 leaves the classifier unused: DDP must not wait for its gradients
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
+                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         self.raw_model = model
         decay, no_decay = [], []
         for name, p in model.named_parameters():
