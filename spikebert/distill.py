@@ -171,6 +171,14 @@ def _feature_mask(enc: dict[str, torch.Tensor]) -> torch.Tensor:
     return enc["attention_mask"].bool()
 
 
+def _cache(run_dir: Path, *, tokenizer, max_len: int, **kw):
+    """The teacher cache, built by the main process while the others wait (DDP), then shared."""
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        return build_cache(run_dir / "teacher_cache", batcher=Batcher(tokenizer, max_len=max_len), **kw)
+
+
 def _device() -> torch.device:
     from accelerate import PartialState
 
@@ -198,8 +206,8 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
     data = TextDataset(corpus, [0] * len(corpus), "corpus")
     dev = TextDataset(dev_sentences, [0] * len(dev_sentences), "dev")
-    targets = (build_cache(run_dir / "teacher_cache", teacher=teacher, teacher_dir=cfg.teacher,
-                           batcher=Batcher(tokenizer, max_len=student_cfg.max_len), sentences=corpus, layers=layers)
+    targets = (_cache(run_dir, teacher=teacher, teacher_dir=cfg.teacher, tokenizer=tokenizer,
+                      max_len=student_cfg.max_len, sentences=corpus, layers=layers)
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     dev_targets = OnlineTargets(teacher, layers)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="pretrain",
@@ -317,8 +325,8 @@ def distill(
     is_aug[len(train):] = True
     data = TextDataset(sentences, train.labels + [0] * len(augmented), train.name + "+aug")
     log.info("stage 2 data: %d sentences + %d augmented", len(train), len(augmented))
-    targets = (build_cache(run_dir / "teacher_cache", teacher=teacher, teacher_dir=teacher_dir,
-                           batcher=Batcher(tokenizer, max_len=student_cfg.max_len), sentences=sentences, layers=layers)
+    targets = (_cache(run_dir, teacher=teacher, teacher_dir=teacher_dir, tokenizer=tokenizer,
+                      max_len=student_cfg.max_len, sentences=sentences, layers=layers)
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="distill",

@@ -12,13 +12,16 @@ In the backward pass dH/dx is replaced by the ATan surrogate of SpikingJelly and
 
 and the reset of eq. N3 is detached: no gradient flows through S[t] into V[t+1].
 
-The state carried between steps is the membrane *before* the reset, U[t]; the reset of step t-1 is
-applied at the start of step t. Eqs. N1-N3 then read, with ``beta = 1 - dt/tau``, ``gain = dt/tau``:
+Each step hands the next the membrane *before* its reset, U[t], and the spikes S[t]; the reset of
+step t-1 is applied at the start of step t. Eqs. N1-N3 then read, with ``beta = 1 - dt/tau``,
+``gain = dt/tau``:
 
-    U[t] = beta * U[t-1] * (1 - S[t-1]) + gain * X[t],    S[t] = H(U[t] - theta)
+    U[t] = beta * ((1 - S[t-1]) * U[t-1]) + gain * X[t],    S[t] = H(U[t] - theta)
 
 which is exactly snnTorch's ``Leaky(beta, threshold, reset_mechanism="zero")`` (reset_delay) driven
-with ``gain * X``: the tests hold this module to snnTorch spike for spike and gradient for gradient.
+with ``gain * X``: the tests hold this module to snnTorch spike for spike and gradient for gradient,
+in float32 and float64 (snnTorch given beta and theta in float64; by default it stores them as
+float32 tensors, which rounds beta = 0.9 for tau = 10).
 It is also NIR's ``LIF`` under forward Euler with ``dt = 1``, ``r = 1``. One deviation: SpikingJelly
 fires at ``V >= theta``; snnTorch, NIR and Lava at ``V > theta``. We use the strict form everywhere
 so every backend agrees bit for bit.
@@ -55,7 +58,7 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     """Eq. N2 without a gradient: 1 where x > 0, else 0, in x's dtype.
 
     Written with a floating-point ``out``: on CPU, ``(x > 0).to(dtype)`` goes through a bool tensor
-    and costs ten times as much.
+    and costs about ten times as much.
     """
     return torch.gt(x, 0, out=torch.empty_like(x))
 

@@ -111,7 +111,7 @@ def test_heaviside_encoder_equals_snntorch_atan(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_integrates_in_float32(dtype):
-    """Half inputs (autocast) give the float32 result: membranes are float32, spikes and grads come back in x's dtype."""
+    """Half inputs (autocast) give the float32 result: float32 membranes, spikes and grads in x's dtype."""
     x, w = random_case(5, torch.float32, shape=(4, 3, 8, 16))
     x, w = x.to(dtype), w.to(dtype)
     lif = LIF(tau=2.0, threshold=1.0, surrogate_alpha=ALPHA)

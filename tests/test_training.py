@@ -168,3 +168,23 @@ def test_cli_stages_and_eval(tmp_path, tiny_teacher, tiny_task, capsys):
     assert main(["train", "distill", *common, "--out", str(tmp_path / "s3"), "--init", str(tmp_path / "s1/model.pt"),
                  "--set", "epochs=1", *sset, "--student-set", "depth=2"]) == 2
     assert main(["train", "distill", *common, "--out", str(tmp_path / "s4"), "--set", "epochs=x"]) == 2
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path, tiny_teacher, tiny_task):
+    """`accelerate launch` with two CPU processes (gloo): the epoch's batches are sharded over them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "-m", "spikebert.cli", "train", "distill", "--data", "toy", "--data-dir",
+           str(tiny_task), "--teacher", tiny_teacher, *[a for k, v in STUDENT.items() for a in ("--student-set",
+           f"{k}={v}")], "--set", "epochs=1", "--set", "augment=null", "--out", str(tmp_path / "ddp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "ddp" / "model.pt").is_file()
+    steps = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1]["global_step"] == 3  # 96 sentences / 16 per batch / 2 processes
