@@ -15,10 +15,12 @@ $SB train pretrain --data sst-2 --student $S --set max_samples=20000 --set batch
 #    (the official SST-2 script also runs without), embedding loss on the batch's rows
 $SB train distill --data sst-2 --teacher $R/teacher/model --student $S --init $R/stage1/model.pt \
     --set epochs=2 --set augment=null --set emb_rows=batch --out $R/student-main
-# 4. ablations at equal, smaller budget (16k sentences, one epoch, no stage 1):
+# 4. ablations at equal, smaller budget (8k sentences, one epoch): norm, masking, stage 1
 for variant in "layer true" "batch true" "layer false"; do
     set -- $variant
     $SB train distill --data sst-2 --teacher $R/teacher/model --student $S --student-set norm=$1 \
-        --student-set mask_padding=$2 --set train_samples=16000 --set epochs=1 --set augment=null \
+        --student-set mask_padding=$2 --set train_samples=8000 --set epochs=1 --set augment=null \
         --set emb_rows=batch --out $R/ablation-norm_$1-mask_$2
 done
+$SB train distill --data sst-2 --teacher $R/teacher/model --student $S --init $R/stage1/model.pt \
+    --set train_samples=8000 --set epochs=1 --set augment=null --set emb_rows=batch --out $R/ablation-stage1
