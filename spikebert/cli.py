@@ -118,9 +118,11 @@ def cmd_energy(args) -> int:
     return 0
 
 
-def _stage_config(cls, args, **defaults):
-    """A stage config from ``--config`` JSON (or the defaults), then ``--set key=value`` overrides."""
-    data = cls.from_json(args.config).to_dict() if args.config else cls(**defaults).to_dict()
+def _stage_config(cls, args, **cli_values):
+    """A stage config from ``--config`` JSON (or the defaults), then the command's own options given
+    (such as ``--teacher``), then ``--set key=value`` overrides."""
+    data = cls.from_json(args.config).to_dict() if args.config else cls().to_dict()
+    data.update({k: v for k, v in cli_values.items() if v is not None})
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -210,6 +212,8 @@ def cmd_train(args) -> int:
     from spikebert.distill import distill
     from spikebert.teacher import load_tokenizer
 
+    if not args.teacher:
+        raise ValueError("train distill needs --teacher: the fine-tuned teacher folder (from train teacher)")
     tok = load_tokenizer(args.teacher)
     student = _student_config(args, tok, max(train.num_classes, dev.num_classes))
     cfg = _stage_config(DistillConfig, args)
@@ -263,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune the teacher | stage-1 pretrain | stage-2 distill")
     t.add_argument("stage", choices=["teacher", "pretrain", "distill"])
     _add_data_args(t)
-    t.add_argument("--teacher", default="minilm-offline",
-                   help="teacher: the model to fine-tune (teacher), the base model (pretrain), or the "
-                        "fine-tuned teacher folder (distill)")
+    t.add_argument("--teacher", default=None,
+                   help="teacher: the model to fine-tune (teacher; default minilm-offline), the base model "
+                        "(pretrain; default minilm-offline), or the fine-tuned teacher folder (distill)")
     t.add_argument("--config", default=None, help="JSON config for the stage (TeacherConfig, PretrainConfig, "
                                                   "DistillConfig)")
     t.add_argument("--student", default=None, help="StudentConfig JSON (pretrain, distill)")
@@ -332,6 +336,7 @@ def _run(parser: argparse.ArgumentParser, argv) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as err:
+        log.debug("traceback", exc_info=True)  # -v shows where it came from
         log.error("%s", err)
         return 2
     except Interrupted as err:

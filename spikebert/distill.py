@@ -33,7 +33,7 @@ from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
 from spikebert.data import TextDataset
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.evaluation import evaluate_student
-from spikebert.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from spikebert.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, text_sha256, weights_identity
 from spikebert.model import SpikeBERT
 from spikebert.targets import OnlineTargets, build_cache
 from spikebert.teacher import load_encoder, load_teacher, load_tokenizer
@@ -211,7 +211,8 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     dev_targets = OnlineTargets(teacher, layers)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="pretrain",
-                      fingerprint={"student": student_cfg.to_dict(), "pretrain": cfg.to_dict(), "n": len(data)},
+                      fingerprint={"student": student_cfg.to_dict(), "pretrain": cfg.to_dict(),
+                                   "teacher": weights_identity(cfg.teacher), "corpus_sha256": text_sha256(corpus)},
                       resume=resume)
     student_cfg.to_json(run_dir / "student_config.json")
     cfg.to_json(run_dir / "pretrain_config.json")
@@ -308,6 +309,9 @@ def distill(
     _check_vocab(student_cfg, tokenizer)
     teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
     layers = teacher_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
+    if teacher.config.num_labels != student_cfg.num_classes:
+        raise ValueError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
+                         f"{student_cfg.num_classes}: fine-tune the teacher on this task first")
     student = SpikeBERT(student_cfg)
     model = DistillModel(student, teacher_dim=teacher.config.hidden_size, with_emb_map=cfg.w_emb > 0)
     if init:
@@ -330,8 +334,9 @@ def distill(
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="distill",
-                      fingerprint={"student": student_cfg.to_dict(), "distill": cfg.to_dict(), "data": train.name,
-                                   "n": len(data), "teacher": str(teacher_dir), "init": str(init or "")},
+                      fingerprint={"student": student_cfg.to_dict(), "distill": cfg.to_dict(),
+                                   "data_sha256": text_sha256(sentences), "teacher": weights_identity(teacher_dir),
+                                   "init": weights_identity(init) if init else ""},
                       resume=resume)
     student_cfg.to_json(run_dir / "student_config.json")
     cfg.to_json(run_dir / "distill_config.json")
@@ -342,7 +347,7 @@ def distill(
         enc, labels = batcher(data, idx)
         t_logits, t_feats = targets(idx, enc)
         aug = is_aug[idx]
-        labels = torch.where(aug, t_logits.argmax(-1), labels)  # teacher labels for augmented sentences
+        labels = torch.where(aug, t_logits.argmax(-1).cpu(), labels)  # teacher labels for augmented sentences
         enc = {k: v.to(device) for k, v in enc.items()}
         rows = enc["input_ids"].unique() if cfg.emb_rows == "batch" else None
         s_out, s_feats, emb = m(enc["input_ids"], emb_target=teacher_emb if cfg.w_emb > 0 else None, emb_rows=rows)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,8 @@ def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int =
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
     batches = list(order.split(batch_size))
     per_rank = len(batches) // world if world > 1 else len(batches)  # equal step counts under DDP
+    if per_rank == 0:
+        raise ValueError(f"{n} examples make {len(batches)} batches of {batch_size}, fewer than the {world} processes")
     return batches[rank::world][:per_rank]
 
 
@@ -105,10 +108,13 @@ class Trainer:
         if n_examples < 1:
             raise ValueError(f"{desc}: no training examples")
         self.run_dir, self.cfg, self.n, self.desc = Path(run_dir), cfg, n_examples, desc
-        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
         # stage 1 leaves the classifier unused: DDP must not wait for its gradients
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        # the batches of a step depend on the process count: resuming under another one is another run
+        fingerprint = {**fingerprint, "loop": dataclasses.asdict(cfg), "n": n_examples,
+                       "processes": self.acc.num_processes}
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
         self.raw_model = model
         decay, no_decay = [], []
         for name, p in model.named_parameters():
@@ -127,9 +133,13 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and (self.run_dir / STATE_FILE).is_file():
             self._load_state()
-        elif (self.run_dir / STATE_FILE).is_file():
-            log.warning("%s: starting over; the state in %s will be overwritten", desc, self.run_dir)
-            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+        else:
+            if (self.run_dir / STATE_FILE).is_file() and self.acc.is_main_process:
+                old = self.run_dir / (STATE_FILE + ".old")
+                log.warning("%s: starting over in %s; the previous state is kept as %s", desc, self.run_dir, old)
+                os.replace(self.run_dir / STATE_FILE, old)
+            if self.acc.is_main_process:  # a fresh run owns its log (lines of a crashed earlier start go)
+                (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
 
     # -- state ---------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -142,7 +152,8 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "loop": dataclasses.asdict(self.state),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(),  # rank 0's; other DDP ranks restore it too (documented)
+            "grad_scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else {},
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         save_checkpoint(self.run_dir / STATE_FILE, payload)
@@ -151,8 +162,10 @@ class Trainer:
         path = self.run_dir / STATE_FILE
         payload = load_checkpoint(path, expected_format=STATE_FORMAT)
         if payload["fingerprint"] != json.dumps(self.fingerprint, sort_keys=True):
+            saved = json.loads(payload["fingerprint"])
+            differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
             raise ValueError(
-                f"{path} belongs to a different run (its configs or data differ from this one); "
+                f"{path} belongs to a different run ({', '.join(differ)} differ from this one); "
                 "pass another output folder, or --no-resume to start over in this one"
             )
         try:
@@ -162,6 +175,8 @@ class Trainer:
         self.opt.load_state_dict(payload["optimizer"])
         self.sched.load_state_dict(payload["scheduler"])
         self.state = LoopState(**payload["loop"])
+        if payload.get("grad_scaler") and self.acc.scaler is not None:
+            self.acc.scaler.load_state_dict(payload["grad_scaler"])
         torch.set_rng_state(payload["torch_rng"])
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
@@ -173,8 +188,15 @@ class Trainer:
         path = self.run_dir / METRICS_FILE
         if not path.is_file() or not self.acc.is_main_process:
             return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("global_step", 0) <= self.state.global_step]
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s: dropping a cut-off line (the run was killed while writing it)", path)
+                continue
+            if record.get("global_step", 0) <= self.state.global_step:
+                keep.append(line)
         atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     def log_metrics(self, record: dict[str, Any]) -> None:
@@ -208,7 +230,8 @@ class Trainer:
                 if cfg.max_grad_norm > 0:
                     self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 self.opt.step()
-                self.sched.step()
+                if not self.acc.optimizer_step_was_skipped:  # fp16: the scaler skipped an overflow
+                    self.sched.step()
                 st.step_in_epoch += 1
                 st.global_step += 1
                 steps_this_run += 1
@@ -223,8 +246,11 @@ class Trainer:
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
                     clock()
                     self._save_state()
-                out_of_time = stop_after_minutes and time.monotonic() - t_start > 60 * stop_after_minutes
-                if (stop_after_steps and steps_this_run >= stop_after_steps) or out_of_time:
+                stop = (stop_after_steps and steps_this_run >= stop_after_steps) or (
+                    stop_after_minutes and time.monotonic() - t_start > 60 * stop_after_minutes)
+                if self.acc.num_processes > 1:  # one decision for all ranks, or DDP would hang
+                    stop = bool(self.acc.reduce(torch.tensor(float(stop), device=self.acc.device), "max"))
+                if stop:
                     bar.close()
                     clock()
                     self._save_state()

@@ -29,6 +29,41 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Move the finished folder ``tmp`` to ``folder``; an existing one is moved aside first and
+    deleted only after the swap, so a crash never leaves neither."""
+    import shutil
+
+    backup = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, backup)
+    os.replace(tmp, folder)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def text_sha256(texts) -> str:
+    """SHA-256 of a list of texts (order-sensitive): identifies the data a run or cache was built on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def weights_identity(name_or_path: str | Path) -> str:
+    """Name, size and modification time of the weight/config files behind a model folder or file;
+    the plain name for a hub id. A re-trained model in the same place gets another identity."""
+    path = Path(name_or_path)
+    if not path.exists():
+        return str(name_or_path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".json"})
+    return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 

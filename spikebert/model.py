@@ -62,6 +62,7 @@ class TokenBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.training:
+            x_in, x = x, x.to(torch.promote_types(x.dtype, torch.float32))  # half-precision sums overflow
             ones = torch.ones_like(x[..., :1])  # (T, B, L, 1)
             m = ones if mask is None else mask[None, :, :, None].to(x.dtype) * ones
             n = m.sum()  # real positions, (T, B, L) flattened
@@ -72,10 +73,11 @@ class TokenBatchNorm(nn.Module):
                 unbiased = var * n / (n - 1).clamp(min=1)
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
                 self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
+            x = x_in
         else:
             mean, var = self.running_mean, self.running_var
         scale = self.weight * torch.rsqrt(var + self.eps)
-        return (x - mean) * scale + self.bias
+        return ((x - mean) * scale + self.bias).to(x.dtype)
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The inference map ``y = a * x + c`` as (a, c), for folding into the preceding Linear."""
@@ -196,6 +198,8 @@ class SpikeBERT(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.position_embedding else None
+        if self.position is not None:  # start as the paper's student: positions must not drown the tokens
+            nn.init.zeros_(self.position.weight)
         self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head_norm = make_norm(cfg, groups=1, dim=cfg.dim)

@@ -11,10 +11,8 @@ name and renamed into place, so an interrupted build leaves nothing half-written
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spikebert.io import replace_folder, text_sha256, weights_identity
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)
@@ -79,13 +78,8 @@ class CachedTargets:
 
 
 def cache_fingerprint(*, teacher_dir: str, sentences: list[str], max_len: int, layers: list[int]) -> dict:
-    h = hashlib.sha256()
-    for s in sentences:
-        h.update(s.encode("utf-8"))
-        h.update(b"\0")
-    return {"version": CACHE_VERSION, "teacher": str(Path(teacher_dir).resolve()) if Path(teacher_dir).exists()
-            else teacher_dir, "sentences_sha256": h.hexdigest(), "n": len(sentences), "max_len": max_len,
-            "layers": layers}
+    return {"version": CACHE_VERSION, "teacher": weights_identity(teacher_dir), "sentences_sha256":
+            text_sha256(sentences), "n": len(sentences), "max_len": max_len, "layers": layers}
 
 
 @torch.no_grad()
@@ -100,13 +94,24 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
             log.info("teacher cache %s: reused (%d sentences)", folder, len(cached))
             return cached
         log.info("teacher cache %s: stale (different teacher, data or layers), rebuilding", folder)
+    if batcher.tokenizer.padding_side != "right":
+        raise ValueError("the teacher cache stores real tokens first: the tokenizer must pad on the right")
     teacher.eval()
     lengths = np.array([len(x) for x in batcher.tokenizer(sentences, truncation=True, max_length=batcher.max_len)
                         ["input_ids"]], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     H = teacher.config.hidden_size
-    num_labels = getattr(teacher, "num_labels", 0) if hasattr(teacher, "classifier") else 0
+    probe_logits, _ = teacher_outputs(teacher, batcher.encode(sentences[:1]), layers)
+    num_labels = 0 if probe_logits is None else probe_logits.shape[-1]
     folder.parent.mkdir(parents=True, exist_ok=True)
+    need = int(offsets[-1]) * len(layers) * H * 2 + len(sentences) * (num_labels * 4 + 8)
+    free = shutil.disk_usage(folder.parent).free
+    if need > 0.9 * free:
+        raise ValueError(f"the teacher cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
+                         f"{free / 2**30:.1f} GiB free; set teacher_cache=false (the teacher then runs "
+                         "every step), or fewer train_samples / augmentation copies")
+    for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
@@ -127,9 +132,7 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
         np.save(tmp / "logits.npy", logits)
         np.save(tmp / "offsets.npy", offsets)
         (tmp / "meta.json").write_text(json.dumps({"fingerprint": fp, "hidden": H}, indent=2), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("teacher cache %s: %d sentences, %d tokens", folder, len(sentences), int(offsets[-1]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from spikebert.config import TeacherConfig
 from spikebert.data import TextDataset
+from spikebert.io import replace_folder, text_sha256, weights_identity
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, r
                       seed=cfg.seed, schedule="linear", warmup_ratio=cfg.warmup_ratio, max_grad_norm=1.0,
                       mixed_precision=cfg.mixed_precision)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(train), desc="teacher",
-                      fingerprint={"teacher": cfg.to_dict(), "train": train.name, "n": len(train)}, resume=resume)
+                      fingerprint={"teacher": cfg.to_dict(), "base_model": weights_identity(cfg.model),
+                                   "train_sha256": text_sha256(train.sentences)}, resume=resume)
     cfg.to_json(run_dir / "teacher_config.json")
 
     def step(m, idx):
@@ -115,8 +116,6 @@ def _save_atomically(model, tokenizer, out_dir: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

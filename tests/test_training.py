@@ -70,15 +70,16 @@ def test_teacher_cache_equals_online_teacher(tmp_path, tiny_teacher):
     assert len(other) == 2  # a different corpus rebuilds, never reuses
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tiny_task):
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tiny_task, norm):
     tok = load_tokenizer(tiny_teacher)
     train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
     kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
     cfg = _distill_cfg()
-    straight = distill(_student(tok), cfg, run_dir=tmp_path / "a", **kw)
+    straight = distill(_student(tok, norm=norm), cfg, run_dir=tmp_path / "a", **kw)
     with pytest.raises(Interrupted):
-        distill(_student(tok), cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
-    resumed = distill(_student(tok), cfg, run_dir=tmp_path / "b", **kw)
+        distill(_student(tok, norm=norm), cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
+    resumed = distill(_student(tok, norm=norm), cfg, run_dir=tmp_path / "b", **kw)
     assert resumed == straight
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
@@ -87,8 +88,27 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tin
     logs = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["global_step"] for r in logs if "eval" not in r]
     assert steps == sorted(set(steps))  # no duplicated records after the resume
-    with pytest.raises(ValueError, match="different run"):
-        distill(_student(tok), _distill_cfg(lr=1e-3), run_dir=tmp_path / "b", **kw)
+    with pytest.raises(ValueError, match="different run.*distill"):
+        distill(_student(tok, norm=norm), _distill_cfg(lr=1e-3), run_dir=tmp_path / "b", **kw)
+
+
+def test_teacher_fine_tuning_resumes_exactly_with_dropout(tmp_path, tiny_teacher, tiny_task):
+    """Dropout draws from the global RNG: the state file restores it, so the weights match exactly."""
+    from safetensors.torch import load_file
+
+    from spikebert.config import TeacherConfig
+    from spikebert.teacher import finetune_teacher
+
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    cfg = TeacherConfig(model=tiny_teacher, epochs=2, batch_size=16)
+    assert load_teacher(tiny_teacher).config.hidden_dropout_prob > 0
+    a = finetune_teacher(cfg, train, dev, tmp_path / "a")
+    with pytest.raises(Interrupted):
+        finetune_teacher(cfg, train, dev, tmp_path / "b", stop_after_steps=8)
+    b = finetune_teacher(cfg, train, dev, tmp_path / "b")
+    assert a == b
+    wa, wb = (load_file(tmp_path / r / "model" / "model.safetensors") for r in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_stage1_loads_strictly_into_stage2(tmp_path, tiny_teacher, tiny_task):
