@@ -14,7 +14,7 @@ $SB train pretrain --data sst-2 --student $S --set max_samples=20000 --set batch
 # 3. stage 2, main configuration (LayerNorm, masking on): whole train split, no augmentation
 #    (the official SST-2 script also runs without), embedding loss on the batch's rows
 $SB train distill --data sst-2 --teacher $R/teacher/model --student $S --init $R/stage1/model.pt \
-    --set epochs=2 --set augment=null --set emb_rows=batch --out $R/student-main
+    --set epochs=1 --set augment=null --set emb_rows=batch --out $R/student-main
 # 4. ablations at equal, smaller budget (8k sentences, one epoch): norm, masking, stage 1
 for variant in "layer true" "batch true" "layer false"; do
     set -- $variant
