@@ -6,6 +6,8 @@ process models, so the two backends cannot drift apart. Float64 throughout.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -18,11 +20,80 @@ def lif_coefficients(tau: np.ndarray, r: np.ndarray, v_leak: np.ndarray, dt: flo
     return 1.0 - dt / tau, r * dt / tau, v_leak * dt / tau
 
 
+def integrator_coefficients(r: np.ndarray, dt: float):
+    """Forward-Euler coefficients of NIR's I and IF, ``dv/dt = r I``: beta = 1, gain = r dt, bias = 0."""
+    return np.ones_like(r), r * dt, np.zeros_like(r)
+
+
+def leaky_integrate(v: np.ndarray, current: np.ndarray, *, beta, gain, bias) -> np.ndarray:
+    """One Euler step of a leaky integrator, ``v[t] = beta * v[t-1] + gain * I[t] + bias``.
+
+    The membrane of LIF, LI, IF and I, and the synaptic current of CubaLIF and CubaLI (whose
+    ``tau_syn dI/dt = -I + w_in S`` is this equation with ``r = w_in`` and ``v_leak = 0``).
+    """
+    return beta * v + current * gain + bias
+
+
 def lif_step(v: np.ndarray, current: np.ndarray, *, beta, gain, bias, v_threshold, v_reset):
     """One LIF step: charge, fire on ``v > v_threshold``, reset the fired neurons to ``v_reset``."""
-    v = beta * v + current * gain + bias
+    v = leaky_integrate(v, current, beta=beta, gain=gain, bias=bias)
     spikes = v > v_threshold
     return spikes.astype(np.float64), np.where(spikes, v_reset, v)
+
+
+def delay_step(history: np.ndarray, x: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NIR Delay in whole steps, ``y[t] = x[t - steps]`` per element, zero before the first input.
+
+    ``history`` (D+1, B, ...) holds the last D+1 inputs, newest first, D = max(steps); returns
+    (y, the updated history).
+    """
+    history = np.concatenate([x[None], history[:-1]])  # (D+1, B, ...)
+    index = np.broadcast_to(steps, x.shape)[None]  # (1, B, ...)
+    return np.take_along_axis(history, index, axis=0)[0], history
+
+
+def flatten(x: np.ndarray, start_dim: int, end_dim: int) -> np.ndarray:
+    """NIR Flatten of a batch: dims count per sample, as in NIR (no batch axis).
+
+    (B, *s) -> (B, *s[:a], prod(s[a:b+1]), *s[b+1:]) with a = start_dim, b = end_dim (negative
+    values count from the end of s).
+    """
+    s = x.shape[1:]
+    a, b = start_dim % len(s), end_dim % len(s)
+    return x.reshape(x.shape[0], *s[:a], int(np.prod(s[a:b + 1])), *s[b + 1:])
+
+
+def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int, padding: int | str,
+           dilation: int, groups: int) -> np.ndarray:
+    """NIR/PyTorch Conv1d (cross-correlation): (B, C_in, L) -> (B, C_out, L_out).
+
+        y[b, o, l] = bias[o] + sum_{c, k} W[o, c, k] x_pad[b, g(o) C_in/groups + c, l stride + k dilation]
+
+    ``weight`` (C_out, C_in/groups, K); g(o) is the group of output channel o; ``padding`` is zeros
+    on both sides, or 'valid' (none) or 'same' (PyTorch: the odd extra zero on the right).
+    With K = 1 and no padding, stride or groups this is :func:`token_linear`, bit for bit.
+    """
+    c_out, c_group, k_size = weight.shape
+    if padding == "valid":
+        left = right = 0
+    elif padding == "same":
+        left = dilation * (k_size - 1) // 2
+        right = dilation * (k_size - 1) - left
+    else:
+        left = right = int(padding)
+    if left or right:
+        x = np.pad(x, ((0, 0), (0, 0), (left, right)))
+    length = (x.shape[2] - dilation * (k_size - 1) - 1) // stride + 1
+    out_group = c_out // groups
+    ys = []
+    for g in range(groups):
+        w = weight[g * out_group:(g + 1) * out_group]  # (C_out/groups, C_in/groups, K)
+        xg = x[:, g * c_group:(g + 1) * c_group]  # (B, C_in/groups, L_pad)
+        taps = (np.matmul(w[:, :, k], xg[:, :, k * dilation:k * dilation + stride * (length - 1) + 1:stride])
+                for k in range(k_size))  # K x (B, C_out/groups, L_out)
+        ys.append(functools.reduce(np.add, taps))
+    y = ys[0] if groups == 1 else np.concatenate(ys, axis=1)
+    return y + bias[:, None]
 
 
 def token_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

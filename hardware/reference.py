@@ -1,16 +1,53 @@
 """Reference executor: runs a NIR graph of the supported node set in discrete time with NumPy.
 
-Semantics (also those of the Lava backend): at every step, nodes run in topological order; a
-node's input is the sum of its predecessors' outputs in the same step (no synaptic delay); LIF
-nodes follow ``hardware.kernels.lif_step`` with forward-Euler coefficients for the graph's ``dt``
-(metadata, default 1). The token-embedding prefix (SBTokenEmbedding -> Threshold) is the host-side
-encoder and runs once per sample. The readout is the mean over time of the output node.
+Time. Every step advances the graph by ``dt``. ``dt`` comes from the graph metadata (``"dt"``),
+else from the ``dt`` argument of :class:`ReferenceExecutor`; a graph with time constants or
+delays and neither is rejected (NIR stores no dt; snnTorch's ``export_to_nir`` writes none and
+derives its time constants from dt = 1e-4). Continuous NIR dynamics are discretised by forward
+Euler, with the equations of ``hardware.kernels``.
+
+Steps. At every step the nodes run in topological order; a node's input I is the sum of its
+predecessors' outputs in the same step (edges carry no delay, only Delay nodes do). All state
+starts at 0 in every run. Per node type:
+
+    Input, Output    y = I
+    Affine, Linear   y = W I + b, y = W I
+    Conv1d           PyTorch Conv1d, ``kernels.conv1d``
+    Scale            y = scale * I
+    Flatten          reshape, dims counted per sample as in NIR, ``kernels.flatten``
+    Threshold        y = [I > threshold]
+    LIF              v += dt/tau (v_leak - v + r I);  y = [v > v_threshold];  v = v_reset where y
+    IF               v += dt r I;  then fire and reset as LIF
+    LI, I            v += dt/tau (v_leak - v + r I), resp. v += dt r I;  y = v
+    CubaLIF          i += dt/tau_syn (w_in I - i);  then LIF with tau_mem on the new i
+    CubaLI           the same without threshold;  y = v
+    Delay            y[t] = I[t - d], d = delay/dt whole steps per element (an error otherwise); 0 before
+    SB* extension    converters/nir_ext.py; SBTokenEmbedding -> Threshold is the host-side encoder
+
+Written as ``v = beta v + gain I + bias`` (``kernels.leaky_integrate``), the coefficients are
+``(1 - dt/tau, r dt/tau, v_leak dt/tau)`` (``kernels.lif_coefficients``; the synapse uses r = w_in,
+v_leak = 0) or ``(1, r dt, 0)`` for IF and I (``kernels.integrator_coefficients``).
+
+snnTorch. ``snntorch.export_nir.export_to_nir`` (1.0.0) writes Leaky as LIF(tau = dt/(1 - beta),
+r = tau/dt, v_leak = 0, v_reset = 0) and Synaptic as CubaLIF(tau_syn = dt/(1 - alpha), w_in =
+tau_syn/dt, ...) with dt = 1e-4, and stores no dt. Run with ``dt=1e-4`` and the steps above are
+snnTorch's ``v = beta v + I`` (``i = alpha i + I`` first) with its spike test ``v > threshold``.
+NIR 1.0.8 resets to v_reset in the step of the spike: that is snnTorch's ``reset_mechanism="zero"``
+(Leaky with either ``reset_delay``, Synaptic only with ``reset_delay=False``). "subtract", "none"
+and Synaptic's delayed zero reset export to the same graph, so they are not representable and
+run as reset to zero (tests/test_reference_standard.py).
+
+Entry points: :meth:`ReferenceExecutor.run` takes token ids (SpikeBERT graphs): the encoder runs
+once per sample and its spikes are held over ``time_steps`` (metadata). :meth:`~ReferenceExecutor.run_inputs`
+takes a tensor x (T, B, *input shape) whose step t drives the Input node at step t.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import nir
 import numpy as np
@@ -22,6 +59,8 @@ from hardware.activity import Activity, NodeActivity
 log = logging.getLogger(__name__)
 
 SYNAPSE_TYPES = (nir.Conv1d, nir.Affine, nir.Linear, SBSpikeAttention, SBTokenMean)
+TIMED_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, nir.Delay)  # their step depends on dt
+DELAY_TOLERANCE = 1e-9  # relative: delay/dt within this of a whole number of steps counts as whole (float dt)
 
 
 def topological_order(graph: nir.NIRGraph) -> list[str]:
@@ -69,7 +108,8 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     """Run the Input -> SBTokenEmbedding -> Threshold prefix of a SpikeBERT graph."""
     embed_name = next((n for n, node in graph.nodes.items() if isinstance(node, SBTokenEmbedding)), None)
     if embed_name is None:
-        raise ValueError("graph has no SBTokenEmbedding node: token ids cannot be encoded")
+        raise ValueError("graph has no SBTokenEmbedding node: token ids cannot be encoded; "
+                         "feed a graph with a tensor Input through ReferenceExecutor.run_inputs")
     embed: SBTokenEmbedding = graph.nodes[embed_name]
     succ = [d for s, d in graph.edges if s == embed_name]
     if len(succ) != 1 or not isinstance(graph.nodes[succ[0]], nir.Threshold):
@@ -89,7 +129,7 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
 
 @dataclasses.dataclass
 class RunResult:
-    step_outputs: np.ndarray  # (T, B, C)
+    step_outputs: np.ndarray  # (T, B, *output shape)
     spikes: dict[str, np.ndarray]  # recorded node outputs (T, B, ...), only for requested nodes
 
     @property
@@ -97,24 +137,251 @@ class RunResult:
         return self.step_outputs.mean(axis=0)
 
 
-class ReferenceExecutor:
-    """Run a SpikeBERT-style NIR graph (or any graph of the supported node set) batch by batch."""
+# --- steps: one pure function per node type, (I, state, context) -> (y, state) ------------------
 
-    def __init__(self, graph: nir.NIRGraph) -> None:
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    mask: np.ndarray | None  # (B, L) real tokens, token graphs only
+    activity: NodeActivity | None  # the node's record, synapse nodes only
+
+
+Step = Callable[[np.ndarray, Any, StepContext], tuple[np.ndarray, Any]]
+"""(summed input I (B, ...), the node's state, None at the first step; context) -> (output, state)."""
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)  # exporters write float32 parameters; kernels are float64
+
+
+def _stateless(f: Callable[[np.ndarray, StepContext], np.ndarray]) -> Step:
+    return lambda x, state, ctx: (f(x, ctx), None)
+
+
+def _identity(name: str, node, dt: float | None) -> Step:
+    return _stateless(lambda x, ctx: x)
+
+
+def _affine(name: str, node: nir.Affine | nir.Linear, dt: float | None) -> Step:
+    weight = _f64(node.weight)
+    if weight.ndim != 2:
+        raise ValueError(f"{type(node).__name__} {name!r}: weight {weight.shape} is not (out, in); "
+                         "batched weights are not supported, split the node")
+    bias = _f64(node.bias) if isinstance(node, nir.Affine) else np.zeros(weight.shape[0])
+    return _stateless(lambda x, ctx: kernels.affine(x, weight, bias))
+
+
+def _conv1d(name: str, node: nir.Conv1d, dt: float | None) -> Step:
+    weight, bias = _f64(node.weight), _f64(node.bias)
+    padding = node.padding.decode() if isinstance(node.padding, bytes) else node.padding
+    padding = padding if isinstance(padding, str) else int(padding)
+    stride, dilation, groups = int(node.stride), int(node.dilation), int(node.groups)
+    if weight.ndim != 3 or weight.shape[0] % groups:
+        raise ValueError(f"Conv1d {name!r}: weight {weight.shape} must be (C_out, C_in/groups, K) with C_out "
+                         f"divisible by groups={groups}")
+    return _stateless(lambda x, ctx: kernels.conv1d(x, weight, bias, stride=stride, padding=padding,
+                                                   dilation=dilation, groups=groups))
+
+
+def _scale(name: str, node: nir.Scale, dt: float | None) -> Step:
+    scale = _f64(node.scale)
+    return _stateless(lambda x, ctx: x * scale)
+
+
+def _flatten(name: str, node: nir.Flatten, dt: float | None) -> Step:
+    start, end = int(node.start_dim), int(node.end_dim)
+    return _stateless(lambda x, ctx: kernels.flatten(x, start, end))
+
+
+def _threshold(name: str, node: nir.Threshold, dt: float | None) -> Step:
+    threshold = _f64(node.threshold)
+    return _stateless(lambda x, ctx: (x > threshold).astype(np.float64))
+
+
+def _layer_norm(name: str, node: SBLayerNorm, dt: float | None) -> Step:
+    return _stateless(lambda x, ctx: kernels.layer_norm(x, node.weight, node.bias, groups=node.groups, eps=node.eps))
+
+
+def _token_mean(name: str, node: SBTokenMean, dt: float | None) -> Step:
+    return _stateless(lambda x, ctx: kernels.token_mean(x, ctx.mask if node.mask_padding else None))
+
+
+def _attention(name: str, node: SBSpikeAttention, dt: float | None) -> Step:
+    def step(x, state, ctx):
+        y, a, v = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=node.scale,
+                                         key_mask=ctx.mask if node.mask_padding else None)
+        qk, av = kernels.attention_stats(a, v, ctx.mask)
+        ctx.activity.add(NodeActivity(qk_accumulates=qk, av_accumulates=av))
+        return y, None
+
+    return step
+
+
+def _membrane(node, dt: float) -> dict[str, np.ndarray]:
+    """Euler coefficients of the membrane: leaky (LIF, LI, CubaLIF, CubaLI) or integrator (IF, I)."""
+    if isinstance(node, (nir.IF, nir.I)):
+        beta, gain, bias = kernels.integrator_coefficients(_f64(node.r), dt)
+    else:
+        tau = node.tau_mem if isinstance(node, (nir.CubaLIF, nir.CubaLI)) else node.tau
+        beta, gain, bias = kernels.lif_coefficients(_f64(tau), _f64(node.r), _f64(node.v_leak), dt)
+    return {"beta": beta, "gain": gain, "bias": bias}
+
+
+def _synapse(node: nir.CubaLIF | nir.CubaLI, dt: float) -> dict[str, np.ndarray]:
+    """Euler coefficients of ``tau_syn di/dt = -i + w_in I``: the leaky equation with r = w_in, v_leak = 0."""
+    beta, gain, bias = kernels.lif_coefficients(_f64(node.tau_syn), _f64(node.w_in), 0.0, dt)
+    return {"beta": beta, "gain": gain, "bias": bias}
+
+
+def _spiking(name: str, node, dt: float) -> Step:
+    """LIF, IF, CubaLIF: state v, or (i, v) with a synaptic current."""
+    membrane = _membrane(node, dt)
+    fire = {"v_threshold": _f64(node.v_threshold), "v_reset": _f64(node.v_reset)}
+    if not isinstance(node, nir.CubaLIF):
+        def step(x, v, ctx):
+            return kernels.lif_step(np.zeros_like(x) if v is None else v, x, **membrane, **fire)
+
+        return step
+    synapse = _synapse(node, dt)
+
+    def cuba_step(x, state, ctx):
+        i, v = (np.zeros_like(x), np.zeros_like(x)) if state is None else state
+        i = kernels.leaky_integrate(i, x, **synapse)
+        spikes, v = kernels.lif_step(v, i, **membrane, **fire)
+        return spikes, (i, v)
+
+    return cuba_step
+
+
+def _integrating(name: str, node, dt: float) -> Step:
+    """LI, I, CubaLI: no threshold, the output is the membrane v."""
+    membrane = _membrane(node, dt)
+    if not isinstance(node, nir.CubaLI):
+        def step(x, v, ctx):
+            v = kernels.leaky_integrate(np.zeros_like(x) if v is None else v, x, **membrane)
+            return v, v
+
+        return step
+    synapse = _synapse(node, dt)
+
+    def cuba_step(x, state, ctx):
+        i, v = (np.zeros_like(x), np.zeros_like(x)) if state is None else state
+        i = kernels.leaky_integrate(i, x, **synapse)
+        v = kernels.leaky_integrate(v, i, **membrane)
+        return v, (i, v)
+
+    return cuba_step
+
+
+def delay_steps(name: str, delay: np.ndarray, dt: float) -> np.ndarray:
+    """NIR Delay (seconds, per element) as whole steps of ``dt``; anything else is an error naming the fix."""
+    ratio = _f64(delay) / dt
+    steps = np.rint(ratio)
+    if np.any(steps < 0) or not np.allclose(ratio, steps, rtol=DELAY_TOLERANCE, atol=DELAY_TOLERANCE):
+        raise ValueError(
+            f"Delay {name!r}: delays {np.unique(delay)} are not whole, non-negative numbers of steps of "
+            f"dt={dt} (delay/dt = {np.unique(ratio)}); round the delays to multiples of dt, or run with a dt "
+            "that divides them"
+        )
+    return steps.astype(np.int64)
+
+
+def _delay(name: str, node: nir.Delay, dt: float) -> Step:
+    steps = delay_steps(name, node.delay, dt)
+
+    def step(x, history, ctx):
+        if history is None:
+            history = np.zeros((int(steps.max(initial=0)) + 1, *x.shape))  # (D+1, B, ...)
+        return kernels.delay_step(history, x, steps)
+
+    return step
+
+
+STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
+    nir.Input: _identity,
+    nir.Output: _identity,
+    nir.Affine: _affine,
+    nir.Linear: _affine,
+    nir.Conv1d: _conv1d,
+    nir.Scale: _scale,
+    nir.Flatten: _flatten,
+    nir.Threshold: _threshold,
+    nir.LIF: _spiking,
+    nir.IF: _spiking,
+    nir.CubaLIF: _spiking,
+    nir.LI: _integrating,
+    nir.I: _integrating,
+    nir.CubaLI: _integrating,
+    nir.Delay: _delay,
+    SBTokenEmbedding: _identity,  # host-side: run() starts after it, run_inputs() refuses token graphs
+    SBLayerNorm: _layer_norm,
+    SBSpikeAttention: _attention,
+    SBTokenMean: _token_mean,
+}
+"""node type -> (name, node, dt) -> step; the node set the executor supports."""
+
+SUPPORTED = tuple(STEP_BUILDERS)
+
+
+# --- shapes ---------------------------------------------------------------------------------------
+
+
+def port_shape(node: nir.NIRNode, port: str) -> tuple[int, ...] | None:
+    """Per-sample shape of a node's ``input`` or ``output`` port; None where NIR leaves it undefined."""
+    if port == "input" and isinstance(node, nir.Conv1d) and node.input_shape is not None:
+        # NIR 1.0.8 writes (C_in / groups, N); the input has C_in channels
+        return (int(node.weight.shape[1] * node.groups), int(node.input_shape))
+    types = node.input_type if port == "input" else node.output_type
+    shape = (types or {}).get(port)
+    if shape is None:
+        return None
+    shape = np.asarray(shape)
+    if shape.size == 0 or shape.dtype == object:  # scalar parameters or an uninferred type: broadcast
+        return None
+    return tuple(int(s) for s in shape)
+
+
+def check_edge_shapes(graph: nir.NIRGraph) -> None:
+    """Every edge carries the shape its destination expects, where both ends define one."""
+    for src, dst in graph.edges:
+        out, inp = port_shape(graph.nodes[src], "output"), port_shape(graph.nodes[dst], "input")
+        if out is not None and inp is not None and out != inp:
+            raise ValueError(
+                f"shape mismatch on edge ({src!r}, {dst!r}): {type(graph.nodes[src]).__name__} {src!r} outputs "
+                f"{out} per sample, but {type(graph.nodes[dst]).__name__} {dst!r} takes {inp}; fix the parameter "
+                "shapes of one of them, or insert a Flatten node between them"
+            )
+
+
+# --- the executor ---------------------------------------------------------------------------------
+
+
+class ReferenceExecutor:
+    """Run a NIR graph of the supported node set batch by batch, recording activity.
+
+    ``dt`` (seconds, or the graph's time unit): the step; required when the graph has time
+    constants or delays and its metadata holds no ``"dt"``. Must agree with the metadata if both
+    are given.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, *, dt: float | None = None) -> None:
         self.graph = graph
-        self.dt = float(graph.metadata.get("dt", 1.0))
+        self.dt = self._resolve_dt(graph, dt)
         self.time_steps = int(graph.metadata.get("time_steps", 1))
         self.order = topological_order(graph)
         self.preds = predecessors(graph)
         for name in self.order:
             node = graph.nodes[name]
-            if not isinstance(node, SUPPORTED):
+            if type(node) not in STEP_BUILDERS:
                 raise ValueError(
                     f"node {name!r} has type {type(node).__name__}, which the reference executor does "
-                    f"not support; supported: {sorted(t.__name__ for t in SUPPORTED)}"
+                    f"not support; supported: {sorted(t.__name__ for t in SUPPORTED)}. Replace the node "
+                    "(nested NIRGraphs: inline their nodes), or add a step for it in hardware/reference.py"
                 )
-            if isinstance(node, nir.Conv1d) and (node.weight.shape[2] != 1 or node.groups != 1):
-                raise ValueError(f"Conv1d {name!r}: only kernel size 1, groups 1 (token-wise) is supported")
+            if not self.preds[name] and not isinstance(node, nir.Input):
+                raise ValueError(f"node {name!r} has no incoming edge; connect it or remove it from the graph")
+        check_edge_shapes(graph)
+        self.steps = {n: STEP_BUILDERS[type(graph.nodes[n])](n, graph.nodes[n], self.dt) for n in self.order}
         outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
         if len(outputs) != 1:
             raise ValueError(f"graph must have exactly one Output node, found {outputs}")
@@ -123,66 +390,89 @@ class ReferenceExecutor:
                                  nodes={n: NodeActivity() for n in self.order
                                         if isinstance(graph.nodes[n], SYNAPSE_TYPES)})
 
+    @staticmethod
+    def _resolve_dt(graph: nir.NIRGraph, dt: float | None) -> float | None:
+        meta = graph.metadata.get("dt")
+        if meta is not None and dt is not None and float(meta) != float(dt):
+            raise ValueError(f"dt={dt} contradicts the graph metadata dt={float(meta)}; drop the dt argument")
+        resolved = meta if meta is not None else dt
+        if resolved is None:
+            timed = sorted(n for n, node in graph.nodes.items() if isinstance(node, TIMED_TYPES))
+            if timed:
+                raise ValueError(
+                    f"nodes {timed} have time constants or delays, but the graph metadata has no 'dt' and no dt "
+                    "was passed: pass ReferenceExecutor(graph, dt=...), the step the graph was exported for "
+                    "(snnTorch's export_to_nir assumes dt=1e-4)"
+                )
+            return None
+        if not float(resolved) > 0:
+            raise ValueError(f"dt must be positive, got {resolved}")
+        return float(resolved)
+
     def run(self, ids: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
+        """Token ids (B, L) through a SpikeBERT graph: encoded once, held for ``time_steps`` steps."""
         enc = encode_tokens(self.graph, ids)
-        B = enc.spikes.shape[0]
-        self.activity.samples += B
-        self.activity.real_tokens += float(enc.mask.sum()) if enc.mask is not None else float(ids.size)
-        state: dict[str, np.ndarray] = {}
+        held = np.broadcast_to(enc.spikes, (self.time_steps, *enc.spikes.shape))  # (T, B, D, L), a view
+        tokens = float(enc.mask.sum()) if enc.mask is not None else float(ids.size)
+        return self._simulate(enc.first_node, held, mask=enc.mask, record=record, tokens=tokens)
+
+    def run_inputs(self, x: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
+        """A tensor x (T, B, *input shape) through a graph with one Input node: x[t] drives step t.
+
+        Returns the Output node's value at every step, (T, B, *output shape). Activity counts
+        B samples of T steps, with one position per sample, or L for (C, L) inputs.
+        """
+        inputs = [n for n in self.order if isinstance(self.graph.nodes[n], nir.Input)]
+        if any(isinstance(node, SBTokenEmbedding) for node in self.graph.nodes.values()) or len(inputs) != 1:
+            raise ValueError(f"run_inputs needs a graph with exactly one Input node (found {inputs}) and no token "
+                             "encoder; SpikeBERT token graphs take token ids through run(ids)")
+        x = np.asarray(x, dtype=np.float64)
+        expected = port_shape(self.graph.nodes[inputs[0]], "output")
+        if x.ndim < 2 or x.shape[0] < 1 or (expected is not None and x.shape[2:] != expected):
+            shape = "*input shape" if expected is None else ", ".join(map(str, expected))
+            raise ValueError(f"inputs for Input {inputs[0]!r} must be (T, B, {shape}), got {x.shape}")
+        positions = int(np.prod(x.shape[3:]))  # (C,) inputs: 1; (C, L): L
+        return self._simulate(inputs[0], x, mask=None, record=record, tokens=float(x.shape[1] * positions))
+
+    def _simulate(self, source: str, drive: np.ndarray, *, mask: np.ndarray | None, record: tuple[str, ...],
+                  tokens: float) -> RunResult:
+        """The time loop: ``drive[t]`` (B, ...) is the output of ``source`` at step t; every node after it steps.
+
+        Activity gains B samples and ``tokens`` real positions.
+        """
+        compute = self.order[self.order.index(source) + 1:]
+        unknown = sorted(set(record) - set(compute) - {source})
+        if unknown:
+            raise ValueError(f"cannot record {unknown}: not nodes this run computes ({[source, *compute]})")
+        T, B = drive.shape[:2]
+        if self.activity.samples and T != self.activity.time_steps:
+            raise ValueError(f"this executor's activity holds runs of {self.activity.time_steps} steps, got {T}; "
+                             "use one executor per number of steps")
+        contexts = {n: StepContext(mask=mask, activity=self.activity.nodes.get(n)) for n in compute}
+        state: dict[str, Any] = dict.fromkeys(compute)
         steps, recorded = [], {n: [] for n in record}
-        compute_nodes = self.order[self.order.index(enc.first_node) + 1:]  # after the host encoder
-        for _ in range(self.time_steps):
-            out = {enc.first_node: enc.spikes}
-            for name in compute_nodes:
-                x = sum(out[p] for p in self.preds[name])
-                out[name] = self._step(name, x, state, enc.mask)
+        for drive_t in drive:
+            out = {source: drive_t}
+            for name in compute:
+                x = self._fan_in(name, out)
+                ctx = contexts[name]
+                if ctx.activity is not None:
+                    nnz, abs_sum, elements = kernels.input_stats(x, mask)
+                    ctx.activity.add(NodeActivity(input_nonzeros=nnz, input_abs_sum=abs_sum, input_elements=elements))
+                out[name], state[name] = self.steps[name](x, state[name], ctx)
             steps.append(out[self.output])
             for n in record:
                 recorded[n].append(out[n])
+        self.activity.time_steps = T
+        self.activity.samples += B
+        self.activity.real_tokens += tokens
         return RunResult(np.stack(steps), {n: np.stack(v) for n, v in recorded.items()})
 
-    def _step(self, name: str, x: np.ndarray, state: dict, mask: np.ndarray | None) -> np.ndarray:
-        node = self.graph.nodes[name]
-        act = self.activity.nodes.get(name)
-        if act is not None:
-            nnz, abs_sum, elements = kernels.input_stats(x, mask)
-            act.add(NodeActivity(input_nonzeros=nnz, input_abs_sum=abs_sum, input_elements=elements))
-        if isinstance(node, (nir.Output, nir.Input)):
-            return x
-        if isinstance(node, nir.Conv1d):
-            return kernels.token_linear(x, node.weight[:, :, 0], node.bias)
-        if isinstance(node, nir.Affine):
-            return kernels.affine(x, node.weight, node.bias)
-        if isinstance(node, nir.Linear):
-            return kernels.affine(x, node.weight, np.zeros(node.weight.shape[0]))
-        if isinstance(node, nir.Scale):
-            return x * node.scale
-        if isinstance(node, nir.Threshold):
-            return (x > node.threshold).astype(np.float64)
-        if isinstance(node, SBLayerNorm):
-            return kernels.layer_norm(x, node.weight, node.bias, groups=node.groups, eps=node.eps)
-        if isinstance(node, SBTokenMean):
-            return kernels.token_mean(x, mask if node.mask_padding else None)
-        if isinstance(node, SBSpikeAttention):
-            y, a, v = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=node.scale,
-                                             key_mask=mask if node.mask_padding else None)
-            qk, av = kernels.attention_stats(a, v, mask)
-            act.add(NodeActivity(qk_accumulates=qk, av_accumulates=av))
-            return y
-        if isinstance(node, (nir.LIF, nir.IF)):
-            return self._neuron(name, node, x, state)
-        raise AssertionError(f"unhandled node type {type(node).__name__}")  # guarded in __init__
-
-    def _neuron(self, name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
-        if isinstance(node, nir.LIF):
-            beta, gain, bias = kernels.lif_coefficients(node.tau, node.r, node.v_leak, self.dt)
-        else:  # IF: dv/dt = r I
-            beta, gain, bias = np.ones_like(node.r), node.r * self.dt, np.zeros_like(node.r)
-        v = state.get(name, np.zeros_like(x))
-        spikes, state[name] = kernels.lif_step(v, x, beta=beta, gain=gain, bias=bias,
-                                               v_threshold=node.v_threshold, v_reset=node.v_reset)
-        return spikes
-
-
-SUPPORTED = (nir.Input, nir.Output, nir.Conv1d, nir.Affine, nir.Linear, nir.Scale, nir.Threshold, nir.LIF, nir.IF,
-             SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean)
+    def _fan_in(self, name: str, out: dict[str, np.ndarray]) -> np.ndarray:
+        """Sum of the predecessors' outputs of this step; unequal shapes are an error, never broadcast."""
+        xs = [out[p] for p in self.preds[name]]
+        if any(x.shape != xs[0].shape for x in xs[1:]):
+            shapes = {p: out[p].shape[1:] for p in self.preds[name]}
+            raise ValueError(f"node {name!r} sums inputs of different shapes {shapes}; make them equal "
+                             "(a Flatten or an Affine on the odd one out)")
+        return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
