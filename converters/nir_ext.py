@@ -117,6 +117,8 @@ class SBTokenMean(nir.NIRNode):
         self.output_type = {"output": np.array([self.dim])}
 
 
+READOUT = "mean over time steps of the output"  # metadata "readout" of every exported student
+
 EXTENSION_NODES: dict[str, type[nir.NIRNode]] = {
     cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean)
 }

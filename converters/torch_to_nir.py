@@ -18,6 +18,7 @@ from torch import nn
 
 from converters.nir_ext import (
     EXTENSION_VERSION,
+    READOUT,
     SBLayerNorm,
     SBSpikeAttention,
     SBTokenEmbedding,
@@ -154,7 +155,7 @@ def export_student(model: SpikeBERT, *, metadata: dict | None = None) -> nir.NIR
         "discretisation": "forward-euler",
         "time_steps": cfg.time_steps,
         "input": "token ids, held constant over the time steps",
-        "readout": "mean over time steps of the output",
+        "readout": READOUT,
         "spike_condition": "v > v_threshold",
         "reset": "to v_reset, same step",
         **(metadata or {}),

@@ -128,7 +128,7 @@ class TokenMean(nn.Module):
         if not self.mask_padding:
             return x.mean(dim=2)
         m = mask[None, :, :, None].to(x.dtype)  # (1, B, L, 1)
-        return (x * m).sum(dim=2) / m.sum(dim=2)
+        return (x * m).sum(dim=2) / m.sum(dim=2).clamp(min=1)  # an all-padding row gives 0, as the reference
 
 
 class SpikingSelfAttention(nn.Module):
