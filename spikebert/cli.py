@@ -58,13 +58,34 @@ def cmd_demo(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from spikebert.pipeline import export_nir
+    if args.teacher and args.to != "onnx":
+        raise ValueError("--teacher: the teacher is exported to ONNX only; add --to onnx")
+    if args.to == "nir":
+        from spikebert.pipeline import export_nir
 
-    if args.to != "nir":
-        raise SystemExit(f"spikebert-export: --to {args.to} is not built yet (issue #4); use --to nir")
-    out = Path(args.output) if args.output else Path(args.model).with_suffix(".nir")
-    export_nir(Path(args.model), out)
+        out = Path(args.output) if args.output else Path(args.model).with_suffix(".nir")
+        export_nir(Path(args.model), out)
+        print(out)
+        return 0
+    if not args.teacher and Path(args.model).is_dir():
+        raise ValueError(f"{args.model} is a folder, not a student checkpoint; for a teacher folder add --teacher")
+    try:
+        from converters.onnx_export import export_student_onnx, export_teacher_onnx
+
+        if args.teacher:
+            out = Path(args.output) if args.output else Path(args.model.rstrip("/") + ".onnx")
+            check = export_teacher_onnx(args.model, out, max_len=args.max_len)
+        else:
+            from spikebert.distill import load_student
+
+            model, payload = load_student(args.model)
+            out = Path(args.output) if args.output else Path(args.model).with_suffix(".onnx")
+            meta = {k: payload[k] for k in ("tokenizer", "tokenizer_sha256", "task")}  # to tokenize for the graph
+            check = export_student_onnx(model, out, metadata=meta)
+    except ImportError as err:  # onnx or onnxruntime missing: the message names the package
+        raise SystemExit(f"spikebert-export: {err}") from err
     print(out)
+    print(json.dumps(check.to_dict()))
     return 0
 
 
@@ -317,9 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="student checkpoint (model.pt)")
-    p.add_argument("--to", choices=["nir", "onnx"], default="nir")
-    p.add_argument("-o", "--output", default=None)
+    from spikebert.config import TeacherConfig
+
+    p.add_argument("model", help="student checkpoint (model.pt); with --teacher, the teacher folder or HF name")
+    p.add_argument("--to", choices=["nir", "onnx"], default="nir",
+                   help="nir: the student as a NIR graph; onnx: a float32 ONNX graph (the student unrolled over "
+                        "its T steps, or the teacher), checked against PyTorch with onnxruntime before it is written")
+    p.add_argument("--teacher", action="store_true",
+                   help="export the teacher given as MODEL (with --to onnx), e.g. "
+                        "spikebert-export --to onnx --teacher runs/x/teacher/model -o teacher.onnx")
+    p.add_argument("--max-len", type=int, default=TeacherConfig().max_len,
+                   help="--teacher: longest sequence in the check (the graph takes any length) (default %(default)s)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (default: MODEL with the suffix .nir / .onnx)")
     p.set_defaults(func=cmd_export)
 
 

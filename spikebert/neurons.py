@@ -58,8 +58,10 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     """Eq. N2 without a gradient: 1 where x > 0, else 0, in x's dtype.
 
     Written with a floating-point ``out``: on CPU, ``(x > 0).to(dtype)`` goes through a bool tensor
-    and costs about ten times as much.
+    and costs about ten times as much. ONNX export cannot translate ``out=``: there, the bool form.
     """
+    if torch.onnx.is_in_onnx_export():
+        return (x > 0).to(x.dtype)
     return torch.gt(x, 0, out=torch.empty_like(x))
 
 
@@ -182,6 +184,10 @@ class LIF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, ...) input currents -> (T, ...) binary spikes in x's dtype."""
+        if torch.onnx.is_in_onnx_export():  # the exporter cannot trace a custom autograd Function: same loop, unrolled
+            spikes, _ = lif_scan(x.to(membrane_dtype(x.dtype)), beta=self.beta, gain=self.input_gain,
+                                 threshold=self.threshold)
+            return spikes.to(x.dtype)
         return FusedLIF.apply(x, self.beta, self.input_gain, self.threshold, self.surrogate_alpha)
 
     def extra_repr(self) -> str:
@@ -214,4 +220,6 @@ class HeavisideEncoder(nn.Module):
         self.surrogate_alpha = float(surrogate_alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # inference only, and the exporter cannot trace ATanHeaviside
+            return heaviside(x)
         return ATanHeaviside.apply(x, self.surrogate_alpha)
