@@ -230,15 +230,22 @@ class SpikeBERT(nn.Module):
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         if input_ids.shape[1] > self.cfg.max_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
-        mask = self.token_mask(input_ids)
+        return StudentOutput(**self.core(input_ids, self.token_mask(input_ids)))
+
+    def core(self, input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """``forward`` without its input checks, as the fields of :class:`StudentOutput`.
+
+        Traceable by ``torch.fx`` (no Python branch on tensor values): the NIR exporter derives the
+        graph from this trace. ``mask`` is :meth:`token_mask` of ``input_ids``.
+        """
         # Without masking (the official behaviour) pads also enter the batch-norm statistics.
         norm_mask = mask if self.cfg.mask_padding else torch.ones_like(mask)
         T = self.cfg.time_steps
         spikes = self.encoder(self.embed_tokens(input_ids))  # (B, L, D), constant over time
-        x = spikes.unsqueeze(0).expand(T, *spikes.shape)  # (T, B, L, D)
+        x = spikes.unsqueeze(0).expand(T, -1, -1, -1)  # (T, B, L, D)
         block_outputs = []
         for block in self.blocks:
             x = block(x, norm_mask)
             block_outputs.append(x.mean(dim=0))
         step_logits = self.classifier(self.pool(self.head_norm(x, norm_mask), mask))  # (T, B, C)
-        return StudentOutput(logits=step_logits.mean(dim=0), step_logits=step_logits, block_outputs=block_outputs)
+        return {"logits": step_logits.mean(dim=0), "step_logits": step_logits, "block_outputs": block_outputs}
