@@ -10,6 +10,13 @@ For every synapse node (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean):
 - attention: ``acs`` = exact accumulates of Q K^T (coincidences) and A V (nonzeros x fan-out).
 - token mean: one accumulate per input element.
 LIF nodes contribute ``neuron_updates`` = neurons x real tokens' share x T.
+
+Memory accesses, for the memory-aware profiles (``energy.profiles``):
+- ``weight_reads``: one per accumulate (each input spike fetches its fan-out weights; attention
+  fetches one stored K or V spike per accumulate); a MAC layer reads each weight once per time step
+  (reused over the tokens of that step); the token mean reads none.
+- ``state_accesses``: a membrane read and a write per neuron update.
+Rows come in the graph's topological order.
 """
 
 from __future__ import annotations
@@ -21,13 +28,17 @@ import numpy as np
 
 from converters.nir_ext import SBSpikeAttention, SBTokenMean
 from hardware.activity import Activity
-from hardware.reference import predecessors
+from hardware.reference import predecessors, topological_order
 
 RESIDUAL_CONVENTIONS = ("mac", "accumulate")
+STATE_ACCESSES_PER_UPDATE = 2  # read the membrane, write it back
 
 
 @dataclasses.dataclass
 class LayerCount:
+    """Operations per sample of one node (T steps). ``input_rate`` is the share of nonzero input
+    elements (the firing rate for spike inputs) and ``input_elements`` their number (real tokens)."""
+
     name: str
     kind: str  # conv1d | affine | attention | token-mean | neurons
     input_kind: str  # spike | integer | real | -
@@ -36,6 +47,20 @@ class LayerCount:
     macs: float
     acs: float
     neuron_updates: float
+    weight_reads: float = 0.0
+    state_accesses: float = 0.0
+    input_elements: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherCount:
+    """Teacher operations per sample: MACs of its matrix products and the reads of their stationary
+    operand (each weight once per sample; K and V once per attention product); ``method`` says how
+    they were counted."""
+
+    macs: float
+    weight_reads: float
+    method: str
 
 
 def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
@@ -63,17 +88,20 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
     n, T = activity.samples, activity.time_steps
     tokens = activity.real_tokens / n  # real tokens per sample
     rows = []
-    for name, node in graph.nodes.items():
+    for name in topological_order(graph):
+        node = graph.nodes[name]
         if isinstance(node, (nir.LIF, nir.IF)):
             channels = int(np.prod(node.v_threshold.shape[:-1])) if node.v_threshold.ndim > 1 else node.v_threshold.size
             per_token = node.v_threshold.ndim > 1
             updates = channels * (tokens if per_token else 1) * T
-            rows.append(LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates))
+            rows.append(LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
+                                   state_accesses=STATE_ACCESSES_PER_UPDATE * updates))
             continue
         act = activity.nodes.get(name)
         if act is None:
             continue
         kind = _input_kind(graph, preds, name)
+        elements = act.input_elements / n
         if isinstance(node, nir.Conv1d):
             c_out, c_in = node.weight.shape[:2]
             dense, fan_out, label = c_in * c_out * tokens * T, c_out, "conv1d"
@@ -82,31 +110,45 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             dense, fan_out, label = m * k * T, m, "affine"
         elif isinstance(node, SBSpikeAttention):
             dense = 2 * tokens * tokens * node.dim * T
-            rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0,
-                                   (act.qk_accumulates + act.av_accumulates) / n, 0.0))
+            acs = (act.qk_accumulates + act.av_accumulates) / n
+            rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0, acs, 0.0,
+                                   weight_reads=acs, input_elements=elements))
             continue
         elif isinstance(node, SBTokenMean):
-            rows.append(LayerCount(name, "token-mean", kind, act.input_rate, 0.0, 0.0, act.input_elements / n, 0.0))
+            rows.append(LayerCount(name, "token-mean", kind, act.input_rate, 0.0, 0.0, elements, 0.0,
+                                   input_elements=elements))
             continue
         else:
             continue
         if kind == "spike" or (kind == "integer" and residual == "accumulate"):
             count = act.input_abs_sum if kind == "integer" else act.input_nonzeros
-            rows.append(LayerCount(name, label, kind, act.input_rate, dense, 0.0, count * fan_out / n, 0.0))
+            acs = count * fan_out / n
+            rows.append(LayerCount(name, label, kind, act.input_rate, dense, 0.0, acs, 0.0,
+                                   weight_reads=acs, input_elements=elements))
         else:
-            rows.append(LayerCount(name, label, kind, act.input_rate, dense, dense, 0.0, 0.0))
+            rows.append(LayerCount(name, label, kind, act.input_rate, dense, dense, 0.0, 0.0,
+                                   weight_reads=float(node.weight.size * T), input_elements=elements))
     return rows
 
 
-def teacher_macs(config: dict, lengths: list[int]) -> float:
-    """Mean MACs per sample of a BERT encoder classifier at the given sequence lengths.
+def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
+    """Mean operations per sample of a BERT encoder classifier at the given sequence lengths n.
 
-    Per layer: Q, K, V, O projections 4 n d^2; Q K^T and A V 2 n^2 d; FFN 2 n d d_ff.
-    Plus pooler d^2 and classifier d C. Embedding lookups, LayerNorm, softmax, GELU not counted.
+    Per layer: Q, K, V, O projections 4 n d^2; Q K^T and A V 2 n^2 d; FFN 2 n d d_ff MACs.
+    Plus pooler d^2 and classifier d C. Embedding lookups, LayerNorm, softmax, GELU, biases not counted.
+    Weight reads per layer: 4 d^2 + 2 d d_ff, plus K and V (n d each); pooler d^2, classifier d C.
     """
+    if not lengths:
+        raise ValueError("teacher_counts needs at least one sequence length")
     d, d_ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     classes = config.get("num_labels", len(config.get("id2label", {})) or 2)
-    total = 0.0
+    macs = reads = 0.0
     for n in lengths:
-        total += layers * (4 * n * d * d + 2 * n * n * d + 2 * n * d * d_ff) + d * d + d * classes
-    return total / len(lengths)
+        macs += layers * (4 * n * d * d + 2 * n * n * d + 2 * n * d * d_ff) + d * d + d * classes
+        reads += layers * (4 * d * d + 2 * d * d_ff + 2 * n * d) + d * d + d * classes
+    return TeacherCount(macs=macs / len(lengths), weight_reads=reads / len(lengths), method="analytic")
+
+
+def teacher_macs(config: dict, lengths: list[int]) -> float:
+    """Mean MACs per sample of a BERT encoder classifier (:func:`teacher_counts`)."""
+    return teacher_counts(config, lengths).macs

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from converters.nir_ext import SBSpikeAttention
-from energy.counting import count_operations, teacher_macs
-from energy.profiles import get_profile
+from energy.counting import count_operations, teacher_counts, teacher_macs
+from energy.profiles import PROFILES, Profile, get_profile, select_profiles
 from energy.report import EnergyReport
 from hardware import kernels
 from hardware.activity import Activity, NodeActivity
@@ -98,3 +98,76 @@ def test_attention_row_counts_from_graph():
                    nodes={"att": NodeActivity(qk_accumulates=7, av_accumulates=5, input_elements=72)})
     (row,) = count_operations(g, act)
     assert row.acs == 12 and row.dense_macs == 2 * 3 * 3 * 4 * 2
+
+
+def _tiny_counts(residual="mac"):
+    act = Activity(backend="hand", samples=2, time_steps=3, real_tokens=4.0, nodes={
+        "spk_conv": NodeActivity(input_nonzeros=6, input_abs_sum=6, input_elements=24),
+        "int_conv": NodeActivity(input_nonzeros=6, input_abs_sum=10, input_elements=24),
+        "fc": NodeActivity(input_nonzeros=18, input_abs_sum=30, input_elements=18),
+    })
+    return {r.name: r for r in count_operations(_tiny_graph(), act, residual=residual)}
+
+
+def test_memory_counts_hand_computed():
+    rows = _tiny_counts()
+    # topological order (the Scale join is no row): the LIFs first, the affine after the conv feeding it
+    assert list(rows) == ["a", "b", "spk_conv", "fc", "int_conv"]
+    # spike input: one weight read per synaptic op (9 per sample)
+    assert rows["spk_conv"].weight_reads == 9
+    # MAC layers: every weight once per time step: conv 5 x 2 x 1 x 3 steps, affine 4 x 3 x 3 steps
+    assert rows["int_conv"].weight_reads == 30 and rows["fc"].weight_reads == 36
+    # neurons: membrane read + write per update (12 updates per LIF)
+    assert rows["a"].state_accesses == rows["b"].state_accesses == 24
+    assert rows["spk_conv"].state_accesses == 0
+    # input elements per sample: 24 / 2 samples
+    assert rows["spk_conv"].input_elements == 12
+    # "accumulate": the integer input's unit spikes each fetch their weights too
+    acc = _tiny_counts("accumulate")
+    assert acc["int_conv"].weight_reads == acc["int_conv"].acs == 25
+
+
+def _energy(rows, profile):
+    return sum(profile.energy_pj(macs=r.macs, acs=r.acs, neuron_updates=r.neuron_updates,
+                                 weight_reads=r.weight_reads, state_accesses=r.state_accesses) for r in rows.values())
+
+
+def test_profiles_hand_computed():
+    rows = _tiny_counts()
+    # 96 MACs, 9 ACs, 24 neuron updates, 75 weight reads, 48 state accesses per sample
+    assert _energy(rows, get_profile("45nm-fp32")) == pytest.approx(96 * 4.6 + 9 * 0.9)
+    assert _energy(rows, get_profile("45nm-int8")) == pytest.approx(96 * 0.23 + 9 * 0.03)
+    # Loihi: 23.6 pJ per synaptic op, 81 pJ per neuron update, MACs on a host at 4.6 pJ
+    assert _energy(rows, get_profile("loihi")) == pytest.approx(96 * 4.6 + 9 * 23.6 + 24 * 81)
+    # memory-aware, 8 KB SRAM: 5 pJ per 32-bit word; a neuron update computes 4.6 + 0.9 pJ
+    assert _energy(rows, get_profile("45nm-fp32-mem8k")) == pytest.approx(
+        96 * 4.6 + 9 * 0.9 + 24 * 5.5 + 75 * 5 + 48 * 5)
+    assert _energy(rows, get_profile("45nm-fp32-mem1m")) == pytest.approx(
+        96 * 4.6 + 9 * 0.9 + 24 * 5.5 + 75 * 50 + 48 * 50)
+    for p in PROFILES.values():
+        assert p.source and (p.memory_aware == p.name.startswith("45nm-fp32-mem"))
+
+
+def test_select_profiles():
+    assert [p.name for p in select_profiles("loihi, 45nm-fp32")] == ["loihi", "45nm-fp32"]
+    assert select_profiles("all") == tuple(PROFILES.values())
+    for bad, match in (("loihi,loihi", "twice"), (" , ", "name one or more"), ("45nm-fp64", "unknown")):
+        with pytest.raises(ValueError, match=match):
+            select_profiles(bad)
+    with pytest.raises(ValueError, match="must be a number"):
+        Profile(name="x", e_mac_pj=-1.0, e_ac_pj=0.0, source="none")
+
+
+def test_bert_base_teacher_weight_reads():
+    count = teacher_counts(BERT_BASE, [128])
+    assert count.macs == teacher_macs(BERT_BASE, [128])
+    # 12 x (4 d^2 + 2 d d_ff + K, V 2 n d) + pooler d^2 + classifier 2 d
+    assert count.weight_reads == 12 * (4 * 768**2 + 2 * 768 * 3072 + 2 * 128 * 768) + 768**2 + 768 * 2 == 87_885_312
+    # memory-aware (8 KB SRAM, 5 pJ a word) adds 0.44 mJ to the 51.40 mJ of compute
+    mem = get_profile("45nm-fp32-mem8k").energy_pj(macs=count.macs, weight_reads=count.weight_reads) / 1e9
+    assert mem == pytest.approx(51.40 + 0.439, abs=0.01)
+    # the mean over lengths is the mean of the counts
+    mixed = teacher_counts(BERT_BASE, [64, 128])
+    assert mixed.weight_reads == pytest.approx((teacher_counts(BERT_BASE, [64]).weight_reads + count.weight_reads) / 2)
+    with pytest.raises(ValueError, match="at least one"):
+        teacher_counts(BERT_BASE, [])

@@ -1,0 +1,85 @@
+"""Figures of an energy report, PNG and PDF: per-layer input firing rates, and the energy of each
+layer split by what it pays for (MACs, ACs, neuron updates, weight reads, state accesses), one
+panel per profile. Drawn on matplotlib Figures with the Agg canvas (no pyplot, no global backend)
+and written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from energy.report import PJ_PER_MJ, EnergyReport
+
+FIGURE_FORMATS = ("png", "pdf")
+DPI = 150
+INPUT_COLOURS = {"spike": "tab:blue", "integer": "tab:orange", "real": "tab:grey"}
+# component -> (LayerCount field, Profile field)
+COMPONENTS = {
+    "MACs": ("macs", "e_mac_pj"),
+    "ACs (synaptic ops)": ("acs", "e_ac_pj"),
+    "neuron updates": ("neuron_updates", "e_neuron_pj"),
+    "weight reads": ("weight_reads", "e_weight_read_pj"),
+    "state reads + writes": ("state_accesses", "e_state_access_pj"),
+}
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def firing_rate_figure(report: EnergyReport):
+    """Bars: share of nonzero inputs of every synaptic layer, coloured by input kind."""
+    rows = [r for r in report.layers if r.kind != "neurons"]
+    fig = _figure(max(6.0, 0.35 * len(rows) + 2), 3.6)
+    ax = fig.add_subplot()
+    ax.bar(range(len(rows)), [r.input_rate for r in rows], color=[INPUT_COLOURS.get(r.input_kind, "k") for r in rows])
+    ax.set_xticks(range(len(rows)), [r.name for r in rows], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("input firing rate (nonzero share)")
+    ax.set_ylim(0, 1)
+    from matplotlib.patches import Patch
+
+    kinds = [k for k in INPUT_COLOURS if any(r.input_kind == k for r in rows)]
+    ax.legend(handles=[Patch(color=INPUT_COLOURS[k], label=f"{k} input") for k in kinds], fontsize=8)
+    ax.set_title(f"Per-layer input firing rates (T = {report.time_steps}, {report.samples} sentences)", fontsize=10)
+    return fig
+
+
+def energy_breakdown_figure(report: EnergyReport):
+    """Stacked bars per layer (and neuron population): energy per sample by component, one panel per profile."""
+    rows, profiles = report.layers, report.profiles
+    fig = _figure(max(6.0, 0.35 * len(rows) + 2), 2.6 * len(profiles) + 0.8)
+    axes = fig.subplots(len(profiles), 1, sharex=True, squeeze=False)[:, 0]
+    x = range(len(rows))
+    for ax, p in zip(axes, profiles):
+        bottom = [0.0] * len(rows)
+        for label, (count, price) in COMPONENTS.items():
+            values = [getattr(r, count) * getattr(p, price) / PJ_PER_MJ for r in rows]
+            if any(values):
+                ax.bar(x, values, bottom=bottom, label=label)
+                bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_ylim(0, 1.08 * max(bottom) or 1.0)  # stacked zero bars pin the autoscale to the tallest top
+        ax.set_ylabel("mJ per sample")
+        ax.set_title(f"{p.name}: student {report.student_pj(p) / PJ_PER_MJ:.4g} mJ, teacher "
+                     f"{report.teacher_pj(p) / PJ_PER_MJ:.4g} mJ (residual as {report.residual_convention})",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    axes[-1].set_xticks(list(x), [r.name for r in rows], rotation=60, ha="right", fontsize=8)
+    return fig
+
+
+def write_plots(report: EnergyReport, out_dir: Path, *, stem: str = "energy") -> list[Path]:
+    """``STEM_firing_rates`` and ``STEM_breakdown``, each as PNG and PDF; returns the paths written."""
+    from spikebert.io import atomic_write
+
+    paths = []
+    for name, make in (("firing_rates", firing_rate_figure), ("breakdown", energy_breakdown_figure)):
+        fig = make(report)
+        for ext in FIGURE_FORMATS:
+            path = Path(out_dir) / f"{stem}_{name}.{ext}"
+            atomic_write(path, lambda tmp, fig=fig, ext=ext: fig.savefig(tmp, format=ext, dpi=DPI))
+            paths.append(path)
+    return paths

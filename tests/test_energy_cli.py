@@ -1,0 +1,84 @@
+"""``spikebert energy`` end to end on a tiny exported student and the tiny teacher."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from energy.counting import teacher_macs
+from spikebert.cli import main
+
+
+@pytest.fixture
+def tiny_student(tmp_path, tiny_teacher):
+    """A firing tiny student (random weights scaled up) on the tiny teacher's tokenizer, saved as model.pt."""
+    from spikebert.config import StudentConfig
+    from spikebert.distill import save_student
+    from spikebert.model import SpikeBERT
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer(tiny_teacher)
+    cfg = StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=2, heads=2, max_len=8,
+                        num_classes=2, time_steps=2)
+    torch.manual_seed(0)
+    model = SpikeBERT(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0, 0.5)
+                m.bias.normal_(0, 0.5)
+    path = tmp_path / "student" / "model.pt"
+    path.parent.mkdir()
+    save_student(path, model, tokenizer=tok, tokenizer_name=tiny_teacher, task="toy", metrics={})
+    return path
+
+
+def test_energy_cli(tmp_path, tiny_student, tiny_teacher, tiny_task, capsys, caplog):
+    data = ["--data", "toy", "--data-dir", str(tiny_task), "--limit", "8"]
+    out = tmp_path / "energy"
+    assert main(["energy", str(tiny_student), "--teacher", tiny_teacher, *data, "--teacher-count", "onnx",
+                 "--profile", "45nm-fp32,loihi,45nm-fp32-mem8k", "--format", "all", "--plots", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "loihi" in printed and "student accuracy (8 sentences)" in printed
+    for name in ("model.nir", "activity.json", "teacher.onnx", "energy_report.md", "energy_report.tex",
+                 "energy_report.csv", "energy_report_layers.csv", "energy_report.json", "energy_breakdown.png",
+                 "energy_breakdown.pdf", "energy_firing_rates.png", "energy_firing_rates.pdf"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "energy_report.json").read_text())
+    assert report["samples"] == 8 and report["time_steps"] == 2 and report["backend"] == "reference"
+    assert report["teacher"]["method"].startswith("onnx (teacher.onnx), at the same 8 sentences' real token lengths")
+    assert list(report["energy"]) == ["45nm-fp32", "loihi", "45nm-fp32-mem8k"]
+
+    # the same sentences through `simulate`: the same accuracy and activity
+    act = tmp_path / "act.json"
+    assert main(["simulate", str(out / "model.nir"), "--backend", "reference", *data, "--activity", str(act)]) == 0
+    simulated = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == simulated["accuracy"]
+    assert json.loads(act.read_text()) == json.loads((out / "activity.json").read_text())
+
+    # recorded activity, teacher counted analytically: the same counts as from the ONNX graph
+    again = tmp_path / "again"
+    assert main(["energy", str(out / "model.nir"), "--activity", str(act), "--accuracy", str(simulated["accuracy"]),
+                 "--teacher", tiny_teacher, *data[:4], "--out", str(again)]) == 0
+    second = json.loads((again / "energy_report.json").read_text())
+    assert second["teacher"]["method"].startswith("analytic")
+    assert (second["teacher"]["macs"], second["teacher"]["weight_reads"]) == (
+        report["teacher"]["macs"], report["teacher"]["weight_reads"])
+    assert second["student"] == report["student"] and second["accuracy"] == report["accuracy"]
+    assert sorted(p.name for p in again.iterdir()) == ["energy_report.json", "energy_report.md"]
+
+    # the earlier form: a config file and a fixed teacher length, no data
+    config = Path(tiny_teacher) / "config.json"
+    old = tmp_path / "old"
+    assert main(["energy", str(out / "model.nir"), "--activity", str(act), "--teacher-config", str(config),
+                 "--teacher-length", "16", "--out", str(old)]) == 0
+    assert json.loads((old / "energy_report.json").read_text())["teacher"]["macs"] == teacher_macs(
+        json.loads(config.read_text()), [16])
+
+    assert main(["energy", str(out / "model.nir"), "--teacher-config", str(config), "--teacher-count", "onnx"]) == 2
+    assert "--teacher-count onnx exports the teacher" in caplog.text
+    assert main(["energy", str(out / "model.nir"), "--teacher", tiny_teacher, "--accuracy", "0.5"]) == 2
+    assert "given only with --activity" in caplog.text
+    assert main(["energy", str(out / "model.nir"), "--teacher", tiny_teacher, "--profile", "7nm"]) == 2
+    assert "unknown energy profile '7nm'" in caplog.text
