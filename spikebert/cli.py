@@ -120,22 +120,113 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_energy(args) -> int:
+    """Energy report of a student against its teacher on the same sentences of a split: the student
+    (model.pt is exported to OUT/model.nir first) runs on the reference executor, or its activity is
+    read from ``--activity`` (recorded by ``spikebert simulate`` on the split's first N sentences);
+    the teacher is counted at those sentences' real token lengths, analytically or from its ONNX graph."""
+    import numpy as np
+
     from converters.nir_ext import read_graph
-    from energy.counting import count_operations, teacher_macs
-    from energy.profiles import get_profile
-    from energy.report import EnergyReport
+    from energy.counting import count_operations, teacher_counts
+    from energy.profiles import select_profiles
+    from energy.report import EnergyReport, parse_formats
     from hardware.activity import Activity
 
-    graph = read_graph(args.graph)
-    activity = Activity.from_json(args.activity)
-    teacher_cfg = json.loads(Path(args.teacher_config).read_text())
-    lengths = [args.teacher_length] * activity.samples
-    report = EnergyReport(profile=get_profile(args.profile), residual_convention=args.residual,
+    profiles, formats = select_profiles(args.profile), parse_formats(args.format)
+    if not (args.teacher or args.teacher_config):
+        raise ValueError("name the teacher: --teacher NAME_OR_PATH (or --teacher-config its config.json)")
+    if args.teacher_count == "onnx" and not args.teacher:
+        raise ValueError("--teacher-count onnx exports the teacher: give it as --teacher NAME_OR_PATH")
+    if args.accuracy is not None and not (args.activity and 0 <= args.accuracy <= 1):
+        raise ValueError(f"--accuracy {args.accuracy}: a share in [0, 1], given only with --activity (otherwise the "
+                         "reference run measures it)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = Path(args.model)
+    if model.suffix == ".pt":
+        from spikebert.pipeline import export_nir
+
+        model = export_nir(model, out / "model.nir")
+    graph = read_graph(model)
+
+    # 1. the sentences, and the student's activity on them
+    activity = Activity.from_json(args.activity) if args.activity else None
+    accuracy, sentences = args.accuracy, None
+    if activity is None or args.teacher_length is None:
+        from spikebert.data import load_split
+
+        data = load_split(args.data, args.split, data_dir=args.data_dir)
+        n = activity.samples if activity else len(data) if args.limit <= 0 else min(args.limit, len(data))
+        if n > len(data):
+            raise ValueError(f"{args.activity} records {n} samples, but {args.data} {args.split} has {len(data)} "
+                             "sentences; give the split the activity was recorded on")
+        sentences = data.sentences[:n]
+    if activity is None:
+        from hardware.reference import ReferenceExecutor
+        from spikebert.pipeline import tokenize_for_graph
+
+        ids = tokenize_for_graph(graph, sentences)
+        executor = ReferenceExecutor(graph)
+        logits = np.concatenate([executor.run(ids[i:i + args.batch_size]).logits
+                                 for i in range(0, len(ids), args.batch_size)])
+        accuracy = float((logits.argmax(-1) == np.array(data.labels[:len(ids)])).mean())
+        activity = executor.activity
+        activity.to_json(out / "activity.json")
+
+    # 2. the teacher on the same sentences
+    if args.teacher_length is not None:
+        lengths, at = [args.teacher_length] * activity.samples, f"at a fixed {args.teacher_length} tokens"
+    else:
+        from spikebert.teacher import load_tokenizer
+        from spikebert.tokenize import Batcher
+
+        tokenizer_name = args.teacher or graph.metadata.get("tokenizer")
+        if not tokenizer_name:
+            raise ValueError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
+        batcher = Batcher(load_tokenizer(str(tokenizer_name)), max_len=args.teacher_max_len)
+        lengths = batcher.encode(sentences)["attention_mask"].sum(1).tolist()
+        at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
+              f"at most {args.teacher_max_len})")
+    if args.teacher_count == "onnx":
+        from converters.onnx_export import export_teacher_onnx
+        from energy.onnx_count import onnx_teacher_counts
+
+        export_teacher_onnx(args.teacher, out / "teacher.onnx", max_len=max(2, *lengths))
+        teacher = onnx_teacher_counts(out / "teacher.onnx", lengths)
+    else:
+        if args.teacher_config:
+            config = json.loads(Path(args.teacher_config).read_text(encoding="utf-8"))
+        else:
+            from transformers import AutoConfig
+
+            from spikebert.teacher import resolve_teacher_name
+
+            try:
+                config = AutoConfig.from_pretrained(resolve_teacher_name(args.teacher)).to_dict()
+            except OSError as err:  # what transformers raises for a missing folder or an uncached hub name
+                raise FileNotFoundError(f"teacher {args.teacher!r}: {err}") from err
+        teacher = teacher_counts(config, lengths)
+
+    # 3. the report
+    extra = {"student": str(model), "teacher": args.teacher or args.teacher_config}
+    if sentences is not None:
+        extra["data"] = f"{args.data} {args.split}"
+    report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention=args.residual,
                           layers=count_operations(graph, activity, residual=args.residual),
-                          teacher_macs=teacher_macs(teacher_cfg, lengths), samples=activity.samples,
-                          time_steps=activity.time_steps, backend=activity.backend, extra={})
-    md, js = report.write(Path(args.out))
-    print(md.read_text())
+                          teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
+                          teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
+                          time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
+    paths = report.write(out, formats=formats)
+    if args.plots:
+        from energy.plots import write_plots
+
+        paths += write_plots(report, out)
+    if accuracy is not None:
+        print(f"student accuracy ({activity.samples} sentences): {accuracy:.4f}")
+    for p in report.profiles:
+        s, t = report.student_pj(p) / 1e9, report.teacher_pj(p) / 1e9
+        print(f"{p.name:<16} student {s:.4g} mJ  teacher {t:.4g} mJ  student / teacher {s / t:.2%}")
+    print("\n".join(str(p) for p in paths))
     return 0
 
 
@@ -270,6 +361,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from spikebert import figures
+
+    if args.figure == "sweep":
+        paths = figures.sweep_figure(args.results, args.out, x=args.x, y=args.y, group=args.group)
+    else:
+        from spikebert.distill import load_student
+        from spikebert.teacher import load_tokenizer
+        from spikebert.tokenize import Batcher, tokenizer_fingerprint
+
+        model, payload = load_student(args.model)
+        tokenizer = load_tokenizer(payload["tokenizer"])
+        if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
+            raise ValueError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
+        batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not model.cfg.mask_padding)
+        if args.figure == "attention":
+            paths = figures.attention_figures(model, batcher, args.sentence, args.out, layer=args.layer,
+                                              head=args.head, per_step=args.per_step)
+        else:
+            from spikebert.data import load_split
+
+            data = load_split(args.data, args.split, data_dir=args.data_dir)
+            n = len(data) if args.limit <= 0 else min(args.limit, len(data))
+            paths = figures.rate_figures(model, batcher, data.sentences[:n], args.out, batch_size=args.batch_size)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spikebert", description="Spiking BERT students: train, export, simulate, energy")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -312,6 +432,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", default=None, help="also write the result here")
     v.set_defaults(func=cmd_eval)
 
+    pl = sub.add_parser("plot", help="figures: spiking attention maps, firing rates, a sweep's accuracy")
+    figs = pl.add_subparsers(dest="figure", required=True)
+    pa = figs.add_parser("attention", help="token x token coincidence counts Q K^T of a sentence, per block and head")
+    pa.add_argument("model", help="student checkpoint (model.pt)")
+    pa.add_argument("--sentence", required=True)
+    pa.add_argument("--layer", type=int, default=None, help="only this block (default: every block)")
+    pa.add_argument("--head", type=int, default=None, help="only this head (default: every head)")
+    pa.add_argument("--per-step", action="store_true", help="one panel per time step instead of their sum")
+    pr = figs.add_parser("rates", help="firing rates per population and step over a split, and per neuron and "
+                                       "token for its first sentence")
+    pr.add_argument("model", help="student checkpoint (model.pt)")
+    _add_data_args(pr)
+    pr.add_argument("--split", default="dev", choices=["train", "dev"])
+    pr.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
+    pr.add_argument("--batch-size", type=int, default=64)
+    ps = figs.add_parser("sweep", help="a metric against a swept parameter, from a results JSON or CSV")
+    ps.add_argument("results", help="JSON list of objects (or {'results': [...]}) or CSV with a header")
+    ps.add_argument("--x", required=True, help="the swept parameter's key, e.g. time_steps")
+    ps.add_argument("--y", default="accuracy", help="the metric's key (default %(default)s)")
+    ps.add_argument("--group", default=None, help="one line per value of this key, e.g. depth")
+    for fp in (pa, pr, ps):
+        fp.add_argument("--out", required=True, help="folder for the PNG and PDF files")
+        fp.set_defaults(func=cmd_plot)
+
     e = sub.add_parser("export", help="export model.pt (same as spikebert-export)")
     _add_export_args(e)
 
@@ -325,14 +469,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--activity", default=None, help="write recorded activity JSON here")
     s.set_defaults(func=cmd_simulate)
 
-    n = sub.add_parser("energy", help="energy report from a NIR graph and recorded activity")
-    n.add_argument("graph")
-    n.add_argument("--activity", required=True)
-    n.add_argument("--teacher-config", required=True, help="the teacher's config.json")
-    n.add_argument("--teacher-length", type=int, default=128, help="tokens per sample for the teacher count")
-    n.add_argument("--profile", default="45nm-fp32")
-    n.add_argument("--residual", choices=["mac", "accumulate"], default="mac")
-    n.add_argument("--out", default=".")
+    from energy.profiles import DEFAULT_PROFILE, PROFILES
+    from spikebert.config import TeacherConfig
+
+    n = sub.add_parser("energy", help="energy report of a student against its teacher on a split",
+                       description="Count the student's operations on a split (reference executor, or recorded "
+                                   "--activity) and the teacher's on the same sentences; price them with energy "
+                                   "profiles; write md/tex/csv/json reports and plots.")
+    n.add_argument("model", help="student checkpoint (model.pt, exported to OUT/model.nir first) or NIR graph")
+    n.add_argument("--teacher", default=None, help="the teacher, HF name or folder: its config and tokenizer")
+    n.add_argument("--teacher-count", choices=["analytic", "onnx"], default="analytic",
+                   help="analytic: BERT formula from the config; onnx: export the teacher to OUT/teacher.onnx and "
+                        "count its MatMul/Gemm nodes at the real shapes")
+    n.add_argument("--teacher-config", default=None, help="analytic count: the teacher's config.json (instead of "
+                                                          "--teacher; lengths then use the graph's tokenizer)")
+    n.add_argument("--teacher-max-len", type=int, default=TeacherConfig().max_len,
+                   help="truncation of the teacher's inputs (default %(default)s)")
+    n.add_argument("--teacher-length", type=int, default=None,
+                   help="count the teacher at this fixed length instead of the sentences' real lengths")
+    _add_data_args(n)
+    n.add_argument("--split", default="dev", choices=["train", "dev"])
+    n.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
+    n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--activity", default=None,
+                   help="activity JSON recorded by 'spikebert simulate --activity' on the split's first N "
+                        "sentences, instead of running the reference executor")
+    n.add_argument("--accuracy", type=float, default=None,
+                   help="with --activity: the student's accuracy on those sentences, for the summary")
+    n.add_argument("--profile", default=DEFAULT_PROFILE,
+                   help=f"comma-separated energy profiles, the first the headline, or 'all': {', '.join(PROFILES)} "
+                        "(default %(default)s)")
+    n.add_argument("--format", default="md,json", help="comma-separated report formats: md, tex, csv, json, or "
+                                                       "'all' (default %(default)s)")
+    n.add_argument("--plots", action="store_true", help="also firing-rate and energy-breakdown figures (PNG, PDF)")
+    n.add_argument("--residual", choices=["mac", "accumulate"], default="mac",
+                   help="integer residual-stream inputs as dense MACs, or as k accumulates per value k")
+    n.add_argument("--out", default=".", help="folder for the reports (and model.nir, activity.json, teacher.onnx)")
     n.set_defaults(func=cmd_energy)
     return p
 
