@@ -24,3 +24,7 @@ for variant in "layer true" "batch true" "layer false"; do
 done
 $SB train distill --data sst-2 --teacher $R/teacher/model --student $S --init $R/stage1/model.pt \
     --set train_samples=8000 --set epochs=1 --set augment=null --set emb_rows=batch --out $R/ablation-stage1
+# 5. the better norm of the ablation (batch) on the whole train split, one epoch (no stage 1: the
+#    stage-1 student above uses LayerNorm, and stage 2 loads stage 1 only into the same architecture)
+$SB train distill --data sst-2 --teacher $R/teacher/model --student $S --student-set norm=batch \
+    --set epochs=1 --set augment=null --set emb_rows=batch --out $R/student-batchnorm
