@@ -10,7 +10,7 @@ from pathlib import Path
 
 log = logging.getLogger("spikebert")
 
-LAVA_COMMANDS = ("demo", "simulate")
+LAVA_COMMANDS = ("demo", "simulate", "energy")
 DEMO_STUDENT = {"dim": 256, "depth": 2, "heads": 8, "max_len": 64, "time_steps": 4}
 
 
@@ -143,6 +143,9 @@ def cmd_energy(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = Path(args.model)
+    checkpoint = model if model.suffix == ".pt" else None
+    if args.backend == "torch" and checkpoint is None:
+        raise ValueError("--backend torch records activity with PyTorch hooks: give the model.pt checkpoint")
     if model.suffix == ".pt":
         from spikebert.pipeline import export_nir
 
@@ -166,11 +169,29 @@ def cmd_energy(args) -> int:
         from spikebert.pipeline import tokenize_for_graph
 
         ids = tokenize_for_graph(graph, sentences)
-        executor = ReferenceExecutor(graph)
-        logits = np.concatenate([executor.run(ids[i:i + args.batch_size]).logits
-                                 for i in range(0, len(ids), args.batch_size)])
+        if args.backend == "lava":
+            from hardware.lava_runner import run_lava
+
+            run = run_lava(graph, ids, batch_size=args.batch_size)
+            logits, activity = run.logits, run.activity
+        elif args.backend == "torch":
+            import torch
+
+            from spikebert.distill import load_student
+            from spikebert.recording import ActivityRecorder
+
+            student, _ = load_student(checkpoint)
+            student = student.double()  # the reference's precision, so the counts agree exactly
+            with torch.no_grad(), ActivityRecorder(student, graph=graph) as recorder:
+                logits = np.concatenate([recorder(torch.from_numpy(ids[i:i + args.batch_size])).logits.numpy()
+                                         for i in range(0, len(ids), args.batch_size)])
+            activity = recorder.activity
+        else:
+            executor = ReferenceExecutor(graph)
+            logits = np.concatenate([executor.run(ids[i:i + args.batch_size]).logits
+                                     for i in range(0, len(ids), args.batch_size)])
+            activity = executor.activity
         accuracy = float((logits.argmax(-1) == np.array(data.labels[:len(ids)])).mean())
-        activity = executor.activity
         activity.to_json(out / "activity.json")
 
     # 2. the teacher on the same sentences
@@ -490,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(n)
     n.add_argument("--split", default="dev", choices=["train", "dev"])
     n.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
+    n.add_argument("--backend", choices=["reference", "lava", "torch"], default="reference",
+                   help="where the student's activity is recorded: NumPy reference executor, Lava processes, "
+                        "or PyTorch hooks on model.pt")
     n.add_argument("--batch-size", type=int, default=64)
     n.add_argument("--activity", default=None,
                    help="activity JSON recorded by 'spikebert simulate --activity' on the split's first N "

@@ -82,3 +82,21 @@ def test_energy_cli(tmp_path, tiny_student, tiny_teacher, tiny_task, capsys, cap
     assert "given only with --activity" in caplog.text
     assert main(["energy", str(out / "model.nir"), "--teacher", tiny_teacher, "--profile", "7nm"]) == 2
     assert "unknown energy profile '7nm'" in caplog.text
+
+
+def test_energy_reports_agree_across_backends(tmp_path, tiny_student, tiny_teacher, tiny_task):
+    """Reference executor, Lava processes and PyTorch hooks record the same activity: the same report."""
+    data = ["--data", "toy", "--data-dir", str(tiny_task), "--limit", "6"]
+    reports = {}
+    for backend in ("reference", "lava", "torch"):
+        out = tmp_path / backend
+        assert main(["energy", str(tiny_student), "--teacher", tiny_teacher, *data, "--backend", backend,
+                     "--format", "json", "--out", str(out)]) == 0
+        reports[backend] = json.loads((out / "energy_report.json").read_text())
+    assert [r["backend"] for r in reports.values()] == ["reference", "lava-floating_pt", "torch"]
+    ref = reports["reference"]
+    for backend in ("lava", "torch"):
+        r = reports[backend]
+        assert r["accuracy"] == ref["accuracy"]
+        assert r["energy"]["45nm-fp32"] == pytest.approx(ref["energy"]["45nm-fp32"], rel=1e-12), backend
+        assert [row["acs"] for row in r["layers"]] == pytest.approx([row["acs"] for row in ref["layers"]], rel=1e-12)
