@@ -92,7 +92,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/bench", help="folder whose run folders are collected (recursively)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--test", action="store_true", help="also evaluate once on the holdout test splits")
+    p.add_argument("--test", nargs="*", default=None, metavar="RUN_DIR",
+                   help="also evaluate these final runs (all when none are named) once on the holdout test split")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "accuracy.json"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,7 +101,8 @@ def main() -> None:
     results = []
     for run in runs:
         log.info("evaluating %s", run)
-        rec = evaluate_run(run, data_dir=args.data_dir, test=args.test)
+        final = args.test is not None and (not args.test or any(run == Path(t) for t in args.test))
+        rec = evaluate_run(run, data_dir=args.data_dir, test=final)
         if rec is not None:
             results.append(rec)
     out = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
