@@ -12,13 +12,13 @@ from energy.report import PJ_PER_MJ, EnergyReport
 FIGURE_FORMATS = ("png", "pdf")
 DPI = 150
 INPUT_COLOURS = {"spike": "tab:blue", "integer": "tab:orange", "real": "tab:grey"}
-# component -> (LayerCount field, Profile field)
+# component -> LayerCount field (also the keyword of Profile.energy_pj)
 COMPONENTS = {
-    "MACs": ("macs", "e_mac_pj"),
-    "ACs (synaptic ops)": ("acs", "e_ac_pj"),
-    "neuron updates": ("neuron_updates", "e_neuron_pj"),
-    "weight reads": ("weight_reads", "e_weight_read_pj"),
-    "state reads + writes": ("state_accesses", "e_state_access_pj"),
+    "MACs": "macs",
+    "ACs (synaptic ops)": "acs",
+    "neuron updates": "neuron_updates",
+    "weight reads": "weight_reads",
+    "state reads + writes": "state_accesses",
 }
 
 
@@ -56,8 +56,8 @@ def energy_breakdown_figure(report: EnergyReport):
     x = range(len(rows))
     for ax, p in zip(axes, profiles):
         bottom = [0.0] * len(rows)
-        for label, (count, price) in COMPONENTS.items():
-            values = [getattr(r, count) * getattr(p, price) / PJ_PER_MJ for r in rows]
+        for label, count in COMPONENTS.items():
+            values = [p.energy_pj(**{count: getattr(r, count)}) / PJ_PER_MJ for r in rows]
             if any(values):
                 ax.bar(x, values, bottom=bottom, label=label)
                 bottom = [b + v for b, v in zip(bottom, values)]

@@ -256,15 +256,22 @@ def _stage_config(cls, args, **cli_values):
     (such as ``--teacher``), then ``--set key=value`` overrides."""
     data = cls.from_json(args.config).to_dict() if args.config else cls().to_dict()
     data.update({k: v for k, v in cli_values.items() if v is not None})
-    for item in args.set or []:
+    data.update(_overrides(args.set, "--set"))
+    return cls.from_dict(data)
+
+
+def _overrides(items: list[str] | None, flag: str) -> dict:
+    """``KEY=VALUE`` items as a dict, values parsed as JSON (a bare word stays a string)."""
+    out = {}
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            data[key] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            data[key] = value  # a bare string
-    return cls.from_dict(data)
+            out[key] = value
+    return out
 
 
 def _student_config(args, tokenizer, num_classes: int):
@@ -279,15 +286,7 @@ def _student_config(args, tokenizer, num_classes: int):
         if not path.is_file():
             raise FileNotFoundError(f"student config {path} does not exist")
         base = {**base, **json.loads(path.read_text(encoding="utf-8"))}
-    for item in args.student_set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--student-set {item!r}: expected KEY=VALUE")
-        try:
-            base[key] = json.loads(value)
-        except json.JSONDecodeError:
-            base[key] = value
-    return StudentConfig.from_dict(base)
+    return StudentConfig.from_dict({**base, **_overrides(args.student_set, "--student-set")})
 
 
 def _record_command(run: Path, argv: list[str]) -> None:

@@ -115,7 +115,6 @@ class Trainer:
         fingerprint = {**fingerprint, "loop": dataclasses.asdict(cfg), "n": n_examples,
                        "processes": self.acc.num_processes}
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        self.raw_model = model
         decay, no_decay = [], []
         for name, p in model.named_parameters():
             if p.requires_grad:

@@ -106,13 +106,18 @@ class SpikeAttention(nn.Module):
         super().__init__()
         self.dim, self.heads, self.scale, self.mask_padding = dim, heads, scale, mask_padding
 
-    def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, qkv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(Q, K, V) per head, each (T, B, H, L, dh), with padded keys and values removed if masking."""
         T, B, L, _ = qkv.shape
         q, k, v = qkv.split(self.dim, dim=-1)
         if self.mask_padding:
             keep = mask[None, :, :, None].to(qkv.dtype)  # (1, B, L, 1)
             k, v = k * keep, v * keep
-        q, k, v = (t.reshape(T, B, L, self.heads, -1).transpose(2, 3) for t in (q, k, v))  # (T, B, H, L, dh)
+        return tuple(t.reshape(T, B, L, self.heads, -1).transpose(2, 3) for t in (q, k, v))  # (T, B, H, L, dh)
+
+    def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T, B, L, _ = qkv.shape
+        q, k, v = self.split_heads(qkv, mask)
         y = ((q @ k.transpose(-2, -1)) @ v) * self.scale  # (T, B, H, L, dh)
         return y.transpose(2, 3).reshape(T, B, L, self.dim)
 

@@ -65,12 +65,7 @@ def attention_counts(module: SpikeAttention, qkv: torch.Tensor,
     ``A[t, b, h, i, j]`` the number of channels of head h in which query token i and key token j
     both spike at step t, and V (T, B, H, L, dh).
     """
-    T, B, L, _ = qkv.shape
-    q, k, v = qkv.split(module.dim, dim=-1)
-    if module.mask_padding:
-        keep = mask[None, :, :, None].to(qkv.dtype)  # (1, B, L, 1)
-        k, v = k * keep, v * keep
-    q, k, v = (t.reshape(T, B, L, module.heads, -1).transpose(2, 3) for t in (q, k, v))  # (T, B, H, L, dh)
+    q, k, v = module.split_heads(qkv, mask)
     return q @ k.transpose(-2, -1), v
 
 

@@ -30,6 +30,23 @@ def make_ids(batch: int, length: int, vocab: int, *, seed: int = 0, pads=((0, 5)
     return ids
 
 
+def scale_up_linears(model: torch.nn.Module, std: float = 0.5) -> None:
+    """Draw every Linear's weight and bias from N(0, std): tiny random students then fire in every layer."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight.normal_(0, std)
+            m.bias.normal_(0, std)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: on a busy machine a second intra-op thread costs ~10 ms per op, the work ~10 us."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def trained_like_model(tiny_cfg):
     """A tiny float64 student whose neurons fire (random weights scaled up so every layer is active)."""
@@ -38,10 +55,7 @@ def trained_like_model(tiny_cfg):
     torch.manual_seed(0)
     model = SpikeBERT(tiny_cfg).double().eval()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.normal_(0, 0.5)
-                m.bias.normal_(0, 0.5)
+        scale_up_linears(model)
     return model
 
 

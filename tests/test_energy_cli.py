@@ -8,6 +8,7 @@ import torch
 
 from energy.counting import teacher_macs
 from spikebert.cli import main
+from tests.conftest import scale_up_linears
 
 
 @pytest.fixture
@@ -24,10 +25,7 @@ def tiny_student(tmp_path, tiny_teacher):
     torch.manual_seed(0)
     model = SpikeBERT(cfg).eval()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.normal_(0, 0.5)
-                m.bias.normal_(0, 0.5)
+        scale_up_linears(model)
     path = tmp_path / "student" / "model.pt"
     path.parent.mkdir()
     save_student(path, model, tokenizer=tok, tokenizer_name=tiny_teacher, task="toy", metrics={})

@@ -11,15 +11,9 @@ from torch import nn
 from converters.nir_ext import READOUT
 from converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
 from spikebert.model import MLP, SpikeBERT, TokenBatchNorm
-from tests.conftest import make_ids
+from tests.conftest import make_ids, scale_up_linears
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(cfg, *, seed: int = 0) -> SpikeBERT:
@@ -27,10 +21,7 @@ def _student(cfg, *, seed: int = 0) -> SpikeBERT:
     torch.manual_seed(seed)
     model = SpikeBERT(cfg).double()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.5)
-                m.bias.normal_(0, 0.5)
+        scale_up_linears(model)
         if model.position is not None:
             model.position.weight.normal_(0, 1.0)
         if cfg.norm == "batch":

@@ -6,7 +6,7 @@ import torch
 from converters.nir_ext import SBSpikeAttention, SBTokenEmbedding, read_graph, write_graph
 from converters.torch_to_nir import export_student
 from hardware.reference import ReferenceExecutor
-from tests.conftest import make_ids
+from tests.conftest import make_ids, scale_up_linears
 
 
 def test_export_roundtrips_through_file(tmp_path, trained_like_model):
@@ -98,10 +98,7 @@ def test_batch_norm_folds_and_positions_export(trained_like_model, tmp_path, mas
     torch.manual_seed(1)
     model = SpikeBERT(cfg).double()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.normal_(0, 0.5)
-                m.bias.normal_(0, 0.5)
+        scale_up_linears(model)
         model.position.weight.normal_(0, 1.0)
     model.train()
     model(make_ids(6, 8, cfg.vocab_size, seed=3))  # batch statistics -> running estimates

@@ -11,16 +11,9 @@ from converters.nir_to_torch import NODE_MAP, import_graph, load_nir
 from converters.torch_to_nir import export_student
 from hardware.reference import ReferenceExecutor
 from spikebert.model import SpikeBERT, TokenBatchNorm
-from tests.conftest import make_ids
+from tests.conftest import make_ids, scale_up_linears
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a busy machine a second intra-op thread costs ~10 ms per op, the work ~10 us."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(cfg, *, seed: int = 0) -> SpikeBERT:
@@ -28,10 +21,7 @@ def _student(cfg, *, seed: int = 0) -> SpikeBERT:
     torch.manual_seed(seed)
     model = SpikeBERT(cfg).double()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.normal_(0, 0.5)
-                m.bias.normal_(0, 0.5)
+        scale_up_linears(model)
         if model.position is not None:
             model.position.weight.normal_(0, 1.0)
         if cfg.norm == "batch":
