@@ -160,3 +160,52 @@ def attention_stats(a: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> tu
     qk = a.sum() if mask is None else (a * mask[:, None, :, None]).sum()
     av = (rows * nnz_v[:, :, None, :]).sum()
     return float(qk), float(av)
+
+
+# --- Loihi fixed point (lava-nc 0.10 ``PyLifModelBitAcc`` / ``PyDenseModelBitAcc``, bit for bit) ----
+
+LOIHI_ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
+LOIHI_DECAY_SHIFT = 12  # du, dv are 12-bit fractions of 4096
+LOIHI_STATE_BITS = 24  # u, v
+
+
+def shift_exp(x: np.ndarray, exp: int) -> np.ndarray:
+    """``x << exp`` for exp >= 0, arithmetic ``x >> -exp`` otherwise (Loihi's weight exponent)."""
+    return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
+
+
+def dense_fixed(x: np.ndarray, weight: np.ndarray, weight_exp: int) -> np.ndarray:
+    """Loihi dense synapses on integer input (spikes or graded messages): ``(W x) << weight_exp``.
+
+    ``weight`` holds the 8-bit mantissas after Lava's clip/truncate; x is (B, C_in, L) or (B, C_in).
+    The products run through float64 BLAS, exact for integers: |W x| <= 2^8 * 2^24 * fan-in < 2^53
+    for any fan-in below 2^21, so the sum is the integer Lava's int32 dot computes.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    acc = np.matmul(w, x) if x.ndim == 3 else x @ w.T
+    return shift_exp(acc.astype(np.int64), int(weight_exp))
+
+
+def _decay(x: np.ndarray, decay: int) -> np.ndarray:
+    """Loihi decay ``sign(x d) (|x d| >> 12)`` with d = 4096 - decay: truncation toward zero."""
+    prod = x.astype(np.int64) * (2**LOIHI_DECAY_SHIFT - int(decay))
+    return np.sign(prod) * np.right_shift(np.abs(prod), LOIHI_DECAY_SHIFT)
+
+
+def loihi_lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int, vth: int,
+                   bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of Lava's bit-accurate LIF: returns (spikes, u, v), all int64.
+
+        u = wrap24(decay(u, du + 1) + (a_in << 6));  v = clip24(decay(v, dv) + u + bias)
+        s = v > (vth << 6);  v = 0 where s
+
+    ``bias`` is the effective bias ``bias_mant << bias_exp`` (not shifted by 6).
+    """
+    top = 2 ** (LOIHI_STATE_BITS - 1)
+    u = _decay(u, du + 1) + np.left_shift(np.asarray(a_in, dtype=np.int64), LOIHI_ACT_SHIFT)
+    u = np.where(u > top, u - 2 * top, u)
+    u = np.where(u <= -top, u + 2 * top, u)
+    v = np.clip(_decay(v, dv) + u + bias, -top + 1, top - 1)
+    spikes = v > (int(vth) << LOIHI_ACT_SHIFT)
+    return spikes.astype(np.int64), u, np.where(spikes, 0, v)

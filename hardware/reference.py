@@ -55,6 +55,7 @@ import numpy as np
 from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from hardware import kernels
 from hardware.activity import Activity, NodeActivity
+from hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,14 @@ STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
 SUPPORTED = tuple(STEP_BUILDERS)
 
 
+def step_builder(node: nir.NIRNode) -> Callable[[str, Any, float | None], Step]:
+    """The float step of a node, or its fixed-point step when a quantised graph marks it
+    (``metadata["fixed_point"]``, written by ``converters.quantize``; see ``hardware.fixed_point``)."""
+    if fixed_params(node) is not None:
+        return FIXED_STEP_BUILDERS[type(node)]
+    return STEP_BUILDERS[type(node)]
+
+
 # --- shapes ---------------------------------------------------------------------------------------
 
 
@@ -381,12 +390,14 @@ class ReferenceExecutor:
             if not self.preds[name] and not isinstance(node, nir.Input):
                 raise ValueError(f"node {name!r} has no incoming edge; connect it or remove it from the graph")
         check_edge_shapes(graph)
-        self.steps = {n: STEP_BUILDERS[type(graph.nodes[n])](n, graph.nodes[n], self.dt) for n in self.order}
+        self.fixed_point = is_quantised(graph)
+        self.steps = {n: step_builder(graph.nodes[n])(n, graph.nodes[n], self.dt) for n in self.order}
         outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
         if len(outputs) != 1:
             raise ValueError(f"graph must have exactly one Output node, found {outputs}")
         self.output = outputs[0]
-        self.activity = Activity(backend="reference", samples=0, time_steps=self.time_steps, real_tokens=0.0,
+        backend = "reference-fixed_pt" if self.fixed_point else "reference"
+        self.activity = Activity(backend=backend, samples=0, time_steps=self.time_steps, real_tokens=0.0,
                                  nodes={n: NodeActivity() for n in self.order
                                         if isinstance(graph.nodes[n], SYNAPSE_TYPES)})
 

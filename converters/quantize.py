@@ -1,0 +1,211 @@
+"""Quantise a NIR graph to Loihi's fixed-point formats; the result is itself a NIR graph.
+
+What runs in fixed point is every spiking population (``LIF``, ``IF``) and its synapses: the
+single ``Affine``/``Linear``/``Conv1d`` producer of each population (8-bit weight mantissas with
+a per-layer weight exponent, chosen by lava-nc's own ``optimize_weight_bits`` / ``clip_weights``
+/ ``truncate_weights``), or an ``SBSpikeAttention`` producer, whose integer coincidence counts
+are multiplied by an integer. The neuron gets Loihi's 12-bit decays (``du = 4095``: no current
+memory, ``dv = round((1 - beta) 4096)``), a 17-bit threshold mantissa and a 13-bit bias mantissa
+with a 3-bit exponent; its state is 24-bit (``hardware.kernels.loihi_lif_step``).
+
+Scale. Each population gets a power-of-two scale ``lam`` (integer voltage units per float unit,
+before Loihi's 6-bit MSB alignment): the largest that keeps its largest input weight within
+8 bits at weight exponent 0 (and the threshold mantissa within 17 bits), so the float model's
+``v > theta`` becomes ``v_int > round(theta lam) << 6`` with weights ``round(gain lam W)``.
+For an attention producer ``lam`` makes ``scale * gain * lam`` a whole number (64 units per
+float step of one coincidence), so attention is exact.
+
+Everything else keeps its float semantics, integer-valued anyway: the host-side token encoder,
+unit ``Scale`` joins (residual sums of spikes), ``Delay``, ``Flatten`` and ``Threshold``. The
+readout (synapses that feed no spiking population, e.g. ``SBTokenMean`` -> classifier ``Affine``
+-> ``Output``) stays float64 on the host. ``SBLayerNorm``, ``LI``, ``I``, ``CubaLI`` and
+``CubaLIF`` are refused: LayerNorm is not Loihi-native (train with ``norm = "batch"``, which
+folds into the weights at export).
+
+Layout of the quantised graph: the same nodes and edges; synapse weights hold the mantissas
+(biases move to the neuron), and ``metadata["fixed_point"]`` on every quantised node holds the
+integers (see :func:`synapse_params`, :func:`neuron_params`); the graph's
+``metadata["fixed_point"]`` names the format. Float parameters (tau, thresholds) are kept for
+reference; executors must read the integers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import nir
+import numpy as np
+
+from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenMean
+from hardware import kernels
+from hardware.fixed_point import fixed_params, is_quantised
+from hardware.reference import predecessors, topological_order
+
+log = logging.getLogger(__name__)
+
+FORMAT = "loihi"
+WEIGHT_LIMIT = 254  # largest even 8-bit mixed-sign weight (Lava keeps even values in mixed mode)
+VTH_MAX = 2**17 - 1
+BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed mantissa
+BIAS_EXP_MAX = 7  # 3-bit exponent
+DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
+SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d)
+SPIKING = (nir.LIF, nir.IF)
+REFUSED = {
+    SBLayerNorm: "LayerNorm is not Loihi-native (mean, variance and division per token); train the student with "
+                 "norm=batch, which folds into the preceding weights at export",
+    nir.LI: "non-spiking leaky integrators have no Loihi fixed-point mapping here",
+    nir.I: "non-spiking integrators have no Loihi fixed-point mapping here",
+    nir.CubaLI: "non-spiking CUBA integrators have no Loihi fixed-point mapping here",
+    nir.CubaLIF: "CubaLIF (a synaptic current with memory) is not quantised yet; use LIF",
+}
+
+
+def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min: int = 0) -> nir.NIRGraph:
+    """A copy of ``graph`` with Loihi fixed-point parameters; the input graph is not modified.
+
+    ``bias_exp_min``: smallest bias exponent; 6 makes every bias a whole number of weight units
+    (``bias_mant << 6``), the only biases lava-dl's netx format can hold.
+    """
+    if is_quantised(graph):
+        raise ValueError("the graph is already quantised (metadata 'fixed_point'); quantise the float graph")
+    dt = float(graph.metadata.get("dt", dt if dt is not None else np.nan))
+    order = topological_order(graph)
+    preds = predecessors(graph)
+    succ = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
+    for name in order:
+        node = graph.nodes[name]
+        for kind, why in REFUSED.items():
+            if isinstance(node, kind):
+                raise ValueError(f"node {name!r} ({type(node).__name__}) cannot run in Loihi fixed point: {why}")
+    nodes = {n: copy.deepcopy(node) for n, node in graph.nodes.items()}
+    scales = {}
+    for name in order:
+        node = nodes[name]
+        if not isinstance(node, SPIKING):
+            continue
+        if np.isnan(dt) and any(isinstance(node, nir.LIF) for node in nodes.values()):
+            raise ValueError("the graph has LIF time constants but no metadata 'dt': "
+                             "pass quantize_graph(graph, dt=...)")
+        producer = preds[name][0] if len(preds[name]) == 1 else None
+        inputs = (*SYNAPSES, SBSpikeAttention)
+        if producer is None or succ[producer] != [name] or not isinstance(nodes[producer], inputs):
+            raise ValueError(
+                f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d or "
+                f"SBSpikeAttention that feeds only it (found {preds[name]}); Loihi accumulates synaptic input in "
+                "the neuron's units, so every synapse into a population shares its scale")
+        beta, gain, vth = _neuron_constants(name, node, dt)
+        if isinstance(nodes[producer], SBSpikeAttention):
+            lam = _attention(producer, nodes[producer], gain)
+            bias = np.zeros(node.v_threshold.shape)
+        else:
+            lam, bias = _synapse(producer, nodes[producer], gain, vth, node.v_threshold.shape)
+        scales[name] = lam
+        node.metadata = {**(node.metadata or {}),
+                         "fixed_point": neuron_params(name, beta, vth, lam, bias, bias_exp_min=bias_exp_min)}
+    for name in order:
+        node = nodes[name]
+        if isinstance(node, (*SYNAPSES, SBTokenMean, SBSpikeAttention)) and fixed_params(node) is None:
+            log.info("%s %s feeds no spiking population: readout, kept in float64", type(node).__name__, name)
+    meta = {**graph.metadata, "fixed_point": {
+        "format": FORMAT, "act_shift": kernels.LOIHI_ACT_SHIFT, "decay_shift": kernels.LOIHI_DECAY_SHIFT,
+        "state_bits": kernels.LOIHI_STATE_BITS, "weight_bits": 8, "populations": len(scales),
+        "bias_exp_min": bias_exp_min}}
+    if "dt" not in meta and not np.isnan(dt):
+        meta["dt"] = dt
+    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=meta)
+
+
+def _neuron_constants(name: str, node, dt: float) -> tuple[float, float, float]:
+    """(beta, input gain, threshold), each one value per population as Loihi requires."""
+    if np.any(np.asarray(node.v_reset) != 0):
+        raise ValueError(f"{name!r}: Loihi resets to 0; v_reset must be 0")
+    if isinstance(node, nir.IF):
+        beta, gain, bias = kernels.integrator_coefficients(np.asarray(node.r, float), dt)
+    else:
+        beta, gain, bias = kernels.lif_coefficients(np.asarray(node.tau, float), np.asarray(node.r, float),
+                                                    np.asarray(node.v_leak, float), dt)
+    if np.any(bias != 0):
+        raise ValueError(f"{name!r}: v_leak must be 0 for fixed point (give the bias to the synapse instead)")
+    values = {}
+    for what, arr in (("beta", beta), ("gain", gain), ("v_threshold", np.asarray(node.v_threshold, float))):
+        flat = np.ravel(arr)
+        if not np.all(flat == flat[0]):
+            raise ValueError(f"{name!r}: {what} differs across neurons; Loihi holds one value per population")
+        values[what] = float(flat[0])
+    if not 0.0 <= values["beta"] <= 1.0 or values["v_threshold"] <= 0:
+        raise ValueError(f"{name!r}: needs 0 <= beta <= 1 and a positive threshold, got {values}")
+    return values["beta"], values["gain"], values["v_threshold"]
+
+
+def _power_of_two_at_most(x: float) -> float:
+    return float(2.0 ** np.floor(np.log2(x)))
+
+
+def _synapse(name: str, node, gain: float, vth: float, neuron_shape) -> tuple[float, np.ndarray]:
+    """Quantise the weights of ``node`` in place; returns (lam, the neuron's float bias in v units)."""
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, optimize_weight_bits, truncate_weights
+
+    weight = np.asarray(node.weight, dtype=np.float64)
+    bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), dtype=np.float64)
+    largest = float(np.abs(gain * weight).max())
+    lam = _power_of_two_at_most(WEIGHT_LIMIT / largest) if largest > 0 else 64.0
+    lam = min(lam, _power_of_two_at_most(VTH_MAX / vth))
+    scaled = gain * lam * weight  # a_in units
+    mixed = scaled.min() < 0 < scaled.max()
+    grid = 2.0 if mixed else 1.0  # Lava drops the LSB of mixed-sign 8-bit weights
+    integers = (np.round(scaled / grid) * grid).clip(-256, 255).astype(np.int32)
+    sign_mode = determine_sign_mode(integers)
+    opt = optimize_weight_bits(integers, sign_mode)
+    mantissas = truncate_weights(clip_weights(opt.weights, sign_mode, num_bits=8), sign_mode, opt.num_weight_bits)
+    if not np.array_equal(kernels.shift_exp(mantissas.astype(np.int64), int(opt.weight_exp)), integers):
+        raise AssertionError(f"{name!r}: Lava's weight utilities changed the quantised weights")  # guards the maths
+    err = np.abs(integers / (gain * lam) - weight).max() / max(np.abs(weight).max(), 1e-30)
+    log.info("%s: lam=2^%d, %s weights, %d bits, exp %d, max rel. error %.3g", name, int(np.log2(lam)),
+             sign_mode.name.lower(), opt.num_weight_bits, opt.weight_exp, err)
+    node.weight = mantissas.astype(np.float64)
+    if hasattr(node, "bias"):
+        node.bias = np.zeros_like(bias)
+    node.metadata = {**(node.metadata or {}), "fixed_point": synapse_params(
+        int(opt.weight_exp), int(opt.num_weight_bits), int(sign_mode.value), gain * lam)}
+    channel_bias = 2**kernels.LOIHI_ACT_SHIFT * gain * lam * bias  # v units (the bias is not MSB-aligned)
+    shape = tuple(neuron_shape)
+    per_neuron = channel_bias.reshape(-1, *([1] * (len(shape) - 1))) if len(shape) > 1 else channel_bias
+    return lam, np.broadcast_to(per_neuron, shape).copy()
+
+
+def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:
+    """Set the integer multiplier of the attention counts; returns lam (64 units per coincidence step)."""
+    step = float(node.scale) * gain
+    lam = 2.0 ** (np.ceil(np.log2(1.0 / step)) + kernels.LOIHI_ACT_SHIFT)
+    multiplier = step * lam
+    if multiplier != round(multiplier):
+        raise ValueError(f"{name!r}: attention scale {node.scale} x gain {gain} has no exact power-of-two multiple")
+    node.metadata = {**(node.metadata or {}), "fixed_point": {"multiplier": int(multiplier), "scale": lam}}
+    return lam
+
+
+def synapse_params(weight_exp: int, num_weight_bits: int, sign_mode: int, scale: float) -> dict:
+    """Metadata of a quantised synapse: Lava Dense's weight_exp / num_weight_bits / sign_mode, and
+    ``scale`` = a_in units per float unit of the node's output (gain x lam of its neuron)."""
+    return {"weight_exp": weight_exp, "num_weight_bits": num_weight_bits, "sign_mode": sign_mode, "scale": scale}
+
+
+def neuron_params(name: str, beta: float, vth: float, lam: float, bias: np.ndarray, *, bias_exp_min: int = 0) -> dict:
+    """Metadata of a quantised population: Lava LIF's du, dv, vth, bias_mant (per neuron), bias_exp."""
+    dv = int(round((1.0 - beta) * DECAY_UNITY))
+    vth_mant = int(round(vth * lam))
+    if not 0 <= dv < DECAY_UNITY or not 0 < vth_mant <= VTH_MAX:
+        raise ValueError(f"{name!r}: dv={dv} or vth={vth_mant} outside Loihi's 12/17-bit ranges")
+    largest = float(np.abs(bias).max(initial=0.0))
+    bias_exp = bias_exp_min
+    while largest / 2**bias_exp > BIAS_MANT_MAX and bias_exp < BIAS_EXP_MAX:
+        bias_exp += 1
+    mant = np.round(bias / 2**bias_exp)
+    if np.abs(mant).max(initial=0) > BIAS_MANT_MAX:
+        log.warning("%s: bias clipped to Loihi's 13-bit mantissa with exponent %d", name, bias_exp)
+        mant = mant.clip(-BIAS_MANT_MAX - 1, BIAS_MANT_MAX)
+    return {"du": DECAY_UNITY - 1, "dv": dv, "vth": vth_mant, "bias_mant": mant.astype(np.float64),
+            "bias_exp": bias_exp, "scale": lam}
+

@@ -1,0 +1,78 @@
+"""Fixed-point steps of the reference executor for graphs quantised by ``converters.quantize``.
+
+A node whose ``metadata["fixed_point"]`` is set runs in integers, bit for bit as lava-nc's
+``fixed_pt`` ProcessModels (Dense, LIF) and the project's own fixed models; every other node
+keeps its float step (host-side encoder, joins, readout). Same step signature as
+``hardware.reference``: (summed input, state, context) -> (output, state).
+"""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from converters.nir_ext import SBSpikeAttention
+from hardware import kernels
+from hardware.activity import NodeActivity
+
+
+def is_quantised(graph: nir.NIRGraph) -> bool:
+    return "fixed_point" in graph.metadata
+
+
+def fixed_params(node: nir.NIRNode) -> dict | None:
+    """The fixed-point integers of a quantised node; None for nodes that keep float semantics."""
+    return (node.metadata or {}).get("fixed_point")
+
+
+def _dense(name: str, node, dt):
+    p = fixed_params(node)
+    weight = np.asarray(node.weight, dtype=np.int64)
+    if isinstance(node, nir.Conv1d):
+        if weight.shape[2] != 1 or int(node.groups) != 1 or int(node.stride) != 1:
+            raise ValueError(f"Conv1d {name!r}: fixed point supports token-wise convolutions (kernel 1, stride 1, "
+                             "groups 1)")
+        weight = weight[:, :, 0]
+    exp = int(p["weight_exp"])
+    return lambda x, state, ctx: (kernels.dense_fixed(x, weight, exp), None)
+
+
+def _attention(name: str, node: SBSpikeAttention, dt):
+    multiplier = int(fixed_params(node)["multiplier"])
+
+    def step(x, state, ctx):
+        counts, a, v = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=1.0,
+                                              key_mask=ctx.mask if node.mask_padding else None)
+        qk, av = kernels.attention_stats(a, v, ctx.mask)
+        ctx.activity.add(NodeActivity(qk_accumulates=qk, av_accumulates=av))
+        return np.rint(counts).astype(np.int64) * multiplier, None  # counts are whole numbers in float64
+
+    return step
+
+
+def neuron_bias(p: dict) -> np.ndarray:
+    """Effective bias ``bias_mant << bias_exp`` per neuron, int64."""
+    return kernels.shift_exp(np.asarray(p["bias_mant"], dtype=np.int64), int(p["bias_exp"]))
+
+
+def _spiking(name: str, node, dt):
+    p = fixed_params(node)
+    du, dv, vth, bias = int(p["du"]), int(p["dv"]), int(p["vth"]), neuron_bias(p)
+
+    def step(x, state, ctx):
+        u, v = (np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)) if state is None else state
+        spikes, u, v = kernels.loihi_lif_step(u, v, x, du=du, dv=dv, vth=vth, bias=bias)
+        return spikes, (u, v)
+
+    return step
+
+
+FIXED_STEP_BUILDERS = {
+    nir.Affine: _dense,
+    nir.Linear: _dense,
+    nir.Conv1d: _dense,
+    SBSpikeAttention: _attention,
+    nir.LIF: _spiking,
+    nir.IF: _spiking,
+}
+"""node type -> step for quantised nodes (those with ``metadata["fixed_point"]``)."""
