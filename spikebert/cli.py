@@ -67,6 +67,9 @@ def cmd_export(args) -> int:
         export_nir(Path(args.model), out)
         print(out)
         return 0
+    if args.to == "netx":
+        out = Path(args.output) if args.output else Path(args.model).with_suffix(".net")
+        return _export_netx(Path(args.model), out, dt=args.dt)
     if not args.teacher and Path(args.model).is_dir():
         raise ValueError(f"{args.model} is a folder, not a student checkpoint; for a teacher folder add --teacher")
     try:
@@ -86,6 +89,25 @@ def cmd_export(args) -> int:
         raise SystemExit(f"spikebert-export: {err}") from err
     print(out)
     print(json.dumps(check.to_dict()))
+    return 0
+
+
+def _export_netx(model: Path, out: Path, *, dt: float | None) -> int:
+    """A sequential NIR graph -> netx HDF5; a float graph is quantised first (biases on netx's 64-unit grid)."""
+    from converters.nir_ext import read_graph
+    from converters.nir_to_netx import export_netx
+    from converters.quantize import quantize_graph
+    from hardware.fixed_point import is_quantised
+
+    if model.suffix != ".nir":
+        raise ValueError(f"--to netx takes a sequential NIR graph (.nir), got {model}; SpikeBERT students have "
+                         "residuals, attention and LayerNorm, which netx cannot host (spikebert simulate --backend "
+                         "lava runs them)")
+    graph = read_graph(model)
+    if not is_quantised(graph):
+        graph = quantize_graph(graph, dt=dt, bias_exp_min=6)
+    export_netx(graph, out)
+    print(out)
     return 0
 
 
@@ -535,17 +557,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_export_args(p: argparse.ArgumentParser) -> None:
     from spikebert.config import TeacherConfig
 
-    p.add_argument("model", help="student checkpoint (model.pt); with --teacher, the teacher folder or HF name")
-    p.add_argument("--to", choices=["nir", "onnx"], default="nir",
+    p.add_argument("model", help="student checkpoint (model.pt); with --teacher, the teacher folder or HF name; "
+                                 "with --to netx, a NIR graph (.nir)")
+    p.add_argument("--to", choices=["nir", "onnx", "netx"], default="nir",
                    help="nir: the student as a NIR graph; onnx: a float32 ONNX graph (the student unrolled over "
-                        "its T steps, or the teacher), checked against PyTorch with onnxruntime before it is written")
+                        "its T steps, or the teacher), checked against PyTorch with onnxruntime before it is written; "
+                        "netx: a sequential NIR graph (MODEL.nir: Input -> (Affine -> LIF)+ -> Output, quantised "
+                        "first if float) as a lava-dl netx HDF5 file")
     p.add_argument("--teacher", action="store_true",
                    help="export the teacher given as MODEL (with --to onnx), e.g. "
                         "spikebert-export --to onnx --teacher runs/x/teacher/model -o teacher.onnx")
     p.add_argument("--max-len", type=int, default=TeacherConfig().max_len,
                    help="--teacher: longest sequence in the check (the graph takes any length) (default %(default)s)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="--to netx: seconds per step of a float graph without metadata 'dt' (snnTorch's export_to_nir "
+                        "assumes 1e-4)")
     p.add_argument("-o", "--output", default=None,
-                   help="output file (default: MODEL with the suffix .nir / .onnx)")
+                   help="output file (default: MODEL with the suffix .nir / .onnx / .net)")
     p.set_defaults(func=cmd_export)
 
 
