@@ -1,19 +1,31 @@
-"""Build a Lava process network from a SpikeBERT-style NIR graph (floating point).
+"""Build a Lava process network from a NIR graph of the reference executor's node set.
 
-Mapping (one Lava Process per NIR node, batched over B sentences):
+Two builds of the same graph, equal step for step to the reference executor (float or, for a
+graph quantised by ``converters.quantize``, Loihi fixed point):
 
-| NIR node          | Lava                                                                 |
-|-------------------|----------------------------------------------------------------------|
-| Input -> SBTokenEmbedding -> Threshold | host encoder, streamed by ``TokenSpikeSource``  |
-| Conv1d (kernel 1) | ``TokenDense``                                                       |
-| Affine / Linear   | ``BatchDense``                                                       |
-| LIF               | lava-nc ``LIFReset`` (du = 1, dv = dt/tau, vth, reset every T steps) |
-| SBLayerNorm, SBSpikeAttention, SBTokenMean | the custom Processes of the same name       |
-| Scale(1) join     | no Process: Lava sums every OutPort connected to one InPort          |
-| Output            | lava-nc ``io.sink.RingBuffer``                                       |
+``fuse="none"`` (naive): one Lava process per NIR node. ``LIF``/``IF`` run as lava-nc's own
+``LIFReset`` (float: ``du = 1, dv = 1 - beta``; fixed: the quantised du/dv/vth/bias); an
+``Affine``/``Linear`` that alone feeds one such population runs as lava-nc's ``Dense``
+(``num_message_bits = 24`` for graded input; fixed: the 8-bit mantissas, weight exponent and
+sign mode; its bias moves into the neuron's bias). Every other node is a ``NodeGroup`` of one
+node, stepped by the reference's own step function.
 
-The LIF input gain ``r dt/tau`` is applied by the LIF's single producer as its ``out_gain``
-(the last operation, as in the student), so Lava's LIF integrates exactly ``beta v + gain I``.
+``fuse="blocks"`` (default): ``NodeGroup`` processes of several nodes: the graph is cut after
+every node that all later nodes depend on alone (a residual join, in SpikeBERT), and each piece
+that contains a join (a residual block) or ends the graph becomes one process. ``fuse="all"``:
+one process for the whole graph.
+
+Time. ``NodeGroup`` processes receive and send in the same step (no delay), like the reference.
+Lava's ``Dense`` sends at step t+1 what it received at step t: the builder tracks every node's
+latency (the Dense on its path), delays the shorter branch into every join (a NIR ``Delay``
+group), gives every neuron a reset at the first step of each sentence window it sees
+(``LIFReset``'s offset = 1 + latency, so a bias that acts before delayed input arrives is wiped
+with the rest of the state), and reads the output ``latency`` steps late.
+
+The LIF input gain ``r dt/tau`` (float) is applied as the last operation of its producer (a
+``Scale`` node appended to the producer's group, or folded into the Dense weights), so Lava's LIF
+integrates ``beta v + gain I`` as the reference does; the Dense fold is exact when the gain is a
+power of two (SpikeBERT: 1/2; snnTorch exports: 1).
 """
 
 from __future__ import annotations
@@ -24,134 +36,318 @@ import logging
 import nir
 import numpy as np
 
-from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from converters.nir_ext import SBTokenMean
 from hardware import kernels
-from hardware.reference import predecessors, topological_order
+from hardware.fixed_point import fixed_params, is_quantised
+from hardware.reference import SUPPORTED, SYNAPSE_TYPES, port_shape, predecessors, topological_order
 
 log = logging.getLogger(__name__)
+
+FUSE_MODES = ("none", "blocks", "all")
+SPIKING = (nir.LIF, nir.IF)
+GRADED_BITS = 24  # num_message_bits of a lava Dense fed by graded values
+
+
+@dataclasses.dataclass
+class GroupSpec:
+    """What a ``NodeGroup`` process runs (its ``proc_params["spec"]``)."""
+
+    nodes: dict[str, nir.NIRNode]
+    order: list[str]
+    internal_preds: dict[str, list[str]]
+    entries: set[str]  # nodes that read the group's input port
+    recorded: list[str]  # synapse nodes whose activity the group records
+    dt: float | None
+    time_steps: int
+    latency: int
+    n_batches: int
+    masks: np.ndarray | None  # (n_batches, B, positions): real tokens / real rows
+    reset: bool = True  # state to 0 at each sentence window; False for branch-alignment delays (pure shifts)
+    error_path: str | None = None  # where the process writes the traceback of an exception (the runner watches it)
+
+    @property
+    def float_output(self) -> bool:
+        return any(_is_readout(self.nodes[n]) for n in self.order)
+
+
+def _is_readout(node: nir.NIRNode) -> bool:
+    """A float node of a quantised graph: synapses that feed no spiking population, the token mean."""
+    return isinstance(node, (SBTokenMean, nir.Affine, nir.Linear, nir.Conv1d)) and fixed_params(node) is None
 
 
 @dataclasses.dataclass
 class LavaNetwork:
     source: object
     sink: object
-    processes: dict[str, object]  # NIR node name -> Lava Process (joins and the encoder have none)
+    groups: dict[str, object]  # group name -> NodeGroup process
+    lava_processes: dict[str, object]  # NIR node name -> lava-nc LIFReset / Dense
     num_steps: int
+    output_latency: int
+    exceptions: dict  # process -> ProcessModel (the float sink of a fixed-point run)
 
     @property
     def num_processes(self) -> int:
-        return len(self.processes) + 2
+        return len(self.groups) + len(self.lava_processes) + 2
 
 
-def _uniform(name: str, what: str, values: np.ndarray) -> float:
-    flat = np.asarray(values).ravel()
-    if not np.all(flat == flat[0]):
-        raise ValueError(
-            f"LIF {name!r}: per-neuron {what} differs across neurons; Lava's LIF holds one value per "
-            "population. Split the population or fold the differences into the input weights"
-        )
-    return float(flat[0])
+@dataclasses.dataclass
+class _Unit:
+    """One planned process: a lava LIF, a lava Dense, or a NodeGroup over ``names``."""
+
+    kind: str  # "lif" | "dense" | "group"
+    names: list[str]
 
 
-def _lif_params(name: str, node: nir.LIF, dt: float) -> tuple[float, float, float]:
-    """(dv, vth, input gain) of a NIR LIF for Lava's LIF with du = 1."""
-    if np.any(node.v_reset != 0) or np.any(node.v_leak != 0):
-        raise ValueError(f"LIF {name!r}: v_reset and v_leak must be 0 for the Lava backend")
-    beta, gain, _ = kernels.lif_coefficients(node.tau, node.r, node.v_leak, dt)
-    beta, gain = _uniform(name, "tau", beta), _uniform(name, "r/tau", gain)
+def cut_nodes(graph: nir.NIRGraph, order: list[str]) -> set[str]:
+    """Nodes no edge jumps over in ``order``: everything after such a node depends on it alone."""
+    pos = {n: i for i, n in enumerate(order)}
+    spans = [(pos[s], pos[d]) for s, d in graph.edges if s in pos and d in pos]
+    return {n for n in order if not any(a < pos[n] < b for a, b in spans)}
+
+
+def plan(graph: nir.NIRGraph, compute: list[str], fuse: str) -> list[_Unit]:
+    """Processes for the nodes in ``compute`` (topological order, Output excluded)."""
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
+    if fuse == "all":
+        return [_Unit("group", list(compute))]
+    preds = predecessors(graph)
+    succ = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
+    if fuse == "blocks":
+        cuts = cut_nodes(graph, compute)
+        units, current = [], []
+        for name in compute:
+            current.append(name)
+            if name in cuts and any(len(preds[n]) > 1 for n in current):
+                units.append(_Unit("group", current))
+                current = []
+        if current:
+            units.append(_Unit("group", current))
+        return units
+    units = []
+    for name in compute:
+        node = graph.nodes[name]
+        if isinstance(node, SPIKING):
+            units.append(_Unit("lif", [name]))
+        elif (isinstance(node, (nir.Affine, nir.Linear)) and len(succ[name]) == 1
+              and isinstance(graph.nodes[succ[name][0]], SPIKING) and preds[succ[name][0]] == [name]
+              and np.asarray(node.weight).ndim == 2):
+            units.append(_Unit("dense", [name]))
+        else:
+            units.append(_Unit("group", [name]))
+    return units
+
+
+def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n_batches: int,
+                  masks: np.ndarray | None, fuse: str = "blocks", error_path: str | None = None) -> LavaNetwork:
+    """Processes for every node after ``source_node``, whose output the Lava process ``source`` sends
+    (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None."""
+    from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
+
+    from hardware.lava_procs.process import NodeGroup, ReadoutGroup
+
+    fixed = is_quantised(graph)
+    dt = graph.metadata.get("dt")
+    dt = float(dt) if dt is not None else None
+    T = int(graph.metadata.get("time_steps", 1))
+    order = topological_order(graph)
+    for name in order:
+        if type(graph.nodes[name]) not in SUPPORTED:
+            raise ValueError(f"node {name!r} has type {type(graph.nodes[name]).__name__}, which has no Lava mapping; "
+                             f"supported: {sorted(t.__name__ for t in SUPPORTED)}")
+    preds = predecessors(graph)
+    outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
+    if len(outputs) != 1:
+        raise ValueError(f"graph must have exactly one Output node, found {outputs}")
+    compute = [n for n in order[order.index(source_node) + 1:] if n != outputs[0]]
+    units = plan(graph, compute, fuse)
+    if batch != 1 and any(u.kind == "dense" for u in units):
+        raise ValueError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
+                         f"be 1, got {batch}")
+    owner = {n: i for i, u in enumerate(units) for n in u.names}
+    gains = _lif_gains(graph, units, dt, fixed)
+
+    ports: dict[str, object] = {source_node: source.s_out}  # node -> the OutPort carrying its output
+    latency: dict[str, int] = {source_node: 0}
+    groups, lava_processes = {}, {}
+
+    def feed(name: str, in_port, at: int) -> None:
+        """Connect the outputs of ``name``'s predecessors to ``in_port``, each delayed to arrive at latency ``at``."""
+        for p in preds[name]:
+            port, lag = ports[p], at - latency[p]
+            if lag:
+                port = _delay_group(NodeGroup, p, port, lag, graph, T, latency[p], n_batches, masks, batch, groups,
+                                    error_path)
+            _connect(port, in_port)
+
+    for i, unit in enumerate(units):
+        first = unit.names[0]
+        external = sorted({p for n in unit.names for p in preds[n] if owner.get(p) != i}, key=order.index)
+        at = max(latency[p] for p in external)
+        if unit.kind == "lif":
+            proc = _lava_lif(graph, first, batch=batch, T=T, at=at, dt=dt, fixed=fixed,
+                             bias=gains.get(("bias", first)))
+            feed(first, proc.a_in, at)
+            ports[first], latency[first] = proc.s_out, at
+            lava_processes[first] = proc
+            continue
+        if unit.kind == "dense":
+            proc = _lava_dense(graph, first, gain=gains.get(first, 1.0), fixed=fixed,
+                               graded=not _binary(graph, preds[first][0]))
+            feed(first, proc.s_in, at)
+            ports[first], latency[first] = proc.a_out, at + 1
+            lava_processes[first] = proc
+            continue
+        if len(external) > 1 and len(unit.names) > 1:
+            raise AssertionError(f"group {unit.names} has several external producers {external}")  # plan() prevents it
+        spec = _group_spec(graph, unit.names, preds, gains, dt=dt, T=T, latency=at, n_batches=n_batches, masks=masks)
+        spec.error_path = error_path
+        last = spec.order[-1]
+        cls = ReadoutGroup if fixed and spec.float_output else NodeGroup
+        proc = cls(spec=spec, in_shape=(batch, *_shape(graph, external[0], "output")),
+                   out_shape=(batch, *_shape(graph, unit.names[-1], "output")), name=f"group_{first}")
+        if len(unit.names) == 1:
+            feed(first, proc.s_in, at)
+        else:
+            _connect(ports[external[0]], proc.s_in)
+        for n in unit.names:
+            latency[n] = at
+        ports[unit.names[-1]] = proc.a_out
+        groups[last] = proc
+
+    out = outputs[0]
+    out_latency = max(latency[p] for p in preds[out])
+    num_steps = n_batches * T + out_latency
+    sink = RingBuffer(shape=(batch, *_shape(graph, preds[out][0], "output")), buffer=num_steps)
+    feed(out, sink.a_in, out_latency)
+    return LavaNetwork(source=source, sink=sink, groups=groups, lava_processes=lava_processes, num_steps=num_steps,
+                       output_latency=out_latency, exceptions={sink: PyReceiveModelFloat} if fixed else {})
+
+
+def _connect(out_port, in_port) -> None:
+    """Connect, through a reshape where a lava Dense's 1-D ports meet a batch-of-one (1, n) port."""
+    if out_port.shape != in_port.shape:
+        out_port = out_port.reshape(in_port.shape)
+    out_port.connect(in_port)
+
+
+def _shape(graph: nir.NIRGraph, name: str, port: str) -> tuple[int, ...]:
+    shape = port_shape(graph.nodes[name], port)
+    if shape is None:
+        raise ValueError(f"node {name!r} has no defined {port} shape; Lava ports need one (run nir's type inference)")
+    return shape
+
+
+def _binary(graph: nir.NIRGraph, name: str) -> bool:
+    """Whether ``name`` outputs spikes: a lava Dense after it needs no graded messages."""
+    return isinstance(graph.nodes[name], (*SPIKING, nir.Threshold))
+
+
+def _coefficients(node, dt: float | None) -> tuple[float, float]:
+    """(beta, gain) of a LIF/IF population, one value each (Lava holds one per population)."""
+    if dt is None:
+        raise ValueError("the graph has spiking neurons but no metadata 'dt'")
+    if isinstance(node, nir.IF):
+        beta, gain, bias = kernels.integrator_coefficients(np.asarray(node.r, float), dt)
+    else:
+        beta, gain, bias = kernels.lif_coefficients(np.asarray(node.tau, float), np.asarray(node.r, float),
+                                                    np.asarray(node.v_leak, float), dt)
+    if np.any(bias != 0) or np.any(np.asarray(node.v_reset) != 0):
+        raise ValueError("Lava's LIF resets to 0 and has no leak towards v_leak: v_reset and v_leak must be 0")
+    values = []
+    for what, arr in (("beta", beta), ("gain", gain)):
+        flat = np.ravel(arr)
+        if not np.all(flat == flat[0]):
+            raise ValueError(f"per-neuron {what} differs; Lava's LIF holds one value per population")
+        values.append(float(flat[0]))
+    return values[0], values[1]
+
+
+def _lif_gains(graph, units, dt, fixed) -> dict:
+    """Float: the input gain each LIF's producer applies last; the bias a lava Dense hands its LIF."""
+    gains: dict = {}
+    if fixed:
+        return gains
+    preds = predecessors(graph)
+    dense = {u.names[0] for u in units if u.kind == "dense"}
+    for name, node in graph.nodes.items():
+        if isinstance(node, SPIKING) and any(u.kind == "lif" and u.names == [name] for u in units):
+            if len(preds[name]) != 1:
+                raise ValueError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
+                                 "producer; insert a Scale(1) join before it")
+            producer = preds[name][0]
+            _, gains[producer] = _coefficients(node, dt)
+            if producer in dense and isinstance(graph.nodes[producer], nir.Affine):
+                gains[("bias", name)] = gains[producer] * np.asarray(graph.nodes[producer].bias, float)
+    return gains
+
+
+def _lava_lif(graph, name: str, *, batch: int, T: int, at: int, dt, fixed: bool, bias):
+    from lava.proc.lif.process import LIFReset
+
+    node = graph.nodes[name]
+    shape = (batch, *np.shape(node.v_threshold))
+    if batch == 1 and len(shape) == 2:
+        shape = shape[1:]  # 1-D, as the lava Dense that may feed it
+    common = dict(shape=shape, reset_interval=T, reset_offset=(1 + at) % T, name=name)
+    if fixed:
+        p = fixed_params(node)
+        return LIFReset(du=int(p["du"]), dv=int(p["dv"]), vth=int(p["vth"]),
+                        bias_mant=np.broadcast_to(np.asarray(p["bias_mant"], np.int32), shape).copy(),
+                        bias_exp=np.full(shape, int(p["bias_exp"]), np.int32), **common)
+    beta, _ = _coefficients(node, dt)
+    vth = np.ravel(node.v_threshold)
+    if not np.all(vth == vth[0]):
+        raise ValueError(f"LIF {name!r}: per-neuron thresholds differ; Lava's LIF holds one per population")
     dv = 1.0 - beta
     if 1.0 - dv != beta:
         log.warning("LIF %s: beta=%r is not exactly 1 - dv in float64; Lava's decay differs by one ulp", name, beta)
-    return dv, _uniform(name, "v_threshold", node.v_threshold), gain
+    bias_mant = np.zeros(shape) if bias is None else np.broadcast_to(bias, shape).copy()
+    return LIFReset(du=1.0, dv=dv, vth=float(vth[0]), bias_mant=bias_mant, **common)
 
 
-def build_network(graph: nir.NIRGraph, *, spikes: np.ndarray, mask: np.ndarray, first_node: str) -> LavaNetwork:
-    """Processes for every node after the host-encoded ``first_node``; ``spikes`` (nb, B, D, L)."""
-    from lava.proc.io.sink import RingBuffer
-    from lava.proc.lif.process import LIFReset
+def _lava_dense(graph, name: str, *, gain: float, fixed: bool, graded: bool):
+    from lava.proc.dense.process import Dense
+    from lava.utils.weightutils import SignMode
 
-    from hardware.lava_procs import process as P
-
-    dt = float(graph.metadata.get("dt", 1.0))
-    T = int(graph.metadata.get("time_steps", 1))
-    n_batches, B = spikes.shape[:2]
-    num_steps = n_batches * T
-    order = topological_order(graph)
-    preds = predecessors(graph)
-    succ = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
-
-    gains: dict[str, float] = {}
-    lif_params = {}
-    for name in order:
-        node = graph.nodes[name]
-        if isinstance(node, nir.LIF):
-            lif_params[name] = _lif_params(name, node, dt)
-            (producer,) = preds[name] if len(preds[name]) == 1 else (None,)
-            if producer is None or succ[producer] != [name] or producer == first_node:
-                raise ValueError(f"LIF {name!r} needs exactly one producer that feeds only it (found "
-                                 f"{preds[name]}); insert a Scale(1) join for fan-in")
-            gains[producer] = lif_params[name][2]
-
-    source = P.TokenSpikeSource(spikes=spikes, mask=mask, time_steps=T, name="encoder")
-    out_ports: dict[str, list] = {first_node: [source.s_out]}
-    processes: dict[str, object] = {}
-    sink = None
-    start = order.index(first_node) + 1
-    for name in order[start:]:
-        node = graph.nodes[name]
-        gain = gains.get(name, 1.0)
-        if isinstance(node, nir.Scale):
-            if not np.all(node.scale == 1):
-                raise ValueError(f"Scale {name!r}: only unit scales (residual joins) are supported by the Lava backend")
-            out_ports[name] = [p for src in preds[name] for p in out_ports[src]]
-            continue
-        if isinstance(node, nir.Output):
-            sink = RingBuffer(shape=(B, int(node.output_type["output"][0])), buffer=num_steps)
-            _connect(preds[name], out_ports, sink.a_in)
-            continue
-        proc = _make_process(P, LIFReset, name, node, B=B, T=T, tokens=mask.shape[2], gain=gain,
-                             lif=lif_params.get(name))
-        in_port = proc.a_in if isinstance(node, nir.LIF) else proc.s_in
-        _connect(preds[name], out_ports, in_port)
-        if not isinstance(node, nir.LIF):
-            source.mask_out.connect(proc.mask_in)
-        out_ports[name] = [proc.s_out if isinstance(node, nir.LIF) else proc.a_out]
-        processes[name] = proc
-    if sink is None:
-        raise ValueError("graph has no Output node")
-    return LavaNetwork(source=source, sink=sink, processes=processes, num_steps=num_steps)
+    node = graph.nodes[name]
+    bits = GRADED_BITS if graded or not fixed else 0
+    if fixed:
+        p = fixed_params(node)
+        return Dense(weights=np.asarray(node.weight, dtype=np.int32), weight_exp=int(p["weight_exp"]),
+                     num_weight_bits=int(p["num_weight_bits"]), sign_mode=SignMode(int(p["sign_mode"])),
+                     num_message_bits=bits, name=name)
+    return Dense(weights=gain * np.asarray(node.weight, dtype=np.float64), num_message_bits=bits, name=name)
 
 
-def _connect(sources: list[str], out_ports: dict[str, list], in_port) -> None:
-    for src in sources:
-        for port in out_ports[src]:
-            port.connect(in_port)
+def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batches, masks) -> GroupSpec:
+    inside = set(names)
+    nodes = {n: graph.nodes[n] for n in names}
+    internal = {n: [p for p in preds[n] if p in inside] for n in names}
+    entries = {n for n in names if any(p not in inside for p in preds[n])}
+    order = list(names)
+    if names[-1] in gains:  # this group feeds a lava LIF: apply its input gain last, as the reference does
+        scale = f"{names[-1]}__gain"
+        shape = port_shape(graph.nodes[names[-1]], "output")
+        nodes[scale] = nir.Scale(scale=np.full(shape or (1,), gains[names[-1]]))
+        internal[scale] = [names[-1]]
+        order.append(scale)
+    recorded = [n for n in names if isinstance(graph.nodes[n], SYNAPSE_TYPES)]
+    return GroupSpec(nodes=nodes, order=order, internal_preds=internal, entries=entries, recorded=recorded, dt=dt,
+                     time_steps=T, latency=latency, n_batches=n_batches, masks=masks)
 
 
-def _make_process(P, LIFReset, name: str, node, *, B: int, T: int, tokens: int, gain: float, lif):
-    if isinstance(node, nir.Conv1d):
-        if node.weight.shape[2] != 1 or node.groups != 1:
-            raise ValueError(f"Conv1d {name!r}: only kernel size 1, groups 1 (token-wise) maps to TokenDense")
-        return P.TokenDense(weight=node.weight[:, :, 0], bias=np.asarray(node.bias, float), batch=B,
-                            tokens=int(node.input_shape), out_gain=gain, name=name)
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        bias = node.bias if isinstance(node, nir.Affine) else np.zeros(node.weight.shape[0])
-        return P.BatchDense(weight=node.weight, bias=np.asarray(bias, float), batch=B, tokens=tokens, out_gain=gain,
-                            name=name)
-    if isinstance(node, SBLayerNorm):
-        return P.LayerNorm(weight=node.weight, bias=node.bias, groups=node.groups, eps=node.eps, batch=B,
-                           tokens=node.tokens, out_gain=gain, name=name)
-    if isinstance(node, SBSpikeAttention):
-        return P.SpikeAttention(dim=node.dim, heads=node.heads, scale=node.scale, mask_padding=node.mask_padding,
-                                batch=B, tokens=node.tokens, out_gain=gain, name=name)
-    if isinstance(node, SBTokenMean):
-        return P.TokenMean(dim=node.dim, tokens=node.tokens, mask_padding=node.mask_padding, batch=B,
-                           out_gain=gain, name=name)
-    if isinstance(node, nir.LIF):
-        dv, vth, _ = lif
-        shape = (B, *node.v_threshold.shape)
-        return LIFReset(shape=shape, du=1.0, dv=dv, vth=vth, bias_mant=0.0, reset_interval=T,
-                        reset_offset=1 % T, name=name)
-    if isinstance(node, SBTokenEmbedding):
-        raise ValueError(f"{name!r}: SBTokenEmbedding must be the graph's input encoder, not an inner node")
-    raise ValueError(f"node {name!r} of type {type(node).__name__} has no Lava mapping yet")
+def _delay_group(NodeGroup, name: str, port, lag: int, graph, T, at, n_batches, masks, batch, groups, error_path):
+    """A NodeGroup holding a NIR Delay of ``lag`` steps after ``name`` (branch alignment): a pure shift
+    that keeps its history across sentence windows, since what it holds always belongs to the
+    sentence its output window is in."""
+    shape = _shape(graph, name, "output")
+    node = nir.Delay(delay=np.full(shape, float(lag)))
+    key = f"{name}__delay{lag}"
+    spec = GroupSpec(nodes={key: node}, order=[key], internal_preds={key: []}, entries={key}, recorded=[], dt=1.0,
+                     time_steps=T, latency=at, n_batches=n_batches, masks=masks, reset=False,
+                     error_path=error_path)
+    proc = NodeGroup(spec=spec, in_shape=(batch, *shape), out_shape=(batch, *shape), name=key)
+    _connect(port, proc.s_in)
+    groups[key] = proc
+    return proc.a_out

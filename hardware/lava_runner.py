@@ -1,21 +1,32 @@
-"""Run a NIR graph as Lava processes on CPU (floating point), batch after batch in one runtime.
+"""Run a NIR graph as Lava processes on CPU, batch after batch in one compiled runtime.
 
-The network is compiled once for ``batch_size`` sentences; batch k occupies steps kT+1 .. kT+T and
-every LIF resets at the start of each batch. The runtime is stopped on every exit path.
+The network is compiled once for ``batch_size`` samples; batch k occupies steps kT+1 .. kT+T at
+the network's input (later at deeper processes, see ``converters.nir_to_lava``) and all state
+resets at the start of each batch. A graph quantised by ``converters.quantize`` runs Lava's
+``fixed_pt`` models (bit-accurate Loihi LIF and Dense), any other graph ``floating_pt``. The
+runtime is stopped on every exit path (errors, Ctrl-C), so no Lava process outlives a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import nir
 import numpy as np
 from tqdm.auto import tqdm
 
 from hardware.activity import Activity, NodeActivity
-from hardware.reference import SYNAPSE_TYPES, encode_tokens
+from hardware.fixed_point import is_quantised
+from hardware.reference import encode_tokens, port_shape, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +37,11 @@ class LavaRun:
     activity: Activity
     num_processes: int
     num_steps: int
+    output_latency: int  # steps between a sample's input and its output (one per lava Dense on the path)
     compile_seconds: float
     run_seconds: float
+    fuse: str
+    fixed_point: bool
 
     @property
     def logits(self) -> np.ndarray:
@@ -51,50 +65,174 @@ def prepare_lava() -> None:
     import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 
 
-def run_lava(graph: nir.NIRGraph, ids: np.ndarray, *, batch_size: int = 64, progress: bool = True) -> LavaRun:
-    """Simulate ``ids`` (N, L) through ``graph`` in Lava; returns per-step outputs and activity."""
+def _batched(x: np.ndarray, B: int, fill=0) -> np.ndarray:
+    """(N, ...) -> (n_batches, B, ...), the last batch padded with ``fill``."""
+    n_batches = -(-len(x) // B)
+    pad = np.full((n_batches * B - len(x), *x.shape[1:]), fill, dtype=x.dtype)
+    return np.concatenate([x, pad]).reshape(n_batches, B, *x.shape[1:])
+
+
+def run_lava(graph: nir.NIRGraph, ids: np.ndarray | None = None, *, inputs: np.ndarray | None = None,
+             batch_size: int = 64, fuse: str = "blocks", progress: bool = True) -> LavaRun:
+    """Simulate token ``ids`` (N, L) of a SpikeBERT graph, or ``inputs`` (T, N, *input shape) of a
+    graph with a tensor Input, through ``graph`` in Lava; returns per-step outputs and activity."""
     prepare_lava()
+    if (ids is None) == (inputs is None):
+        raise ValueError("give token ids (SpikeBERT graphs) or inputs (T, N, ...) for a graph with a tensor Input")
+    with tempfile.TemporaryDirectory(prefix="spikebert-lava-") as tmp:
+        return _run(graph, ids, inputs, batch_size=batch_size, fuse=fuse, progress=progress,
+                    error_path=str(Path(tmp) / "errors.txt"))
+
+
+def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaRun:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     from converters.nir_to_lava import build_network
 
-    enc = encode_tokens(graph, ids)
-    N, D, L = enc.spikes.shape
-    B = min(batch_size, N)
-    n_batches = -(-N // B)
-    pad = n_batches * B - N
-    mask = enc.mask if enc.mask is not None else np.ones((N, L), dtype=bool)
-    spikes = np.concatenate([enc.spikes, np.zeros((pad, D, L))]).reshape(n_batches, B, D, L)
-    mask = np.concatenate([mask, np.zeros((pad, L), dtype=bool)]).reshape(n_batches, B, L)  # filler: no tokens
+    fixed = is_quantised(graph)
     T = int(graph.metadata.get("time_steps", 1))
-
+    if ids is not None:
+        enc = encode_tokens(graph, ids)
+        N, L = len(ids), enc.spikes.shape[2]
+        B = max(1, min(batch_size, N))
+        mask = enc.mask if enc.mask is not None else np.ones((N, L), dtype=bool)
+        masks = _batched(mask, B, fill=False)  # filler rows have no real token
+        n_batches = len(masks)
+        source_node, real = enc.first_node, float(mask.sum())
+        source = _token_source(_batched(enc.spikes, B), T, error_path)
+    else:
+        x = np.asarray(inputs, dtype=np.float64)
+        T, N = x.shape[:2]
+        source_node = next(n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Input))
+        expected = port_shape(graph.nodes[source_node], "output")
+        if expected is not None and x.shape[2:] != expected:
+            raise ValueError(f"inputs must be (T, N, {', '.join(map(str, expected))}), got {x.shape}")
+        B = max(1, min(batch_size, N))
+        positions = int(np.prod(x.shape[3:]))
+        masks = _batched(np.ones((N, positions), dtype=bool), B, fill=False)
+        n_batches = len(masks)
+        real = float(N * positions)
+        drive = _batched(x.transpose(1, 0, *range(2, x.ndim)), B)  # (n_batches, B, T, ...)
+        source = _tensor_source(drive, fixed, tail=len(graph.nodes))
     t0 = time.perf_counter()
-    net = build_network(graph, spikes=spikes, mask=mask, first_node=enc.first_node)
-    cfg = Loihi2SimCfg(select_tag="floating_pt", select_sub_proc_model=False)
-    log.info("Lava network: %d processes, %d steps (%d batches of %d, T=%d)",
-             net.num_processes, net.num_steps, n_batches, B, T)
-    compile_s = run_s = 0.0
+    net = build_network(graph, source_node=source_node, source=source, batch=B, n_batches=n_batches,
+                        masks=masks, fuse=fuse, error_path=error_path)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt", select_sub_proc_model=False,
+                       exception_proc_model_map=net.exceptions)
+    log.info("Lava network (%s, fuse=%s): %d processes, %d steps (%d batches of %d, T=%d, output latency %d)",
+             "fixed_pt" if fixed else "floating_pt", fuse, net.num_processes, net.num_steps, n_batches, B, T,
+             net.output_latency)
+    before = set(multiprocessing.active_children())
     try:
-        net.source.create_runtime(run_cfg=cfg)
-        compile_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        for _ in tqdm(range(n_batches), desc="lava batches", disable=not progress, leave=False):
-            net.source.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
-        run_s = time.perf_counter() - t1
-        data = net.sink.data.get()  # (B, C, steps)
-        stats = {name: p.stats.get() for name, p in net.processes.items()
-                 if isinstance(graph.nodes[name], SYNAPSE_TYPES)}
+        with _watch(error_path):
+            net.source.create_runtime(run_cfg=cfg)
+            compile_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            for k in tqdm(range(n_batches), desc="lava batches", disable=not progress, leave=False):
+                steps = T + (net.output_latency if k == n_batches - 1 else 0)
+                net.source.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+            run_s = time.perf_counter() - t1
+            data = net.sink.data.get()  # (B, *out, steps)
+            stats = {name: p.stats.get() for name, p in net.groups.items()}
+            net.source.stop()
+    except BaseException:
+        _kill(set(multiprocessing.active_children()) - before)
+        raise
+    lat = net.output_latency
+    data = np.moveaxis(data[..., lat:lat + n_batches * T], -1, 0)  # (n_batches T, B, *out)
+    out_shape = data.shape[2:]
+    steps = data.reshape(n_batches, T, B, *out_shape).transpose(1, 0, 2, *range(3, 3 + len(out_shape)))
+    steps = steps.reshape(T, n_batches * B, *out_shape)[:, :N]
+    activity = Activity(backend="lava-fixed_pt" if fixed else "lava-floating_pt", samples=N, time_steps=T,
+                        real_tokens=real, nodes={})
+    for proc_name, proc in net.groups.items():
+        spec = proc.proc_params["spec"]
+        for i, name in enumerate(spec.recorded):
+            s = stats[proc_name][i]
+            activity.nodes[name] = NodeActivity(input_nonzeros=s[0], input_abs_sum=s[1], input_elements=s[2],
+                                                qk_accumulates=s[3], av_accumulates=s[4])
+    unrecorded = sorted(net.lava_processes.keys() & {n for n, node in graph.nodes.items()
+                                                     if isinstance(node, (nir.Affine, nir.Linear))})
+    if unrecorded:
+        log.info("activity of %s (lava-nc Dense processes) is not recorded in this build", unrecorded)
+    return LavaRun(step_outputs=steps, activity=activity, num_processes=net.num_processes, num_steps=net.num_steps,
+                   output_latency=lat, compile_seconds=compile_s, run_seconds=run_s, fuse=fuse, fixed_point=fixed)
+
+
+def _token_source(spikes: np.ndarray, T: int, error_path: str):
+    from hardware.lava_procs.process import TokenSpikeSource
+
+    return TokenSpikeSource(spikes=spikes, time_steps=T, error_path=error_path, name="encoder")
+
+
+class LavaProcessError(RuntimeError):
+    """A Lava ProcessModel raised; the message carries its traceback."""
+
+
+@contextlib.contextmanager
+def _watch(error_path: str, poll: float = 0.2):
+    """Turn an exception inside a Lava process into one in this thread.
+
+    lava-nc 0.10 does not recover from a ProcessModel that raises: the failed process waits on its
+    ports and the runtime waits on it. Our models append the traceback to ``error_path``; a thread
+    polls it and interrupts the main thread (SIGINT), whose handler raises :class:`LavaProcessError`
+    (a real Ctrl-C still raises KeyboardInterrupt). The caller then kills the processes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; run without the watchdog
+        return
+    done = threading.Event()
+
+    def handler(signum, frame):
+        path = Path(error_path)
+        if path.exists() and path.stat().st_size:
+            raise LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
+        raise KeyboardInterrupt
+
+    def watchdog():
+        path = Path(error_path)
+        while not done.wait(poll):
+            if path.exists() and path.stat().st_size:
+                time.sleep(poll)  # let the traceback finish
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    previous = signal.signal(signal.SIGINT, handler)
+    thread = threading.Thread(target=watchdog, name="lava-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
     finally:
-        net.source.stop()
-    C = data.shape[1]
-    steps = data.reshape(B, C, n_batches, T).transpose(3, 2, 0, 1).reshape(T, n_batches * B, C)[:, :N]
-    activity = Activity(backend="lava-floating_pt", samples=N, time_steps=T,
-                        real_tokens=float(mask.sum()) if enc.mask is not None else float(N * L), nodes={})
-    for name, s in stats.items():
-        node = NodeActivity(input_nonzeros=s[0], input_abs_sum=s[1], input_elements=s[2])
-        if len(s) > 3:
-            node.qk_accumulates, node.av_accumulates = s[3], s[4]
-        activity.nodes[name] = node
-    return LavaRun(step_outputs=steps, activity=activity, num_processes=net.num_processes,
-                   num_steps=net.num_steps, compile_seconds=compile_s, run_seconds=run_s)
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kill(processes) -> None:
+    """Terminate Lava's processes after a failure or Ctrl-C, when its runtime cannot stop them."""
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        multiprocessing.Process.join(p, 5)  # lava's SystemProcess.join takes no timeout
+        if p.is_alive():
+            p.kill()
+            multiprocessing.Process.join(p, 5)
+    if processes:
+        log.warning("stopped %d Lava processes after an error", len(processes))
+
+
+def _tensor_source(drive: np.ndarray, fixed: bool, *, tail: int):
+    """lava-nc's RingBuffer source: batch k's step t at global step kT + t + 1, then ``tail`` steps of
+    zeros (at least the output latency, so the buffer never wraps around into a replay)."""
+    from lava.proc.io.source import RingBuffer
+
+    n_batches, B, T = drive.shape[:3]
+    data = np.moveaxis(drive, 2, 1).reshape(n_batches * T, B, *drive.shape[3:])  # (steps, B, ...)
+    tail = np.zeros((tail, *data.shape[1:]))
+    data = np.moveaxis(np.concatenate([data, tail]), 0, -1)  # (B, ..., steps)
+    if fixed:
+        if not np.array_equal(data, np.rint(data)):
+            raise ValueError("a fixed-point graph takes integer inputs (spikes or counts)")
+        data = data.astype(np.int32)
+    return RingBuffer(data=data)

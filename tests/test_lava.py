@@ -1,32 +1,164 @@
+"""Lava backend: every build equals the reference executor step for step, in float and Loihi fixed point."""
+
+import dataclasses
+import multiprocessing
+
+import nir
 import numpy as np
 import pytest
+import torch
 
+from converters.quantize import quantize_graph
 from converters.torch_to_nir import export_student
 from hardware.lava_runner import run_lava
 from hardware.reference import ReferenceExecutor
-from tests.conftest import make_ids
+from tests.conftest import make_ids, scale_up_linears
 
 
-def test_lava_equals_reference_and_records_same_activity(trained_like_model):
+def assert_same_activity(got, expected, *, only=None):
+    names = set(expected.nodes) if only is None else only
+    assert names <= set(got.nodes)
+    for name in names:
+        a, b = got.nodes[name], expected.nodes[name]
+        assert (a.input_nonzeros, a.input_elements, a.qk_accumulates, a.av_accumulates) == (
+            b.input_nonzeros, b.input_elements, b.qk_accumulates, b.av_accumulates), name
+        assert a.input_abs_sum == pytest.approx(b.input_abs_sum, rel=1e-12), name  # float summation order
+
+
+@pytest.mark.parametrize("fuse", ["none", "blocks", "all"])
+def test_spikebert_float_equals_reference(trained_like_model, fuse):
     graph = export_student(trained_like_model)
     ids = make_ids(7, 8, trained_like_model.cfg.vocab_size).numpy()
     ref = ReferenceExecutor(graph)
     expected = ref.run(ids)
-    lava = run_lava(graph, ids, batch_size=3, progress=False)  # 3 batches, the last with 2 filler rows
+    lava = run_lava(graph, ids, batch_size=3, fuse=fuse, progress=False)  # 3 batches, the last with 2 filler rows
     np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
-    assert lava.num_steps == 3 * trained_like_model.cfg.time_steps
-    assert set(lava.activity.nodes) == set(ref.activity.nodes)
-    for name, act in ref.activity.nodes.items():
-        got = lava.activity.nodes[name]
-        assert (got.input_nonzeros, got.input_elements, got.qk_accumulates, got.av_accumulates) == (
-            act.input_nonzeros, act.input_elements, act.qk_accumulates, act.av_accumulates), name
-        assert got.input_abs_sum == pytest.approx(act.input_abs_sum, rel=1e-12), name  # float summation order
+    assert lava.num_steps == 3 * trained_like_model.cfg.time_steps and lava.output_latency == 0
+    assert_same_activity(lava.activity, ref.activity)
     assert ref.activity.nodes["b1_attn"].qk_accumulates > 0
+    if fuse == "none":
+        assert lava.num_processes == len(graph.nodes) - 4 + 2  # input, embedding, encoder: host; output: the sink
+    elif fuse == "blocks":
+        assert lava.num_processes == 2 * 2 + 1 + 2  # two sub-blocks per block, the head, source and sink
+    else:
+        assert lava.num_processes == 3
 
 
-def test_lava_rejects_unsupported_graph(trained_like_model):
-    graph = export_student(trained_like_model)
-    graph.nodes["b0_res1"].scale = np.full_like(graph.nodes["b0_res1"].scale, 2.0)
-    ids = make_ids(2, 8, trained_like_model.cfg.vocab_size).numpy()
-    with pytest.raises(ValueError, match="only unit scales"):
-        run_lava(graph, ids, progress=False)
+@pytest.fixture
+def batchnorm_student(tiny_cfg):
+    from spikebert.model import SpikeBERT
+
+    torch.manual_seed(1)
+    model = SpikeBERT(dataclasses.replace(tiny_cfg, norm="batch")).double().eval()
+    with torch.no_grad():
+        scale_up_linears(model)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("fuse", ["none", "blocks"])
+def test_spikebert_fixed_point_is_bit_exact(batchnorm_student, fuse):
+    graph = quantize_graph(export_student(batchnorm_student))
+    ids = make_ids(5, 8, batchnorm_student.cfg.vocab_size).numpy()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids, record=("b1_lif2",))
+    assert expected.spikes["b1_lif2"].any()
+    lava = run_lava(graph, ids, batch_size=2, fuse=fuse, progress=False)
+    assert lava.fixed_point
+    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)  # the readout gets identical integers
+    assert_same_activity(lava.activity, ref.activity)
+
+
+def test_fixed_point_stays_close_to_float(batchnorm_student):
+    graph = export_student(batchnorm_student)
+    ids = make_ids(16, 8, batchnorm_student.cfg.vocab_size, seed=3).numpy()
+    run = ReferenceExecutor(graph).run(ids, record=("b0_lif1",))
+    fixed = ReferenceExecutor(quantize_graph(graph)).run(ids, record=("b0_lif1",))
+    spikes, fixed_spikes = run.spikes["b0_lif1"], fixed.spikes["b0_lif1"]
+    assert (spikes != fixed_spikes).mean() < 0.05  # 8-bit weights flip a few near-threshold neurons
+    assert (run.logits.argmax(-1) == fixed.logits.argmax(-1)).mean() >= 0.75
+
+
+# --- standard NIR graphs: lava-nc Dense and LIF, synaptic delays, residual branches ---------------
+
+
+def lif(n: int, *, tau=2.0, threshold=1.0) -> nir.LIF:
+    return nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.full(n, threshold))
+
+
+def dyadic(rng, shape, scale=1.0):
+    """Weights on a 1/16 grid: every float sum is exact, whatever the summation order."""
+    return np.round(rng.normal(0, scale, shape) * 16) / 16
+
+
+def sequential_graph(seed=0) -> nir.NIRGraph:
+    rng = np.random.default_rng(seed)
+    nodes = {"input": nir.Input(np.array([5])),
+             "fc1": nir.Affine(weight=dyadic(rng, (6, 5), 1.5), bias=dyadic(rng, 6, 0.5)), "lif1": lif(6),
+             "fc2": nir.Linear(weight=dyadic(rng, (4, 6), 1.5)), "lif2": lif(4, threshold=0.5),
+             "output": nir.Output(np.array([4]))}
+    path = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(path[:-1], path[1:])), metadata={"dt": 1.0, "time_steps": 6})
+
+
+def residual_graph(seed=0) -> nir.NIRGraph:
+    """input -> fc1 -> lif1 -> fc2 -> lif2, and lif1 + lif2 -> join -> fc3 -> lif3: branches of depth 1 and 2."""
+    rng = np.random.default_rng(seed)
+    nodes = {"input": nir.Input(np.array([5])),
+             "fc1": nir.Affine(weight=dyadic(rng, (6, 5), 1.5), bias=dyadic(rng, 6, 0.5)), "lif1": lif(6),
+             "fc2": nir.Affine(weight=dyadic(rng, (6, 6), 1.5), bias=dyadic(rng, 6, 0.5)), "lif2": lif(6),
+             "join": nir.Scale(scale=np.ones(6)),
+             "fc3": nir.Affine(weight=dyadic(rng, (3, 6), 1.5), bias=np.full(3, 0.25)), "lif3": lif(3, threshold=0.5),
+             "output": nir.Output(np.array([3]))}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif1", "join"), ("lif2", "join"),
+             ("join", "fc3"), ("fc3", "lif3"), ("lif3", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0, "time_steps": 6})
+
+
+def spike_inputs(T=6, n=5, width=5, seed=1):
+    return (np.random.default_rng(seed).random((T, n, width)) < 0.5).astype(float)
+
+
+@pytest.mark.parametrize("make", [sequential_graph, residual_graph])
+@pytest.mark.parametrize("quantised", [False, True])
+@pytest.mark.parametrize("fuse", ["none", "blocks"])
+def test_standard_graphs_equal_reference(make, quantised, fuse):
+    graph = quantize_graph(make()) if quantised else make()
+    x = spike_inputs()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run_inputs(x)
+    lava = run_lava(graph, inputs=x, batch_size=1 if fuse == "none" else 2, fuse=fuse, progress=False)
+    assert expected.step_outputs.any() and not expected.step_outputs.all()
+    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
+    if fuse == "none":  # lava-nc Dense for every Affine/Linear -> LIF: one step each, plus branch alignment
+        assert lava.output_latency == (2 if make is sequential_graph else 3)
+    else:
+        assert lava.output_latency == 0
+        assert_same_activity(lava.activity, ref.activity)
+
+
+def test_naive_build_uses_lava_processes_and_aligns_branches():
+    from converters.nir_to_lava import plan
+
+    graph = residual_graph()
+    units = plan(graph, ["fc1", "lif1", "fc2", "lif2", "join", "fc3", "lif3"], "none")
+    assert [u.kind for u in units] == ["dense", "lif", "dense", "lif", "group", "dense", "lif"]
+
+
+def test_unsupported_node_is_refused():
+    graph = sequential_graph()
+    graph.nodes["fc1"] = nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([1, 1]), padding=np.array([0, 0]))
+    with pytest.raises(ValueError, match="AvgPool2d"):
+        run_lava(graph, inputs=spike_inputs(), progress=False)
+
+
+def test_failure_inside_a_process_stops_the_runtime():
+    graph = quantize_graph(residual_graph())
+    graph.nodes["join"].scale = np.full(6, 0.5)  # halves of spikes: not integers, refused in a fixed-point process
+    before = set(multiprocessing.active_children())
+    with pytest.raises(Exception, match="non-integers"):
+        run_lava(graph, inputs=spike_inputs(), batch_size=1, fuse="none", progress=False)
+    assert set(multiprocessing.active_children()) <= before  # no orphan Lava processes

@@ -1,6 +1,14 @@
-"""Floating-point ProcessModels of the custom Processes; the maths is ``hardware.kernels``."""
+"""ProcessModels of the custom Processes: float (``floating_pt``) and Loihi fixed point (``fixed_pt``).
+
+A ``NodeGroup`` steps its nodes with the reference executor's own step functions
+(``hardware.reference.step_builder``: the float step, or the bit-exact fixed-point one for nodes
+a quantised graph marks), so Lava and the reference executor cannot drift apart. The two models
+differ only in their port types: Lava's fixed-point LIF and Dense exchange integers.
+"""
 
 from __future__ import annotations
+
+import traceback
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -11,14 +19,25 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from hardware import kernels
-from hardware.lava_procs.process import (
-    BatchDense,
-    LayerNorm,
-    SpikeAttention,
-    TokenDense,
-    TokenMean,
-    TokenSpikeSource,
-)
+from hardware.activity import NodeActivity
+from hardware.lava_procs.process import NodeGroup, ReadoutGroup, TokenSpikeSource
+from hardware.reference import StepContext, step_builder
+
+
+class reported:
+    """Append the traceback of an exception to ``path`` before it propagates: lava-nc 0.10 hangs when a
+    ProcessModel raises (the failed process waits on its ports), so the runner watches this file."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None and self.path:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(traceback.format_exception(kind, value, tb)))
 
 
 @implements(proc=TokenSpikeSource, protocol=LoihiProtocol)
@@ -26,83 +45,99 @@ from hardware.lava_procs.process import (
 @tag("floating_pt")
 class PyTokenSpikeSourceModel(PyLoihiProcessModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    mask_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     spikes: np.ndarray = LavaPyType(np.ndarray, np.uint8)
-    mask: np.ndarray = LavaPyType(np.ndarray, np.uint8)
 
     def run_spk(self) -> None:
-        batch = min((self.time_step - 1) // self.proc_params["time_steps"], self.spikes.shape[0] - 1)
-        self.s_out.send(self.spikes[batch].astype(float))
-        self.mask_out.send(self.mask[batch].astype(float))
+        with reported(self.proc_params.get("error_path")):
+            batch = min((self.time_step - 1) // self.proc_params["time_steps"], self.spikes.shape[0] - 1)
+            self.s_out.send(self.spikes[batch].astype(float))
 
 
-class _SynapseModel(PyLoihiProcessModel):
-    """Template: receive, compute, record input statistics, send ``out_gain * y`` in the same step."""
+@implements(proc=TokenSpikeSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyTokenSpikeSourceModelFixed(PyTokenSpikeSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    mask_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    out_gain: np.ndarray = LavaPyType(np.ndarray, float)
+    def run_spk(self) -> None:
+        with reported(self.proc_params.get("error_path")):
+            batch = min((self.time_step - 1) // self.proc_params["time_steps"], self.spikes.shape[0] - 1)
+            self.s_out.send(self.spikes[batch].astype(np.int32))
+
+
+class _NodeGroupModel(PyLoihiProcessModel):
     stats: np.ndarray = LavaPyType(np.ndarray, float)
 
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        spec = proc_params["spec"]
+        self.spec = spec
+        self.steps = {n: step_builder(spec.nodes[n])(n, spec.nodes[n], spec.dt) for n in spec.order}
+        self.records = {n: NodeActivity() for n in spec.recorded}
+        self.state = dict.fromkeys(spec.order)
+
     def run_spk(self) -> None:
-        x = self.s_in.recv()
-        mask = self.mask_in.recv().astype(bool)
-        self.stats[:3] += kernels.input_stats(x, mask)
-        y = self.compute(x, mask)
-        self.a_out.send(y * self.out_gain[0])
+        with reported(self.spec.error_path):
+            self.step()
 
-    def compute(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+    def step(self) -> None:
+        spec = self.spec
+        x_in = self.s_in.recv()
+        window = self.time_step - 1 - spec.latency  # steps since this group's first sentence arrived
+        if spec.reset and window % spec.time_steps == 0:
+            self.state = dict.fromkeys(spec.order)  # a new batch of sentences starts: all state to 0
+        batch = window // spec.time_steps
+        live = 0 <= batch < spec.n_batches
+        mask = spec.masks[min(max(batch, 0), spec.n_batches - 1)] if spec.masks is not None else None
+        out = {}
+        for name in spec.order:
+            parts = [out[p] for p in spec.internal_preds[name]] + ([x_in] if name in spec.entries else [])
+            x = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
+            record = self.records.get(name) if live else None
+            if record is not None:
+                nnz, abs_sum, elements = kernels.input_stats(x, mask)
+                record.add(NodeActivity(input_nonzeros=nnz, input_abs_sum=abs_sum, input_elements=elements))
+            ctx = StepContext(mask=mask, activity=record if record is not None else NodeActivity())
+            out[name], self.state[name] = self.steps[name](x, self.state[name], ctx)
+        if live:
+            for i, name in enumerate(spec.recorded):
+                r = self.records[name]
+                self.stats[i] = (r.input_nonzeros, r.input_abs_sum, r.input_elements, r.qk_accumulates,
+                                 r.av_accumulates)
+        self.a_out.send(self.cast(out[spec.order[-1]]))
 
-
-class _WeightedSynapseModel(_SynapseModel):
-    """Template for Processes that carry ``weight`` and ``bias`` Vars."""
-
-    weight: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-
-
-@implements(proc=TokenDense, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyTokenDenseModel(_WeightedSynapseModel):
-    def compute(self, x, mask):
-        return kernels.token_linear(x, self.weight, self.bias)
-
-
-@implements(proc=BatchDense, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyBatchDenseModel(_WeightedSynapseModel):
-    def compute(self, x, mask):
-        return kernels.affine(x, self.weight, self.bias)
-
-
-@implements(proc=LayerNorm, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyLayerNormModel(_WeightedSynapseModel):
-    def compute(self, x, mask):
-        return kernels.layer_norm(x, self.weight, self.bias, groups=self.proc_params["groups"],
-                                  eps=self.proc_params["eps"])
-
-
-@implements(proc=SpikeAttention, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PySpikeAttentionModel(_SynapseModel):
-    def compute(self, x, mask):
-        p = self.proc_params
-        y, a, v = kernels.spike_attention(x, dim=p["dim"], heads=p["heads"], scale=p["scale"],
-                                          key_mask=mask if p["mask_padding"] else None)
-        self.stats[3:5] += kernels.attention_stats(a, v, mask)
+    def cast(self, y: np.ndarray) -> np.ndarray:
         return y
 
 
-@implements(proc=TokenMean, protocol=LoihiProtocol)
+@implements(proc=NodeGroup, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyTokenMeanModel(_SynapseModel):
-    def compute(self, x, mask):
-        return kernels.token_mean(x, mask if self.proc_params["mask_padding"] else None)
+class PyNodeGroupModelFloat(_NodeGroupModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=NodeGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyNodeGroupModelFixed(_NodeGroupModel):
+    """Integer ports, as Lava's fixed-point LIF and Dense (a channel carries its sender's type)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def cast(self, y: np.ndarray) -> np.ndarray:
+        if not np.array_equal(y, np.rint(y)):
+            raise TypeError(f"{self.spec.order[-1]!r} sends non-integers in fixed point; only the readout may")
+        return y.astype(np.int32)
+
+
+@implements(proc=ReadoutGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt", "fixed_pt")
+class PyReadoutGroupModel(_NodeGroupModel):
+    """Float64 output in either mode (a channel carries its sender's type, so integer inputs arrive as such)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
