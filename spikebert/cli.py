@@ -112,32 +112,103 @@ def _export_netx(model: Path, out: Path, *, dt: float | None) -> int:
 
 
 def cmd_simulate(args) -> int:
+    """Run a NIR graph on a split through Lava or the reference executor; report accuracy, agreement
+    with the reference executor (and with PyTorch given --checkpoint), per-layer activity, steps,
+    processes and wall time."""
+    import time
+
     import numpy as np
 
     from converters.nir_ext import read_graph
+    from hardware.fixed_point import is_quantised
     from spikebert.data import load_split
+    from spikebert.io import atomic_write_text
     from spikebert.pipeline import tokenize_for_graph
 
     graph = read_graph(args.graph)
+    if args.fixed_point and not is_quantised(graph):
+        from converters.quantize import quantize_graph
+
+        log.info("quantising %s to Loihi fixed point (save it with 'spikebert quantize')", args.graph)
+        graph = quantize_graph(graph)
+    fixed = is_quantised(graph)
     data = load_split(args.data, args.split, data_dir=args.data_dir)
     n = len(data) if args.limit <= 0 else min(args.limit, len(data))
     ids = tokenize_for_graph(graph, data.sentences[:n])
     labels = np.array(data.labels[:n])
+    t0 = time.perf_counter()
+    report: dict = {"graph": str(args.graph), "backend": args.backend, "fixed_point": fixed, "data": args.data,
+                    "split": args.split, "sentences": n}
     if args.backend == "lava":
         from hardware.lava_runner import run_lava
 
-        run = run_lava(graph, ids, batch_size=args.batch_size)
+        run = run_lava(graph, ids, batch_size=args.batch_size, fuse=args.fuse)
         logits, activity = run.logits, run.activity
+        report.update(fuse=args.fuse, processes=run.num_processes, steps=run.num_steps,
+                      output_latency=run.output_latency, compile_s=round(run.compile_seconds, 2),
+                      run_s=round(run.run_seconds, 2))
     else:
-        from hardware.reference import ReferenceExecutor
-
-        ex = ReferenceExecutor(graph)
-        logits = np.concatenate([ex.run(ids[i:i + args.batch_size]).logits for i in range(0, n, args.batch_size)])
-        activity = ex.activity
-    acc = float((logits.argmax(-1) == labels).mean())
+        logits, activity = _reference_logits(graph, ids, args.batch_size)
+        report.update(processes=1, steps=graph.metadata.get("time_steps", 1) * -(-n // args.batch_size))
+    report["wall_s"] = round(time.perf_counter() - t0, 2)
+    predictions = logits.argmax(-1)
+    report["accuracy"] = float((predictions == labels).mean())
+    if args.backend == "lava" and args.check:
+        ref_logits, ref_activity = _reference_logits(graph, ids, args.batch_size)
+        report["agreement_vs_reference"] = float((predictions == ref_logits.argmax(-1)).mean())
+        report["max_logit_diff_vs_reference"] = float(np.abs(logits - ref_logits).max())
+        report["activity_equals_reference"] = all(
+            (a.input_nonzeros, a.input_elements, a.qk_accumulates, a.av_accumulates)
+            == (b.input_nonzeros, b.input_elements, b.qk_accumulates, b.av_accumulates)
+            for name, b in ref_activity.nodes.items() for a in [activity.nodes.get(name, b)])
+    if args.checkpoint:
+        torch_logits = _torch_logits(args.checkpoint, ids, args.batch_size)
+        report["agreement_vs_pytorch_fp64"] = float((predictions == torch_logits.argmax(-1)).mean())
+        report["max_logit_diff_vs_pytorch_fp64"] = float(np.abs(logits - torch_logits).max())
+    report["layers"] = {name: {"input_spikes": a.input_nonzeros, "input_rate": round(a.input_rate, 6)}
+                        for name, a in activity.nodes.items()}
     if args.activity:
         activity.to_json(args.activity)
-    print(json.dumps({"backend": args.backend, "sentences": n, "accuracy": acc}, indent=2))
+        report["activity"] = str(args.activity)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        atomic_write_text(Path(args.out), text + "\n")
+    print(text)
+    return 0
+
+
+def _reference_logits(graph, ids, batch_size: int):
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from hardware.reference import ReferenceExecutor
+
+    ex = ReferenceExecutor(graph)
+    chunks = [ex.run(ids[i:i + batch_size]).logits
+              for i in tqdm(range(0, len(ids), batch_size), desc="reference batches", leave=False)]
+    return np.concatenate(chunks), ex.activity
+
+
+def _torch_logits(checkpoint: str, ids, batch_size: int):
+    import numpy as np
+    import torch
+
+    from spikebert.distill import load_student
+
+    student, _ = load_student(checkpoint)
+    student = student.double().eval()
+    with torch.no_grad():
+        return np.concatenate([student(torch.from_numpy(ids[i:i + batch_size])).logits.numpy()
+                               for i in range(0, len(ids), batch_size)])
+
+
+def cmd_quantize(args) -> int:
+    from converters.nir_ext import read_graph, write_graph
+    from converters.quantize import quantize_graph
+
+    graph = quantize_graph(read_graph(args.graph), dt=args.dt, bias_exp_min=args.bias_exp_min)
+    write_graph(args.out, graph)
+    print(json.dumps({"graph": args.graph, "out": args.out, **graph.metadata["fixed_point"]}, indent=2))
     return 0
 
 
@@ -501,15 +572,31 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export model.pt (same as spikebert-export)")
     _add_export_args(e)
 
-    s = sub.add_parser("simulate", help="run a NIR graph on a dataset split")
-    s.add_argument("graph")
+    s = sub.add_parser("simulate", help="run a NIR graph on a dataset split (Lava or the reference executor)")
+    s.add_argument("graph", help="NIR file (float, or quantised by 'spikebert quantize')")
     s.add_argument("--backend", choices=["lava", "reference"], default="lava")
+    s.add_argument("--fixed-point", action="store_true",
+                   help="Loihi fixed point: quantise a float graph first (a quantised graph always runs fixed)")
+    s.add_argument("--fuse", choices=["blocks", "none", "all"], default="blocks",
+                   help="Lava processes: one per residual block (default), one per NIR node, or one in all")
     _add_data_args(s)
     s.add_argument("--split", default="dev", choices=["train", "dev"])
     s.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--activity", default=None, help="write recorded activity JSON here")
+    s.add_argument("--batch-size", type=int, default=64, help="sentences per Lava step (fuse=none with lava "
+                                                               "Dense processes needs 1)")
+    s.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the reference-executor run that checks Lava's outputs and activity")
+    s.add_argument("--checkpoint", default=None, help="the student's model.pt: also report agreement with PyTorch")
+    s.add_argument("--activity", default=None, help="write recorded activity JSON here (for spikebert energy)")
+    s.add_argument("--out", default=None, help="write the report JSON here")
     s.set_defaults(func=cmd_simulate)
+
+    qz = sub.add_parser("quantize", help="quantise a NIR graph to Loihi fixed point (a NIR file again)")
+    qz.add_argument("graph")
+    qz.add_argument("--out", required=True)
+    qz.add_argument("--dt", type=float, default=None, help="step, when the graph's metadata has none")
+    qz.add_argument("--bias-exp-min", type=int, default=0, help="6: biases in whole weight units (netx)")
+    qz.set_defaults(func=cmd_quantize)
 
     from energy.profiles import DEFAULT_PROFILE, PROFILES
     from spikebert.config import TeacherConfig
