@@ -149,7 +149,7 @@ def cmd_simulate(args) -> int:
                       run_s=round(run.run_seconds, 2))
     else:
         logits, activity = _reference_logits(graph, ids, args.batch_size)
-        report.update(processes=1, steps=graph.metadata.get("time_steps", 1) * -(-n // args.batch_size))
+        report.update(processes=1, steps=int(graph.metadata.get("time_steps", 1)) * -(-n // args.batch_size))
     report["wall_s"] = round(time.perf_counter() - t0, 2)
     predictions = logits.argmax(-1)
     report["accuracy"] = float((predictions == labels).mean())
