@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from spikebert.pipeline import export_nir, tokenize_for_graph
 
     out = Path(args.out)
-    graph = read_graph(export_nir(Path(args.checkpoint), out.with_suffix(".nir")))
+    graph = read_graph(export_nir(Path(args.checkpoint), Path(args.checkpoint).with_suffix(".nir")))  # beside model.pt
     data = load_split(args.data, "dev")
     n = len(data) if args.limit <= 0 else min(args.limit, len(data))
     ids = tokenize_for_graph(graph, data.sentences[:n])
