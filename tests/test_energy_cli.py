@@ -98,3 +98,19 @@ def test_energy_reports_agree_across_backends(tmp_path, tiny_student, tiny_teach
         assert r["accuracy"] == ref["accuracy"]
         assert r["energy"]["45nm-fp32"] == pytest.approx(ref["energy"]["45nm-fp32"], rel=1e-12), backend
         assert [row["acs"] for row in r["layers"]] == pytest.approx([row["acs"] for row in ref["layers"]], rel=1e-12)
+
+
+def test_simulate_lava_reports_agreement(tmp_path, tiny_student, tiny_task, capsys):
+    from spikebert.pipeline import export_nir
+
+    graph = export_nir(tiny_student, tmp_path / "model.nir")
+    data = ["--data", "toy", "--data-dir", str(tiny_task), "--limit", "6", "--batch-size", "4"]
+    for fuse in ("blocks", "none"):
+        assert main(["simulate", str(graph), "--backend", "lava", "--fuse", fuse, *data,
+                     "--checkpoint", str(tiny_student), "--out", str(tmp_path / f"{fuse}.json")]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report == json.loads((tmp_path / f"{fuse}.json").read_text())
+        assert report["agreement_vs_reference"] == 1.0 and report["activity_equals_reference"]
+        assert report["agreement_vs_pytorch_fp64"] == 1.0 and report["fuse"] == fuse
+        assert report["sentences"] == 6 and report["layers"]["b0_qkv"]["input_spikes"] > 0
+    assert main(["simulate", str(graph), "--backend", "lava", "--fixed-point", *data]) == 2  # LayerNorm student

@@ -162,3 +162,21 @@ def test_failure_inside_a_process_stops_the_runtime():
     with pytest.raises(Exception, match="non-integers"):
         run_lava(graph, inputs=spike_inputs(), batch_size=1, fuse="none", progress=False)
     assert set(multiprocessing.active_children()) <= before  # no orphan Lava processes
+
+
+def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, batchnorm_student, tmp_path):
+    from converters.nir_ext import read_graph, write_graph
+
+    with pytest.raises(ValueError, match="LayerNorm is not Loihi-native"):
+        quantize_graph(export_student(trained_like_model))
+    graph = quantize_graph(export_student(batchnorm_student))
+    with pytest.raises(ValueError, match="already quantised"):
+        quantize_graph(graph)
+    write_graph(tmp_path / "q.nir", graph)
+    again = read_graph(tmp_path / "q.nir")
+    lif = again.nodes["b0_lif1"].metadata["fixed_point"]
+    assert lif["du"] == 4095 and lif["dv"] == 2048 and 0 < lif["vth"] < 2**17  # tau = 2: beta = 1/2
+    assert np.all(np.abs(again.nodes["b0_fc1"].weight) <= 256) and again.metadata["fixed_point"]["format"] == "loihi"
+    ids = make_ids(3, 8, batchnorm_student.cfg.vocab_size).numpy()
+    np.testing.assert_array_equal(ReferenceExecutor(again).run(ids).step_outputs,
+                                  ReferenceExecutor(graph).run(ids).step_outputs)
