@@ -37,7 +37,7 @@ import nir
 import numpy as np
 
 from converters.nir_ext import SBTokenMean
-from hardware import kernels
+from converters.quantize import population_constants
 from hardware.fixed_point import fixed_params, is_quantised
 from hardware.reference import SUPPORTED, SYNAPSE_TYPES, port_shape, predecessors, topological_order
 
@@ -243,26 +243,6 @@ def _binary(graph: nir.NIRGraph, name: str) -> bool:
     return isinstance(graph.nodes[name], (*SPIKING, nir.Threshold))
 
 
-def _coefficients(node, dt: float | None) -> tuple[float, float]:
-    """(beta, gain) of a LIF/IF population, one value each (Lava holds one per population)."""
-    if dt is None:
-        raise ValueError("the graph has spiking neurons but no metadata 'dt'")
-    if isinstance(node, nir.IF):
-        beta, gain, bias = kernels.integrator_coefficients(np.asarray(node.r, float), dt)
-    else:
-        beta, gain, bias = kernels.lif_coefficients(np.asarray(node.tau, float), np.asarray(node.r, float),
-                                                    np.asarray(node.v_leak, float), dt)
-    if np.any(bias != 0) or np.any(np.asarray(node.v_reset) != 0):
-        raise ValueError("Lava's LIF resets to 0 and has no leak towards v_leak: v_reset and v_leak must be 0")
-    values = []
-    for what, arr in (("beta", beta), ("gain", gain)):
-        flat = np.ravel(arr)
-        if not np.all(flat == flat[0]):
-            raise ValueError(f"per-neuron {what} differs; Lava's LIF holds one value per population")
-        values.append(float(flat[0]))
-    return values[0], values[1]
-
-
 def _lif_gains(graph, units, dt, fixed) -> dict:
     """Float: the input gain each LIF's producer applies last; the bias a lava Dense hands its LIF."""
     gains: dict = {}
@@ -276,7 +256,7 @@ def _lif_gains(graph, units, dt, fixed) -> dict:
                 raise ValueError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
                                  "producer; insert a Scale(1) join before it")
             producer = preds[name][0]
-            _, gains[producer] = _coefficients(node, dt)
+            _, gains[producer], _ = population_constants(name, node, dt)
             if producer in dense and isinstance(graph.nodes[producer], nir.Affine):
                 gains[("bias", name)] = gains[producer] * np.asarray(graph.nodes[producer].bias, float)
     return gains
@@ -295,15 +275,12 @@ def _lava_lif(graph, name: str, *, batch: int, T: int, at: int, dt, fixed: bool,
         return LIFReset(du=int(p["du"]), dv=int(p["dv"]), vth=int(p["vth"]),
                         bias_mant=np.broadcast_to(np.asarray(p["bias_mant"], np.int32), shape).copy(),
                         bias_exp=np.full(shape, int(p["bias_exp"]), np.int32), **common)
-    beta, _ = _coefficients(node, dt)
-    vth = np.ravel(node.v_threshold)
-    if not np.all(vth == vth[0]):
-        raise ValueError(f"LIF {name!r}: per-neuron thresholds differ; Lava's LIF holds one per population")
+    beta, _, vth = population_constants(name, node, dt)
     dv = 1.0 - beta
     if 1.0 - dv != beta:
         log.warning("LIF %s: beta=%r is not exactly 1 - dv in float64; Lava's decay differs by one ulp", name, beta)
     bias_mant = np.zeros(shape) if bias is None else np.broadcast_to(bias, shape).copy()
-    return LIFReset(du=1.0, dv=dv, vth=float(vth[0]), bias_mant=bias_mant, **common)
+    return LIFReset(du=1.0, dv=dv, vth=vth, bias_mant=bias_mant, **common)
 
 
 def _lava_dense(graph, name: str, *, gain: float, fixed: bool, graded: bool):

@@ -95,7 +95,7 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
                 f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d or "
                 f"SBSpikeAttention that feeds only it (found {preds[name]}); Loihi accumulates synaptic input in "
                 "the neuron's units, so every synapse into a population shares its scale")
-        beta, gain, vth = _neuron_constants(name, node, dt)
+        beta, gain, vth = population_constants(name, node, dt)
         if isinstance(nodes[producer], SBSpikeAttention):
             lam = _attention(producer, nodes[producer], gain)
             bias = np.zeros(node.v_threshold.shape)
@@ -117,8 +117,11 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=meta)
 
 
-def _neuron_constants(name: str, node, dt: float) -> tuple[float, float, float]:
-    """(beta, input gain, threshold), each one value per population as Loihi requires."""
+def population_constants(name: str, node, dt: float | None) -> tuple[float, float, float]:
+    """(beta, input gain, threshold) of a LIF/IF population, each one value, as Loihi's and Lava's LIF
+    hold one per population; reset to 0 and no leak towards v_leak, as theirs."""
+    if dt is None or np.isnan(dt):
+        raise ValueError(f"{name!r}: the graph has spiking neurons but no metadata 'dt'")
     if np.any(np.asarray(node.v_reset) != 0):
         raise ValueError(f"{name!r}: Loihi resets to 0; v_reset must be 0")
     if isinstance(node, nir.IF):
