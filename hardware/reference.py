@@ -37,6 +37,11 @@ NIR 1.0.8 resets to v_reset in the step of the spike: that is snnTorch's ``reset
 and Synaptic's delayed zero reset export to the same graph, so they are not representable and
 run as reset to zero (tests/test_reference_standard.py).
 
+Fixed point. In a graph quantised by ``converters.quantize`` (metadata ``"fixed_point"``), every
+node that carries ``metadata["fixed_point"]`` (spiking populations and their synapses) runs the
+integer step of ``hardware.fixed_point``, bit for bit as lava-nc's ``fixed_pt`` models; the rest
+(host-side encoder, joins, readout) keeps its float step.
+
 Entry points: :meth:`ReferenceExecutor.run` takes token ids (SpikeBERT graphs): the encoder runs
 once per sample and its spikes are held over ``time_steps`` (metadata). :meth:`~ReferenceExecutor.run_inputs`
 takes a tensor x (T, B, *input shape) whose step t drives the Input node at step t.
