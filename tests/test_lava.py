@@ -180,3 +180,21 @@ def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, ba
     ids = make_ids(3, 8, batchnorm_student.cfg.vocab_size).numpy()
     np.testing.assert_array_equal(ReferenceExecutor(again).run(ids).step_outputs,
                                   ReferenceExecutor(graph).run(ids).step_outputs)
+
+
+def test_ctrl_c_stops_every_lava_process():
+    import os
+    import signal
+    import threading
+
+    graph = sequential_graph()
+    x = spike_inputs(T=6, n=4000)  # tens of seconds: interrupted mid-run on any machine
+    before = set(multiprocessing.active_children())
+    timer = threading.Timer(3.0, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_lava(graph, inputs=x, batch_size=1, fuse="none", progress=False)
+    finally:
+        timer.cancel()
+    assert set(multiprocessing.active_children()) <= before
