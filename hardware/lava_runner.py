@@ -138,6 +138,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaR
             net.source.stop()
     except BaseException:
         _kill(set(multiprocessing.active_children()) - before)
+        _abandon_runtime(net)
         raise
     lat = net.output_latency
     data = np.moveaxis(data[..., lat:lat + n_batches * T], -1, 0)  # (n_batches T, B, *out)
@@ -207,6 +208,17 @@ def _watch(error_path: str, poll: float = 0.2):
         done.set()
         thread.join()
         signal.signal(signal.SIGINT, previous)
+
+
+def _abandon_runtime(net) -> None:
+    """Forget a runtime whose processes were killed: lava-nc's ``Process.__del__`` and
+    ``Runtime.__del__`` would otherwise call ``stop()``, which waits forever on the dead processes'
+    channels (at garbage collection, e.g. interpreter exit). lava-nc has no public call for this."""
+    runtime = net.source.runtime
+    if runtime is not None:
+        runtime._is_started = runtime._is_running = False
+    for proc in (net.source, net.sink, *net.groups.values(), *net.lava_processes.values()):
+        proc.runtime = None
 
 
 def _kill(processes) -> None:

@@ -1,6 +1,7 @@
 """Lava backend: every build equals the reference executor step for step, in float and Loihi fixed point."""
 
 import dataclasses
+import gc
 import multiprocessing
 
 import nir
@@ -162,6 +163,7 @@ def test_failure_inside_a_process_stops_the_runtime():
     with pytest.raises(Exception, match="non-integers"):
         run_lava(graph, inputs=spike_inputs(), batch_size=1, fuse="none", progress=False)
     assert set(multiprocessing.active_children()) <= before  # no orphan Lava processes
+    gc.collect()  # lava's __del__ of the abandoned network must not wait on the dead processes
 
 
 def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, batchnorm_student, tmp_path):
@@ -198,3 +200,26 @@ def test_ctrl_c_stops_every_lava_process():
     finally:
         timer.cancel()
     assert set(multiprocessing.active_children()) <= before
+    gc.collect()
+
+
+def test_interpreter_exits_after_a_failed_run():
+    """lava-nc's __del__ would wait forever on the killed processes at exit; the runner abandons the runtime."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import numpy as np\n"
+              "from tests.test_lava import residual_graph, spike_inputs\n"
+              "from converters.quantize import quantize_graph\n"
+              "from hardware.lava_runner import LavaProcessError, run_lava\n"
+              "graph = quantize_graph(residual_graph())\n"
+              "graph.nodes['join'].scale = np.full(6, 0.5)\n"
+              "try:\n"
+              "    run_lava(graph, inputs=spike_inputs(), batch_size=1, fuse='none', progress=False)\n"
+              "except LavaProcessError:\n"
+              "    print('failed as expected')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "failed as expected" in done.stdout
