@@ -38,6 +38,31 @@ def scale_up_linears(model: torch.nn.Module, std: float = 0.5) -> None:
             m.bias.normal_(0, std)
 
 
+def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bias: float = 0.0):
+    """A float64 student with non-trivial weights, positions and batch-norm statistics (running estimates
+    from one training-mode batch of ``statistics_batch`` sentences); ``attention_bias`` is added to the
+    Q/K/V norm bias so that Q, K and V fire often enough for the attention LIFs to fire."""
+    from spikebert.model import SpikeBERT, TokenBatchNorm
+
+    torch.manual_seed(seed)
+    model = SpikeBERT(cfg).double()
+    with torch.no_grad():
+        scale_up_linears(model)
+        if model.position is not None:
+            model.position.weight.normal_(0, 1.0)
+        if cfg.norm == "batch":
+            model.train()
+            model(make_ids(statistics_batch, cfg.max_len, cfg.vocab_size, seed=3))
+            for m in model.modules():
+                if isinstance(m, TokenBatchNorm):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.3)
+        if attention_bias:
+            for block in model.blocks:
+                block.attn.qkv_norm.bias.add_(attention_bias)
+    return model.eval()
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: on a busy machine a second intra-op thread costs ~10 ms per op, the work ~10 us."""

@@ -10,28 +10,14 @@ from torch import nn
 
 from converters.nir_ext import READOUT
 from converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
-from spikebert.model import MLP, SpikeBERT, TokenBatchNorm
-from tests.conftest import make_ids, scale_up_linears
+from spikebert.model import MLP, SpikeBERT
+from tests.conftest import make_student
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(cfg, *, seed: int = 0) -> SpikeBERT:
-    """A float64 student with non-trivial weights, positions and batch-norm statistics."""
-    torch.manual_seed(seed)
-    model = SpikeBERT(cfg).double()
-    with torch.no_grad():
-        scale_up_linears(model)
-        if model.position is not None:
-            model.position.weight.normal_(0, 1.0)
-        if cfg.norm == "batch":
-            model.train()
-            model(make_ids(4, cfg.max_len, cfg.vocab_size, seed=3))  # batch statistics -> running estimates
-            for m in model.modules():
-                if isinstance(m, TokenBatchNorm):
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.3)
-    return model.eval()
+    return make_student(cfg, seed=seed)
 
 
 # ---- saved expectations ------------------------------------------------------------------------

@@ -7,13 +7,12 @@ import multiprocessing
 import nir
 import numpy as np
 import pytest
-import torch
 
 from converters.quantize import quantize_graph
 from converters.torch_to_nir import export_student
 from hardware.lava_runner import run_lava
 from hardware.reference import ReferenceExecutor
-from tests.conftest import make_ids, scale_up_linears
+from tests.conftest import make_ids, make_student
 
 
 def assert_same_activity(got, expected, *, only=None):
@@ -47,17 +46,7 @@ def test_spikebert_float_equals_reference(trained_like_model, fuse):
 
 @pytest.fixture
 def batchnorm_student(tiny_cfg):
-    from spikebert.model import SpikeBERT
-
-    torch.manual_seed(1)
-    model = SpikeBERT(dataclasses.replace(tiny_cfg, norm="batch")).double().eval()
-    with torch.no_grad():
-        scale_up_linears(model)
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-    return model
+    return make_student(dataclasses.replace(tiny_cfg, norm="batch"), seed=1)
 
 
 @pytest.mark.parametrize("fuse", ["none", "blocks"])

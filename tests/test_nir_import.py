@@ -10,30 +10,14 @@ from converters.nir_ext import SBTokenEmbedding, SBTokenMean, read_graph, write_
 from converters.nir_to_torch import NODE_MAP, import_graph, load_nir
 from converters.torch_to_nir import export_student
 from hardware.reference import ReferenceExecutor
-from spikebert.model import SpikeBERT, TokenBatchNorm
-from tests.conftest import make_ids, scale_up_linears
+from spikebert.model import SpikeBERT
+from tests.conftest import make_ids, make_student
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(cfg, *, seed: int = 0) -> SpikeBERT:
-    """A float64 student whose neurons fire, attention included; batch norms hold running statistics."""
-    torch.manual_seed(seed)
-    model = SpikeBERT(cfg).double()
-    with torch.no_grad():
-        scale_up_linears(model)
-        if model.position is not None:
-            model.position.weight.normal_(0, 1.0)
-        if cfg.norm == "batch":
-            model.train()
-            model(make_ids(6, cfg.max_len, cfg.vocab_size, seed=3))  # batch statistics -> running estimates
-            for m in model.modules():
-                if isinstance(m, TokenBatchNorm):
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.3)
-        for block in model.blocks:  # Q, K, V fire often enough for the attention LIFs to fire
-            block.attn.qkv_norm.bias.add_(1.5)
-    return model.eval()
+    return make_student(cfg, seed=seed, statistics_batch=6, attention_bias=1.5)
 
 
 def _roundtrip(model: SpikeBERT, tmp_path):
