@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accuracy import machine  # sibling script (benchmarks/ is on sys.path when run)
-from tqdm.auto import tqdm
 
 from spikebert.io import atomic_write_text
 
@@ -71,8 +70,7 @@ def main() -> None:
     labels = np.array(data.labels)
     executor = ReferenceExecutor(graph)
     t0 = time.perf_counter()
-    ref = np.concatenate([executor.run(ids[i:i + args.batch_size]).logits
-                          for i in tqdm(range(0, len(ids), args.batch_size), desc="reference")])
+    ref = executor.run_batches(ids, batch_size=args.batch_size)
     timings["reference_s"] = time.perf_counter() - t0
 
     model, _ = load_student(args.model)

@@ -28,12 +28,6 @@ from hardware.lava_runner import prepare_lava  # noqa: E402
 log = logging.getLogger("lava_sst2")
 
 
-def same_activity(a, b) -> bool:
-    return all((a.nodes[n].input_nonzeros, a.nodes[n].input_elements, a.nodes[n].qk_accumulates,
-                a.nodes[n].av_accumulates) == (x.input_nonzeros, x.input_elements, x.qk_accumulates, x.av_accumulates)
-               for n, x in b.nodes.items())
-
-
 def main(argv=None) -> int:
     prepare_lava()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +63,7 @@ def main(argv=None) -> int:
     def reference(g):
         ex = ReferenceExecutor(g)
         t = time.perf_counter()
-        logits = np.concatenate([ex.run(ids[i:i + B]).logits for i in range(0, n, B)])
+        logits = ex.run_batches(ids, batch_size=B, progress=False)
         return logits, ex.activity, time.perf_counter() - t
 
     torch_logits = _torch_logits(args.checkpoint, ids, B)
@@ -86,7 +80,7 @@ def main(argv=None) -> int:
             "predictions_equal_reference": float((pred == ref_logits.argmax(-1)).mean()),
             "logits_bit_equal_reference": bool(np.array_equal(lava.logits, ref_logits)),
             "max_logit_diff_vs_reference": float(np.abs(lava.logits - ref_logits).max()),
-            "spike_counts_equal_reference": same_activity(lava.activity, ref_activity),
+            "spike_counts_equal_reference": lava.activity.same_counts(ref_activity),
             "reference_s": round(ref_s, 2),
             "predictions_equal_pytorch_fp64": float((pred == torch_logits.argmax(-1)).mean()),
             "max_logit_diff_vs_pytorch_fp64": float(np.abs(lava.logits - torch_logits).max()),

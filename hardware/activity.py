@@ -25,6 +25,12 @@ class NodeActivity:
         for f in dataclasses.fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    def same_counts(self, other: NodeActivity) -> bool:
+        """Equal integer counts (spikes, elements, attention accumulates); ``input_abs_sum`` is a float
+        sum whose order differs between backends."""
+        return (self.input_nonzeros, self.input_elements, self.qk_accumulates, self.av_accumulates) == (
+            other.input_nonzeros, other.input_elements, other.qk_accumulates, other.av_accumulates)
+
     @property
     def input_rate(self) -> float:
         """Share of nonzero input elements (the firing rate for spike inputs)."""
@@ -38,6 +44,11 @@ class Activity:
     time_steps: int
     real_tokens: float  # total real (non-padding) tokens over all samples
     nodes: dict[str, NodeActivity]
+
+    def same_counts(self, other: Activity) -> bool:
+        """Every node recorded here has the same counts in ``other`` (:meth:`NodeActivity.same_counts`); a
+        backend may record fewer nodes (lava-nc's own Dense processes record nothing)."""
+        return all(name in other.nodes and node.same_counts(other.nodes[name]) for name, node in self.nodes.items())
 
     def to_json(self, path: str | Path) -> None:
         from spikebert.io import atomic_write_text

@@ -432,6 +432,13 @@ class ReferenceExecutor:
         tokens = float(enc.mask.sum()) if enc.mask is not None else float(ids.size)
         return self._simulate(enc.first_node, held, mask=enc.mask, record=record, tokens=tokens)
 
+    def run_batches(self, ids: np.ndarray, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """Logits (N, C) of token ids (N, L), ``batch_size`` sentences per run; activity accumulates."""
+        from tqdm.auto import tqdm
+
+        starts = tqdm(range(0, len(ids), batch_size), desc="reference batches", disable=not progress, leave=False)
+        return np.concatenate([self.run(ids[i:i + batch_size]).logits for i in starts])
+
     def run_inputs(self, x: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
         """A tensor x (T, B, *input shape) through a graph with one Input node: x[t] drives step t.
 

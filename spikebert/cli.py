@@ -157,10 +157,7 @@ def cmd_simulate(args) -> int:
         ref_logits, ref_activity = _reference_logits(graph, ids, args.batch_size)
         report["agreement_vs_reference"] = float((predictions == ref_logits.argmax(-1)).mean())
         report["max_logit_diff_vs_reference"] = float(np.abs(logits - ref_logits).max())
-        report["activity_equals_reference"] = all(
-            (a.input_nonzeros, a.input_elements, a.qk_accumulates, a.av_accumulates)
-            == (b.input_nonzeros, b.input_elements, b.qk_accumulates, b.av_accumulates)
-            for name, b in ref_activity.nodes.items() for a in [activity.nodes.get(name, b)])
+        report["activity_equals_reference"] = activity.same_counts(ref_activity)
     if args.checkpoint:
         torch_logits = _torch_logits(args.checkpoint, ids, args.batch_size)
         report["agreement_vs_pytorch_fp64"] = float((predictions == torch_logits.argmax(-1)).mean())
@@ -178,15 +175,10 @@ def cmd_simulate(args) -> int:
 
 
 def _reference_logits(graph, ids, batch_size: int):
-    import numpy as np
-    from tqdm.auto import tqdm
-
     from hardware.reference import ReferenceExecutor
 
     ex = ReferenceExecutor(graph)
-    chunks = [ex.run(ids[i:i + batch_size]).logits
-              for i in tqdm(range(0, len(ids), batch_size), desc="reference batches", leave=False)]
-    return np.concatenate(chunks), ex.activity
+    return ex.run_batches(ids, batch_size=batch_size), ex.activity
 
 
 def _torch_logits(checkpoint: str, ids, batch_size: int):
@@ -258,7 +250,6 @@ def cmd_energy(args) -> int:
                              "sentences; give the split the activity was recorded on")
         sentences = data.sentences[:n]
     if activity is None:
-        from hardware.reference import ReferenceExecutor
         from spikebert.pipeline import tokenize_for_graph
 
         ids = tokenize_for_graph(graph, sentences)
@@ -280,10 +271,7 @@ def cmd_energy(args) -> int:
                                          for i in range(0, len(ids), args.batch_size)])
             activity = recorder.activity
         else:
-            executor = ReferenceExecutor(graph)
-            logits = np.concatenate([executor.run(ids[i:i + args.batch_size]).logits
-                                     for i in range(0, len(ids), args.batch_size)])
-            activity = executor.activity
+            logits, activity = _reference_logits(graph, ids, args.batch_size)
         accuracy = float((logits.argmax(-1) == np.array(data.labels[:len(ids)])).mean())
         activity.to_json(out / "activity.json")
 
