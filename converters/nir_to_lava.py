@@ -37,14 +37,13 @@ import nir
 import numpy as np
 
 from converters.nir_ext import SBTokenMean
-from converters.quantize import population_constants
+from converters.quantize import SPIKING, population_constants
 from hardware.fixed_point import fixed_params, is_quantised
 from hardware.reference import SUPPORTED, SYNAPSE_TYPES, port_shape, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
 FUSE_MODES = ("none", "blocks", "all")
-SPIKING = (nir.LIF, nir.IF)
 GRADED_BITS = 24  # num_message_bits of a lava Dense fed by graded values
 
 
@@ -165,7 +164,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
         raise ValueError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
                          f"be 1, got {batch}")
     owner = {n: i for i, u in enumerate(units) for n in u.names}
-    gains = _lif_gains(graph, units, dt, fixed)
+    gains, biases = _lif_gains(graph, units, dt, fixed)
 
     ports: dict[str, object] = {source_node: source.s_out}  # node -> the OutPort carrying its output
     latency: dict[str, int] = {source_node: 0}
@@ -186,7 +185,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
         at = max(latency[p] for p in external)
         if unit.kind == "lif":
             proc = _lava_lif(graph, first, batch=batch, T=T, at=at, dt=dt, fixed=fixed,
-                             bias=gains.get(("bias", first)))
+                             bias=biases.get(first))
             feed(first, proc.a_in, at)
             ports[first], latency[first] = proc.s_out, at
             lava_processes[first] = proc
@@ -200,8 +199,8 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
             continue
         if len(external) > 1 and len(unit.names) > 1:
             raise AssertionError(f"group {unit.names} has several external producers {external}")  # plan() prevents it
-        spec = _group_spec(graph, unit.names, preds, gains, dt=dt, T=T, latency=at, n_batches=n_batches, masks=masks)
-        spec.error_path = error_path
+        spec = _group_spec(graph, unit.names, preds, gains, dt=dt, T=T, latency=at, n_batches=n_batches, masks=masks,
+                           error_path=error_path)
         last = spec.order[-1]
         cls = ReadoutGroup if fixed and spec.float_output else NodeGroup
         proc = cls(spec=spec, in_shape=(batch, *_shape(graph, external[0], "output")),
@@ -243,23 +242,23 @@ def _binary(graph: nir.NIRGraph, name: str) -> bool:
     return isinstance(graph.nodes[name], (*SPIKING, nir.Threshold))
 
 
-def _lif_gains(graph, units, dt, fixed) -> dict:
-    """Float: the input gain each LIF's producer applies last; the bias a lava Dense hands its LIF."""
-    gains: dict = {}
+def _lif_gains(graph, units, dt, fixed) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Float, for the lava LIFs of the naive build: the input gain each one's producer applies last
+    (producer -> gain), and the bias a lava Dense hands its LIF (LIF -> gain x bias)."""
+    gains, biases = {}, {}
     if fixed:
-        return gains
+        return gains, biases
     preds = predecessors(graph)
     dense = {u.names[0] for u in units if u.kind == "dense"}
-    for name, node in graph.nodes.items():
-        if isinstance(node, SPIKING) and any(u.kind == "lif" and u.names == [name] for u in units):
-            if len(preds[name]) != 1:
-                raise ValueError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
-                                 "producer; insert a Scale(1) join before it")
-            producer = preds[name][0]
-            _, gains[producer], _ = population_constants(name, node, dt)
-            if producer in dense and isinstance(graph.nodes[producer], nir.Affine):
-                gains[("bias", name)] = gains[producer] * np.asarray(graph.nodes[producer].bias, float)
-    return gains
+    for name in (u.names[0] for u in units if u.kind == "lif"):
+        if len(preds[name]) != 1:
+            raise ValueError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
+                             "producer; insert a Scale(1) join before it")
+        producer = preds[name][0]
+        _, gains[producer], _ = population_constants(name, graph.nodes[name], dt)
+        if producer in dense and isinstance(graph.nodes[producer], nir.Affine):
+            biases[name] = gains[producer] * np.asarray(graph.nodes[producer].bias, float)
+    return gains, biases
 
 
 def _lava_lif(graph, name: str, *, batch: int, T: int, at: int, dt, fixed: bool, bias):
@@ -297,7 +296,7 @@ def _lava_dense(graph, name: str, *, gain: float, fixed: bool, graded: bool):
     return Dense(weights=gain * np.asarray(node.weight, dtype=np.float64), num_message_bits=bits, name=name)
 
 
-def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batches, masks) -> GroupSpec:
+def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batches, masks, error_path) -> GroupSpec:
     inside = set(names)
     nodes = {n: graph.nodes[n] for n in names}
     internal = {n: [p for p in preds[n] if p in inside] for n in names}
@@ -311,7 +310,7 @@ def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batc
         order.append(scale)
     recorded = [n for n in names if isinstance(graph.nodes[n], SYNAPSE_TYPES)]
     return GroupSpec(nodes=nodes, order=order, internal_preds=internal, entries=entries, recorded=recorded, dt=dt,
-                     time_steps=T, latency=latency, n_batches=n_batches, masks=masks)
+                     time_steps=T, latency=latency, n_batches=n_batches, masks=masks, error_path=error_path)
 
 
 def _delay_group(NodeGroup, name: str, port, lag: int, graph, T, at, n_batches, masks, batch, groups, error_path):

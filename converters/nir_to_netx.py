@@ -43,13 +43,13 @@ import nir
 import numpy as np
 
 from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from converters.quantize import SPIKING
 from hardware import kernels
 from hardware.fixed_point import fixed_params, is_quantised, neuron_bias
 from hardware.reference import predecessors
 from spikebert.io import atomic_write
 
 SYNAPSES = (nir.Affine, nir.Linear)
-SPIKING = (nir.LIF, nir.IF)
 WEIGHT_BITS = 8  # Loihi's synaptic weight mantissa
 NETX_BIAS_EXP = 6  # netx fixes bias_exp = 6: the file's bias is in weight units (a_in is MSB-aligned by 6 bits)
 BIAS_MANT_MIN, BIAS_MANT_MAX = -(2**12), 2**12 - 1  # Loihi's 13-bit signed bias mantissa
