@@ -440,9 +440,39 @@ class _Exporter:
         return self.signals[x].time and dim == 0 and not node.kwargs.get("keepdim", False)
 
 
-def export_student(model: SpikeBERT, *, metadata: dict | None = None) -> nir.NIRGraph:
+class NotExpressibleError(ValueError):
+    """The model has operations that NIR and the SB extension cannot express with their dynamics."""
+
+
+def spikingbert_gaps(cfg) -> list[str]:
+    """What a SpikingBERT student (``spikebert.spikingbert``, config ``cfg``) needs that NIR 1.0.8 and
+    the SB extension lack, one line per operation with where it acts and why (docs/spikingbert.md)."""
+    populations = 1 + 6 * cfg.depth
+    return [
+        f"IF neurons ({populations} populations): subtraction reset and firing at v >= threshold; NIR's IF fires "
+        "at v > v_threshold and resets to v_reset (a zero reset changes the equilibrium rate)",
+        f"softmax attention in each of the {cfg.depth} layers: softmax(Q s_K^T / sqrt(d_h)) s_V with a real-valued "
+        "query Q; NIR has no attention node and SBSpikeAttention is SpikeBERT's softmax-free spike product",
+        f"GELU on the intermediate current in each of the {cfg.depth} layers: no NIR node (a non-linearity "
+        "before the neuron, not a neuron model)",
+        f"LayerNorm on the embedding and on the self-output and output currents ({1 + 2 * cfg.depth} norms): "
+        "SBLayerNorm expresses it only as a floating-point host operation, not on a neuromorphic core",
+    ]
+
+
+def export_student(model: nn.Module, *, metadata: dict | None = None) -> nir.NIRGraph:
     """The student's inference graph, traced from ``model.core`` (distillation taps and projections
-    are not part of it)."""
+    are not part of it). A SpikingBERT student raises :class:`NotExpressibleError` naming its gaps."""
+    from spikebert.spikingbert import SpikingBERT
+
+    if isinstance(model, SpikingBERT):
+        gaps = "\n".join(f"  - {g}" for g in spikingbert_gaps(model.cfg))
+        raise NotExpressibleError(
+            "a SpikingBERT student has no NIR graph: none of its populations is expressible with its dynamics:\n"
+            f"{gaps}\nEvaluate it with `spikebert eval` and price it with `spikebert energy` (PyTorch simulation); "
+            "SpikeBERT students export to NIR, Lava and netx.")
+    if not isinstance(model, SpikeBERT):
+        raise TypeError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
     nodes, edges = _Exporter(model).export()
     meta = {
         "spikebert_extension": EXTENSION_VERSION,

@@ -17,6 +17,13 @@ Memory accesses, for the memory-aware profiles (``energy.profiles``):
   (reused over the tokens of that step); the token mean reads none.
 - ``state_accesses``: a membrane read and a write per neuron update.
 Rows come in the graph's topological order.
+
+SpikingBERT (:func:`spikingbert_counts`) has no NIR form (softmax, LayerNorm and GELU act on the
+currents of its populations), so its rows come from its shape and population spike counts with the
+same conventions: a matrix product with spike input is ``spikes x fan-out`` accumulates; ``Q s_K^T``
+and ``softmax(A) s_V`` are one accumulate per key (value) spike and query token; the classifier on
+real-valued rates is MACs; every population is ``neurons x real tokens x T`` updates. The softmax,
+LayerNorm and GELU elements are outside the scope, as the teacher's are, and reported beside it.
 """
 
 from __future__ import annotations
@@ -152,3 +159,122 @@ def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
 def teacher_macs(config: dict, lengths: list[int]) -> float:
     """Mean MACs per sample of a BERT encoder classifier (:func:`teacher_counts`)."""
     return teacher_counts(config, lengths).macs
+
+
+@dataclasses.dataclass
+class PopulationActivity:
+    """Spike counts of a SpikingBERT simulation, summed over the sentences of a run.
+
+    ``populations[name]`` = {"spikes", "neuron_steps", "spikes_x_tokens"}: spikes over real tokens and
+    steps, the (neuron, real token, step) triples they could have filled, and the sum over sentences
+    of spikes x the sentence's real length (what attention products need). ``token_pairs`` is the
+    sum over sentences of n^2."""
+
+    samples: int
+    time_steps: int
+    real_tokens: float
+    token_pairs: float
+    populations: dict[str, dict[str, float]]
+    backend: str = "torch-simulation"
+
+    def add(self, other: PopulationActivity) -> PopulationActivity:
+        """The record of both runs (same T); populations are summed field by field."""
+        if other.time_steps != self.time_steps:
+            raise ValueError(f"cannot add activity at T={other.time_steps} to activity at T={self.time_steps}")
+        pops = {k: dict(v) for k, v in self.populations.items()}
+        for name, fields in other.populations.items():
+            mine = pops.setdefault(name, dict.fromkeys(fields, 0.0))
+            for key, value in fields.items():
+                mine[key] = mine.get(key, 0.0) + value
+        return PopulationActivity(self.samples + other.samples, self.time_steps, self.real_tokens + other.real_tokens,
+                                  self.token_pairs + other.token_pairs, pops, self.backend)
+
+    def rate(self, name: str) -> float:
+        p = self.populations[name]
+        return p["spikes"] / p["neuron_steps"] if p["neuron_steps"] else 0.0
+
+    def to_json(self, path) -> None:
+        import json
+        from pathlib import Path
+
+        from spikebert.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, path) -> PopulationActivity:
+        import json
+        from pathlib import Path
+
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"{path} is not a SpikingBERT population activity record: {err}") from err
+
+
+@dataclasses.dataclass(frozen=True)
+class NonlinearCount:
+    """Elements per sample through the operations outside the counting scope (softmax, LayerNorm, GELU)."""
+
+    softmax: float
+    layer_norm: float
+    gelu: float
+
+    @property
+    def total(self) -> float:
+        return self.softmax + self.layer_norm + self.gelu
+
+
+def spikingbert_counts(*, depth: int, dim: int, mlp_dim: int, heads: int, num_classes: int,
+                       activity: PopulationActivity) -> tuple[list[LayerCount], NonlinearCount]:
+    """Per-sample rows of a SpikingBERT student (module docstring) and its out-of-scope elements.
+
+    Population names as ``spikebert.spikingbert.population_names``: ``embedding.population`` and
+    ``layer{i}.{key,value,attention,self_output,intermediate,output}``."""
+    if activity.samples < 1:
+        raise ValueError("activity records no samples")
+    n, T = activity.samples, activity.time_steps
+    tokens, pairs = activity.real_tokens / n, activity.token_pairs / n
+    pops = activity.populations
+    missing = [p for p in ("embedding.population", f"layer{depth - 1}.output") if p not in pops]
+    if missing:
+        raise ValueError(f"activity has no population {missing}: it was recorded from another architecture "
+                         f"(depth {depth} expected)")
+
+    def spikes(name: str) -> float:
+        return pops[name]["spikes"] / n
+
+    def affine(name: str, source: str, fan_in: int, fan_out: int) -> LayerCount:
+        acs = spikes(source) * fan_out
+        return LayerCount(name, "affine", "spike", activity.rate(source), fan_in * fan_out * tokens * T, 0.0, acs,
+                          0.0, weight_reads=acs, input_elements=fan_in * tokens * T)
+
+    def neurons(name: str, channels: int) -> LayerCount:
+        updates = channels * tokens * T
+        return LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
+                          state_accesses=STATE_ACCESSES_PER_UPDATE * updates)
+
+    def product(name: str, source: str) -> LayerCount:  # Q s_K^T or softmax(A) s_V, real x spikes
+        acs = pops[source]["spikes_x_tokens"] / n
+        return LayerCount(name, "attention", "spike", activity.rate(source), pairs * dim * T, 0.0, acs, 0.0,
+                          weight_reads=acs, input_elements=dim * tokens * T)
+
+    rows = [neurons("embedding.population", dim)]
+    source = "embedding.population"
+    for i in range(depth):
+        p = f"layer{i}"
+        rows += [affine(f"{p}.query", source, dim, dim), affine(f"{p}.key", source, dim, dim),
+                 neurons(f"{p}.key.neurons", dim), affine(f"{p}.value", source, dim, dim),
+                 neurons(f"{p}.value.neurons", dim), product(f"{p}.scores", f"{p}.key"),
+                 product(f"{p}.context", f"{p}.value"), neurons(f"{p}.attention.neurons", dim),
+                 affine(f"{p}.out", f"{p}.attention", dim, dim), neurons(f"{p}.self_output.neurons", dim),
+                 affine(f"{p}.fc1", f"{p}.self_output", dim, mlp_dim), neurons(f"{p}.intermediate.neurons", mlp_dim),
+                 affine(f"{p}.fc2", f"{p}.intermediate", mlp_dim, dim), neurons(f"{p}.output.neurons", dim)]
+        source = f"{p}.output"
+    head = float(dim * num_classes)  # real-valued [CLS] rates: MACs, once per sentence
+    rows.append(LayerCount("classifier", "affine", "real", 1.0, head, head, 0.0, 0.0, weight_reads=head,
+                           input_elements=float(dim)))
+    other = NonlinearCount(softmax=depth * heads * pairs * T, layer_norm=dim * tokens * (1 + 2 * depth * T),
+                           gelu=depth * mlp_dim * tokens * T)
+    return rows, other

@@ -25,6 +25,8 @@ RESIDUAL_STATEMENTS = {
            "NeuroBench and syops do (their spike test fails on values above 1).",
     "accumulate": "Integer inputs (the residual stream, a sum of spike trains) are counted as k accumulates "
                   "per value k (the multi-spike view of the Spikformer papers): ACs = sum|x| x fan-out.",
+    "none": "The student has no integer-valued synaptic inputs: every matrix product takes spikes or "
+            "real values (SpikingBERT adds residual spikes to currents, outside the matrix products).",
 }
 SCOPE = ("Counted: matrix products only, for student and teacher alike; embedding lookups, LayerNorm, "
          "softmax, GELU and biases are not. Student attention products are exact accumulates (Q K^T "

@@ -212,7 +212,7 @@ def cmd_energy(args) -> int:
     import numpy as np
 
     from converters.nir_ext import read_graph
-    from energy.counting import count_operations, teacher_counts
+    from energy.counting import count_operations
     from energy.profiles import select_profiles
     from energy.report import EnergyReport, parse_formats
     from hardware.activity import Activity
@@ -228,6 +228,10 @@ def cmd_energy(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = Path(args.model)
+    if model.suffix == ".pt" and _is_spikingbert(model):
+        return _energy_spikingbert(args, model, out, profiles, formats)
+    if args.time_steps is not None:
+        raise ValueError("--time-steps applies to SpikingBERT students; a SpikeBERT graph runs at its exported T")
     checkpoint = model if model.suffix == ".pt" else None
     if args.backend == "torch" and checkpoint is None:
         raise ValueError("--backend torch records activity with PyTorch hooks: give the model.pt checkpoint")
@@ -276,38 +280,7 @@ def cmd_energy(args) -> int:
         activity.to_json(out / "activity.json")
 
     # 2. the teacher on the same sentences
-    if args.teacher_length is not None:
-        lengths, at = [args.teacher_length] * activity.samples, f"at a fixed {args.teacher_length} tokens"
-    else:
-        from spikebert.teacher import load_tokenizer
-        from spikebert.tokenize import Batcher
-
-        tokenizer_name = args.teacher or graph.metadata.get("tokenizer")
-        if not tokenizer_name:
-            raise ValueError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
-        batcher = Batcher(load_tokenizer(str(tokenizer_name)), max_len=args.teacher_max_len)
-        lengths = batcher.encode(sentences)["attention_mask"].sum(1).tolist()
-        at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
-              f"at most {args.teacher_max_len})")
-    if args.teacher_count == "onnx":
-        from converters.onnx_export import export_teacher_onnx
-        from energy.onnx_count import onnx_teacher_counts
-
-        export_teacher_onnx(args.teacher, out / "teacher.onnx", max_len=max(2, *lengths))
-        teacher = onnx_teacher_counts(out / "teacher.onnx", lengths)
-    else:
-        if args.teacher_config:
-            config = json.loads(Path(args.teacher_config).read_text(encoding="utf-8"))
-        else:
-            from transformers import AutoConfig
-
-            from spikebert.teacher import resolve_teacher_name
-
-            try:
-                config = AutoConfig.from_pretrained(resolve_teacher_name(args.teacher)).to_dict()
-            except OSError as err:  # what transformers raises for a missing folder or an uncached hub name
-                raise FileNotFoundError(f"teacher {args.teacher!r}: {err}") from err
-        teacher = teacher_counts(config, lengths)
+    teacher, at = _teacher_count(args, sentences, activity.samples, graph.metadata.get("tokenizer"), out)
 
     # 3. the report
     extra = {"student": str(model), "teacher": args.teacher or args.teacher_config}
@@ -323,13 +296,124 @@ def cmd_energy(args) -> int:
         from energy.plots import write_plots
 
         paths += write_plots(report, out)
+    _print_energy(report, accuracy, activity.samples, paths)
+    return 0
+
+
+def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_name: str | None, out: Path):
+    """(teacher counts, how) for ``samples`` sentences: at their real token lengths or a fixed one."""
+    import numpy as np
+
+    from energy.counting import teacher_counts
+
+    if args.teacher_length is not None:
+        lengths, at = [args.teacher_length] * samples, f"at a fixed {args.teacher_length} tokens"
+    else:
+        from spikebert.teacher import load_tokenizer
+        from spikebert.tokenize import Batcher
+
+        tokenizer_name = args.teacher or tokenizer_name
+        if not tokenizer_name:
+            raise ValueError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
+        batcher = Batcher(load_tokenizer(str(tokenizer_name)), max_len=args.teacher_max_len)
+        lengths = batcher.encode(sentences)["attention_mask"].sum(1).tolist()
+        at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
+              f"at most {args.teacher_max_len})")
+    if args.teacher_count == "onnx":
+        from converters.onnx_export import export_teacher_onnx
+        from energy.onnx_count import onnx_teacher_counts
+
+        export_teacher_onnx(args.teacher, out / "teacher.onnx", max_len=max(2, *lengths))
+        return onnx_teacher_counts(out / "teacher.onnx", lengths), at
+    if args.teacher_config:
+        config = json.loads(Path(args.teacher_config).read_text(encoding="utf-8"))
+    else:
+        from transformers import AutoConfig
+
+        from spikebert.teacher import resolve_teacher_name
+
+        try:
+            config = AutoConfig.from_pretrained(resolve_teacher_name(args.teacher)).to_dict()
+        except OSError as err:  # what transformers raises for a missing folder or an uncached hub name
+            raise FileNotFoundError(f"teacher {args.teacher!r}: {err}") from err
+    return teacher_counts(config, lengths), at
+
+
+def _is_spikingbert(checkpoint: Path) -> bool:
+    from spikebert.io import CHECKPOINT_FORMAT, SPIKING_CHECKPOINT_FORMAT, load_checkpoint
+
+    payload = load_checkpoint(checkpoint, expected_format=(CHECKPOINT_FORMAT, SPIKING_CHECKPOINT_FORMAT))
+    return payload["format"] == SPIKING_CHECKPOINT_FORMAT
+
+
+def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) -> int:
+    """``cmd_energy`` for a SpikingBERT student: no NIR form, so its spikes come from its PyTorch
+    simulation (or ``--activity``, a population record) and its rows from ``spikingbert_counts``."""
+    from energy.counting import PopulationActivity, spikingbert_counts
+    from energy.report import EnergyReport
+    from spikebert.data import TextDataset, load_split
+    from spikebert.distill import load_student
+
+    if args.backend == "lava":
+        raise ValueError("--backend lava: a SpikingBERT student has no Lava form (softmax, LayerNorm and GELU act "
+                         "on its currents; docs/spikingbert.md); its activity comes from the PyTorch simulation")
+    if args.residual != "mac":
+        raise ValueError("--residual: a SpikingBERT student has no integer-valued synaptic inputs to count either way")
+    student, payload = load_student(checkpoint, spiking=True)
+    data = load_split(args.data, args.split, data_dir=args.data_dir)
+    accuracy = args.accuracy
+    if args.activity:
+        activity = PopulationActivity.from_json(args.activity)
+        if args.time_steps is not None and args.time_steps != activity.time_steps:
+            raise ValueError(f"--time-steps {args.time_steps} but {args.activity} was recorded at "
+                             f"T={activity.time_steps}")
+        if activity.samples > len(data):
+            raise ValueError(f"{args.activity} records {activity.samples} samples, but {args.data} {args.split} has "
+                             f"{len(data)} sentences; give the split the activity was recorded on")
+        sentences = data.sentences[:activity.samples]
+    else:
+        from spikebert.evaluation import evaluate_student
+        from spikebert.teacher import load_tokenizer
+        from spikebert.tokenize import Batcher
+
+        n = len(data) if args.limit <= 0 else min(args.limit, len(data))
+        data = TextDataset(data.sentences[:n], data.labels[:n], data.name)
+        sentences = data.sentences
+        batcher = Batcher(load_tokenizer(payload["tokenizer"]), max_len=student.cfg.max_len)
+        result = evaluate_student(student, batcher, data, batch_size=args.batch_size, firing_rates=True,
+                                  time_steps=args.time_steps)
+        accuracy, activity = result["accuracy"], result["activity"]
+        activity.to_json(out / "activity.json")
+    cfg = student.cfg
+    layers, other = spikingbert_counts(depth=cfg.depth, dim=cfg.dim, mlp_dim=cfg.mlp_dim, heads=cfg.heads,
+                                       num_classes=cfg.num_classes, activity=activity)
+    teacher, at = _teacher_count(args, sentences, activity.samples, payload["tokenizer"], out)
+    acs = sum(r.acs for r in layers)
+    extra = {"student": f"{checkpoint} (SpikingBERT)", "teacher": args.teacher or args.teacher_config,
+             "data": f"{args.data} {args.split}",
+             "outside the scope (per sample)": f"softmax {other.softmax:.4g}, LayerNorm {other.layer_norm:.4g}, GELU "
+                                               f"{other.gelu:.4g} elements ({other.total / acs:.1%} of the ACs): "
+                                               "real-valued operations on currents, not neuromorphic"}
+    report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention="none", layers=layers,
+                          teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
+                          teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
+                          time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
+    paths = report.write(out, formats=formats)
+    if args.plots:
+        from energy.plots import write_plots
+
+        paths += write_plots(report, out)
+    _print_energy(report, accuracy, activity.samples, paths)
+    return 0
+
+
+def _print_energy(report, accuracy: float | None, samples: int, paths: list[Path]) -> None:
     if accuracy is not None:
-        print(f"student accuracy ({activity.samples} sentences): {accuracy:.4f}")
+        print(f"student accuracy ({samples} sentences): {accuracy:.4f}")
     for p in report.profiles:
         s, t = report.student_pj(p) / 1e9, report.teacher_pj(p) / 1e9
         print(f"{p.name:<16} student {s:.4g} mJ  teacher {t:.4g} mJ  student / teacher {s / t:.2%}")
     print("\n".join(str(p) for p in paths))
-    return 0
 
 
 def _stage_config(cls, args, **cli_values):
@@ -355,19 +439,21 @@ def _overrides(items: list[str] | None, flag: str) -> dict:
     return out
 
 
-def _student_config(args, tokenizer, num_classes: int):
-    """Student config: ``--student`` JSON (or the demo size), ``--student-set`` overrides; vocabulary,
-    padding id and class count come from the teacher's tokenizer and the data unless set."""
-    from spikebert.config import StudentConfig
+def _student_config(args, tokenizer, num_classes: int, *, spiking: bool = False):
+    """Student config: ``--student`` JSON (or the demo size for SpikeBERT, the config defaults for
+    SpikingBERT), ``--student-set`` overrides; vocabulary, padding id and class count come from the
+    teacher's tokenizer and the data unless set."""
+    from spikebert.config import SpikingBERTConfig, StudentConfig
 
     base = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_classes": num_classes,
-            **DEMO_STUDENT}
+            **({} if spiking else DEMO_STUDENT)}
     if args.student:
         path = Path(args.student)
         if not path.is_file():
             raise FileNotFoundError(f"student config {path} does not exist")
         base = {**base, **json.loads(path.read_text(encoding="utf-8"))}
-    return StudentConfig.from_dict({**base, **_overrides(args.student_set, "--student-set")})
+    cls = SpikingBERTConfig if spiking else StudentConfig
+    return cls.from_dict({**base, **_overrides(args.student_set, "--student-set")})
 
 
 def _record_command(run: Path, argv: list[str]) -> None:
@@ -395,6 +481,10 @@ def cmd_train(args) -> int:
     run = Path(args.out)
     _record_command(run, args.argv)
     common = {"resume": not args.no_resume, "stop_after_minutes": args.stop_after_minutes}
+    if args.method == "spikingbert" and args.stage != "distill":
+        raise ValueError(f"--method spikingbert is a distillation method: use `train distill`, not "
+                         f"`train {args.stage}` (the teacher is shared; SpikingBERT's general distillation on "
+                         "WikiText is not built)")
     if args.stage == "pretrain":
         from spikebert.data import load_corpus
         from spikebert.distill import pretrain
@@ -428,6 +518,16 @@ def cmd_train(args) -> int:
     if not args.teacher:
         raise ValueError("train distill needs --teacher: the fine-tuned teacher folder (from train teacher)")
     tok = load_tokenizer(args.teacher)
+    if args.method == "spikingbert":
+        from spikebert.config import SpikingDistillConfig
+        from spikebert.spiking_distill import distill_spikingbert
+
+        student = _student_config(args, tok, max(train.num_classes, dev.num_classes), spiking=True)
+        cfg = _stage_config(SpikingDistillConfig, args)
+        best = distill_spikingbert(student, cfg, teacher_dir=args.teacher, train=train, dev=dev, run_dir=run,
+                                   task=args.data, init=args.init, **common)
+        print(json.dumps({**best, "model": str(run / "model.pt")}))
+        return 0
     student = _student_config(args, tok, max(train.num_classes, dev.num_classes))
     cfg = _stage_config(DistillConfig, args)
     best = distill(student, cfg, teacher_dir=args.teacher, train=train, dev=dev, run_dir=run, task=args.data,
@@ -443,16 +543,18 @@ def cmd_eval(args) -> int:
     from spikebert.teacher import load_tokenizer
     from spikebert.tokenize import Batcher, tokenizer_fingerprint
 
-    model, payload = load_student(args.model)
+    model, payload = load_student(args.model, spiking=True)
     tokenizer = load_tokenizer(payload["tokenizer"])
     if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
         raise ValueError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
     data = load_split(args.data, args.split, data_dir=args.data_dir)
-    batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not model.cfg.mask_padding)
-    result = evaluate_student(model, batcher, data, firing_rates=True)
+    batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not getattr(model.cfg, "mask_padding", True))
+    result = evaluate_student(model, batcher, data, firing_rates=True, time_steps=args.time_steps)
     result.pop("predictions")
+    result.pop("activity", None)  # SpikingBERT's spike counts: `spikebert energy` prices them
     rates = result["firing_rates"]
-    result = {"model": str(args.model), "data": args.data, "split": args.split, "examples": len(data), **result,
+    result = {"model": str(args.model), "data": args.data, "split": args.split, "examples": len(data),
+              "time_steps": args.time_steps or model.cfg.time_steps, **result,
               "mean_firing_rate": sum(rates.values()) / len(rates)}
     if args.json:
         from spikebert.io import atomic_write_text
@@ -512,11 +614,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher", default=None,
                    help="teacher: the model to fine-tune (teacher; default minilm-offline), the base model "
                         "(pretrain; default minilm-offline), or the fine-tuned teacher folder (distill)")
+    t.add_argument("--method", choices=["spikebert", "spikingbert"], default="spikebert",
+                   help="distill: SpikeBERT (LIF, surrogate-gradient BPTT; default) or SpikingBERT (IF "
+                        "populations, equilibrium-rate gradients; Bal & Sengupta 2024)")
     t.add_argument("--config", default=None, help="JSON config for the stage (TeacherConfig, PretrainConfig, "
-                                                  "DistillConfig)")
-    t.add_argument("--student", default=None, help="StudentConfig JSON (pretrain, distill)")
+                                                  "DistillConfig, or SpikingDistillConfig with --method spikingbert)")
+    t.add_argument("--student", default=None, help="StudentConfig JSON (pretrain, distill), or SpikingBERTConfig "
+                                                   "JSON with --method spikingbert")
     t.add_argument("--student-set", action="append", metavar="KEY=VALUE", help="override a student field")
-    t.add_argument("--init", default=None, help="distill: start from this stage-1 model.pt (loaded strictly)")
+    t.add_argument("--init", default=None, help="distill: start from this stage-1 model.pt (loaded strictly); "
+                                                "with --method spikingbert, from an earlier SpikingBERT model.pt")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one config field (JSON value), e.g. --set epochs=3; repeatable")
     t.add_argument("--out", required=True, help="run folder: state.pt, metrics.jsonl and the trained model")
@@ -530,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(v)
     v.add_argument("--split", default="dev", choices=["train", "dev", "test"],
                    help="test reads ../holdout: for reporting a final model once, never for selection")
+    v.add_argument("--time-steps", type=int, default=None,
+                   help="simulate a SpikingBERT student for this many steps instead of its trained T")
     v.add_argument("--json", default=None, help="also write the result here")
     v.set_defaults(func=cmd_eval)
 
@@ -611,6 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the student's activity is recorded: NumPy reference executor, Lava processes, "
                         "or PyTorch hooks on model.pt")
     n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--time-steps", type=int, default=None,
+                   help="SpikingBERT student: simulate this many steps instead of its trained T")
     n.add_argument("--activity", default=None,
                    help="activity JSON recorded by 'spikebert simulate --activity' on the split's first N "
                         "sentences, instead of running the reference executor")

@@ -231,3 +231,95 @@ class DistillConfig(ConfigBase):
     mixed_precision: Precision = "no"
     checkpoint_every: int = 200
     seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpikingBERTConfig(ConfigBase):
+    """SpikingBERT student. Defaults follow the official ``SpikingBERT4`` code where it is
+    unambiguous (IF, theta 1, dropout 0.1, LayerNorm eps 1e-12, GELU); size fields are free."""
+
+    vocab_size: int
+    num_classes: int = 2
+    max_len: int = 64
+    dim: int = 256
+    depth: int = 2
+    heads: int = 4  # d_h = 64 as BERT; a divisor of the teacher's heads keeps attention distillation
+    mlp_ratio: float = 4.0  # BERT: intermediate 3072 = 4 x 768
+    time_steps: int = 16  # T_conv: official default 100 (README example 125); notes: ~16 is near the best
+    threshold: float = 1.0  # V_th, the same for every population (official --vth, fac = 1)
+    leak: float = 1.0  # gamma: 1 = IF (every released model); 0 < gamma < 1 = LIF
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1  # a new mask every simulated step, as the official forward
+    layer_norm_eps: float = 1e-12
+    train_forward: typing.Literal["snn", "rate"] = "snn"  # "rate": train the rate network alone (no simulation)
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "time_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SpikingBERTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.heads:
+            raise ValueError(f"SpikingBERTConfig: dim={self.dim} is not divisible by heads={self.heads}")
+        if not self.threshold > 0:
+            raise ValueError(f"SpikingBERTConfig.threshold must be > 0, got {self.threshold}")
+        if not 0 < self.leak <= 1:
+            raise ValueError(f"SpikingBERTConfig.leak must be in (0, 1] (1 = IF), got {self.leak}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"SpikingBERTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"SpikingBERTConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(round(self.dim * self.mlp_ratio))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpikingDistillConfig(ConfigBase):
+    """Task distillation of the SpikingBERT student (``spikebert train distill --method spikingbert``):
+
+        loss = w_hid HID + w_att ATT + w_pred PRED + w_ce CE                              (eq. SKD)
+
+    HID = sum_m MSE(a_m W_Td, H_teacher[g(m)]) over real tokens, one shared W_Td, m = embedding and
+    every layer, g(m) = m x (teacher layers / depth); ATT = sum_m MSE(A_m, A_teacher[g(m)]) of the
+    pre-softmax scores over real (query, key) pairs, the teacher's heads averaged in groups when it
+    has a multiple of the student's (the official code needs equal counts); PRED = the official soft
+    cross-entropy, mean over batch x classes of -softmax(t/tau) log_softmax(s/tau); CE on the labels
+    (the official ``--train_true_labels``, off by default).
+
+    The official task stages are IKD (HID + ATT, 10 epochs) then prediction distillation (PRED);
+    the default here sums them in one run, and the two stages are ``--set w_pred=0`` then
+    ``--set w_hid=0 --set w_att=0 --init RUN/model.pt``. Optimiser as the official BertAdam: lr 5e-5,
+    constant, weight decay 0.01, gradient norm clipped at 1.
+    """
+
+    train_samples: int = 0  # 0 = the whole train split (before augmentation)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 5e-5
+    schedule: typing.Literal["constant", "linear", "cosine"] = "constant"  # official stage 2: constant
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    w_hid: float = 1.0
+    w_att: float = 1.0  # needs teacher heads = a multiple of student heads; 0 lets the teacher targets be cached
+    w_pred: float = 1.0
+    w_ce: float = 0.0
+    temperature: float = 1.0
+    embedding_init: typing.Literal["teacher", "random"] = "teacher"  # official: from general distillation
+    augment: AugmentConfig | None = None  # whether the paper augmented is unknown (official: train_aug.tsv optional)
+    teacher_cache: bool = True  # logits and hidden states cached when w_att = 0 (scores are L x L: always online)
+    mixed_precision: Precision = "no"
+    checkpoint_every: int = 200
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("w_hid", "w_att", "w_pred", "w_ce"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SpikingDistillConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.w_hid + self.w_att + self.w_pred + self.w_ce > 0:
+            raise ValueError("SpikingDistillConfig: every loss weight is 0; set at least one of w_hid, w_att, "
+                             "w_pred, w_ce")
+        if not self.temperature > 0:
+            raise ValueError(f"SpikingDistillConfig.temperature must be > 0, got {self.temperature}")

@@ -33,7 +33,14 @@ from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
 from spikebert.data import TextDataset
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.evaluation import evaluate_student
-from spikebert.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, text_sha256, weights_identity
+from spikebert.io import (
+    CHECKPOINT_FORMAT,
+    SPIKING_CHECKPOINT_FORMAT,
+    load_checkpoint,
+    save_checkpoint,
+    text_sha256,
+    weights_identity,
+)
 from spikebert.model import SpikeBERT
 from spikebert.targets import OnlineTargets, build_cache
 from spikebert.teacher import load_encoder, load_teacher, load_tokenizer
@@ -301,8 +308,6 @@ def distill(
 
     The best student goes to ``run_dir/model.pt``; state and metrics as in ``spikebert.engine``.
     """
-    from spikebert.augment import augment_corpus
-
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(teacher_dir)
@@ -320,15 +325,8 @@ def distill(
         init_embedding_from_teacher(student, teacher)
     teacher_emb = teacher.get_input_embeddings().weight.detach()
 
-    train = train.subset(cfg.train_samples, seed=cfg.seed)
-    augmented = []
-    if cfg.augment is not None:
-        augmented = augment_corpus(train.sentences, tokenizer=tokenizer, embeddings=teacher_emb, cfg=cfg.augment)
-    sentences = train.sentences + augmented
-    is_aug = torch.zeros(len(sentences), dtype=torch.bool)
-    is_aug[len(train):] = True
-    data = TextDataset(sentences, train.labels + [0] * len(augmented), train.name + "+aug")
-    log.info("stage 2 data: %d sentences + %d augmented", len(train), len(augmented))
+    train, data, is_aug = training_data(train, cfg, tokenizer=tokenizer, teacher_emb=teacher_emb)
+    sentences = data.sentences
     targets = (_cache(run_dir, teacher=teacher, teacher_dir=teacher_dir, tokenizer=tokenizer,
                       max_len=student_cfg.max_len, sentences=sentences, layers=layers)
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
@@ -367,14 +365,33 @@ def distill(
     state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
                         stop_after_steps=stop_after_steps)
     return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
-            "augmented_sentences": len(augmented)}
+            "augmented_sentences": len(data) - len(train)}
 
 
-def save_student(path: Path, model: SpikeBERT, *, tokenizer, tokenizer_name: str, task: str,
-                 metrics: dict[str, float], distill_cfg: DistillConfig | None = None) -> None:
-    """``model.pt``: config + weights + tokenizer identity; loadable with ``weights_only=True``."""
+def training_data(train: TextDataset, cfg, *, tokenizer,
+                  teacher_emb: torch.Tensor) -> tuple[TextDataset, TextDataset, torch.Tensor]:
+    """(the ``train_samples`` subset, it + its teacher-labelled augmentation, which rows are augmented)."""
+    from spikebert.augment import augment_corpus
+
+    train = train.subset(cfg.train_samples, seed=cfg.seed)
+    augmented = []
+    if cfg.augment is not None:
+        augmented = augment_corpus(train.sentences, tokenizer=tokenizer, embeddings=teacher_emb, cfg=cfg.augment)
+    is_aug = torch.zeros(len(train) + len(augmented), dtype=torch.bool)
+    is_aug[len(train):] = True
+    log.info("task data: %d sentences + %d augmented", len(train), len(augmented))
+    data = TextDataset(train.sentences + augmented, train.labels + [0] * len(augmented), train.name + "+aug")
+    return train, data, is_aug
+
+
+def save_student(path: Path, model: nn.Module, *, tokenizer, tokenizer_name: str, task: str,
+                 metrics: dict[str, float], distill_cfg=None) -> None:
+    """``model.pt``: config + weights + tokenizer identity; loadable with ``weights_only=True``. The
+    format names the architecture (SpikeBERT or SpikingBERT)."""
+    from spikebert.spikingbert import SpikingBERT
+
     save_checkpoint(Path(path), {
-        "format": CHECKPOINT_FORMAT,
+        "format": SPIKING_CHECKPOINT_FORMAT if isinstance(model, SpikingBERT) else CHECKPOINT_FORMAT,
         "config": model.cfg.to_dict(),
         "state_dict": model.state_dict(),
         "tokenizer": str(tokenizer_name),
@@ -385,12 +402,31 @@ def save_student(path: Path, model: SpikeBERT, *, tokenizer, tokenizer_name: str
     })
 
 
-def load_student(path: str | Path) -> tuple[SpikeBERT, dict]:
-    """Rebuild the student from ``model.pt``; the state dict must match the config exactly."""
-    payload = load_checkpoint(path)
-    model = SpikeBERT(StudentConfig.from_dict(payload["config"]))
+def load_student(path: str | Path, *, spiking: bool = False) -> tuple[nn.Module, dict]:
+    """Rebuild the student from ``model.pt``; the state dict must match the config exactly.
+
+    A SpikeBERT student by default; with ``spiking=True`` a SpikingBERT student is accepted too
+    (for the commands that handle both: eval, energy)."""
+    from spikebert.config import SpikingBERTConfig
+    from spikebert.spikingbert import SpikingBERT
+
+    payload = load_checkpoint(path, expected_format=(CHECKPOINT_FORMAT, SPIKING_CHECKPOINT_FORMAT))
+    if payload["format"] == SPIKING_CHECKPOINT_FORMAT:
+        if not spiking:
+            raise ValueError(f"{path} is a SpikingBERT student: {SPIKINGBERT_LIMITS}")
+        model = SpikingBERT(SpikingBERTConfig.from_dict(payload["config"]))
+    else:
+        model = SpikeBERT(StudentConfig.from_dict(payload["config"]))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not match the stored config: {err}") from err
     return model.eval(), payload
+
+
+SPIKINGBERT_LIMITS = (
+    "this command needs a SpikeBERT student. SpikingBERT keeps softmax attention over a real-valued "
+    "query, LayerNorm and GELU on the input currents of its populations and subtraction-reset IF neurons; "
+    "none has a neuromorphic (NIR/Lava/ONNX-spiking) form here, so it is not exported (docs/spikingbert.md). "
+    "`spikebert eval` and `spikebert energy` take it."
+)

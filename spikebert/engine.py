@@ -48,7 +48,7 @@ class LoopConfig:
     lr: float
     weight_decay: float
     seed: int
-    schedule: str = "cosine"  # "cosine" (to 0, per step) or "linear" (warm-up, then linear decay)
+    schedule: str = "cosine"  # "cosine" (to 0, per step), "linear" (warm-up, then linear decay) or "constant"
     warmup_ratio: float = 0.0
     max_grad_norm: float = 0.0  # 0 = no clipping
     mixed_precision: str = "no"  # accelerate: "no" | "fp16" | "bf16"
@@ -91,7 +91,9 @@ def _schedule(kind: str, total: int, warmup: int) -> Callable[[int], float]:
         return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / max(total, 1)))
     if kind == "linear":
         return lambda s: s / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
-    raise ValueError(f"unknown schedule {kind!r}; use 'cosine' or 'linear'")
+    if kind == "constant":
+        return lambda s: s / max(warmup, 1) if s < warmup else 1.0
+    raise ValueError(f"unknown schedule {kind!r}; use 'cosine', 'linear' or 'constant'")
 
 
 class Trainer:

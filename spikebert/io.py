@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_FORMAT = "spikebert-student/1"
+SPIKING_CHECKPOINT_FORMAT = "spikingbert-student/1"  # the SpikingBERT student (spikebert.spikingbert)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -74,8 +75,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path, *, expected_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
-    """Load a checkpoint without executing code; raise a clear error for anything else."""
+def load_checkpoint(path: str | Path, *,
+                    expected_format: str | tuple[str, ...] = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a checkpoint of one of the ``expected_format`` kinds without executing code; raise a clear
+    error for anything else."""
     import pickle
 
     import torch
@@ -90,10 +93,11 @@ def load_checkpoint(path: str | Path, *, expected_format: str = CHECKPOINT_FORMA
             f"{path} is not a loadable spikebert checkpoint (truncated, corrupt, or not saved "
             f"with plain tensors): {err}"
         ) from err
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(
-            f"{path} is not a {expected_format} checkpoint (found format {found!r}); "
+            f"{path} is not a {' or '.join(formats)} checkpoint (found format {found!r}); "
             "train one with `spikebert train distill` or pass the right file"
         )
     return payload

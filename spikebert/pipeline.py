@@ -23,7 +23,7 @@ def export_nir(model_path: Path, out_path: Path) -> Path:
     from converters.torch_to_nir import export_student
     from spikebert.distill import load_student
 
-    model, payload = load_student(model_path)
+    model, payload = load_student(model_path, spiking=True)  # a SpikingBERT student: export_student says why not
     graph = export_student(model, metadata={"tokenizer": payload["tokenizer"],
                                             "tokenizer_sha256": payload["tokenizer_sha256"],
                                             "task": payload["task"]})

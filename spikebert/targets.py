@@ -48,6 +48,45 @@ class OnlineTargets:
         return teacher_outputs(self.teacher, enc, self.layers)
 
 
+ATTENTION_MASK_VALUE = -10000.0  # BERT's additive mask on padded keys, as in the scores TinyBERT distils
+
+
+class OnlineScoredTargets:
+    """Runs the frozen teacher on every batch and also returns the pre-softmax attention scores of
+    ``score_layers`` (encoder layer indices), A = Q K^T / sqrt(d_h) + M of shape (B, heads, L, L),
+    read with forward hooks on those layers' query and key projections (HF attention modules
+    return post-softmax probabilities at most). Scores are L x L per head: never cached."""
+
+    def __init__(self, teacher, layers: list[int], score_layers: list[int]) -> None:
+        self.teacher, self.layers = teacher, layers
+        encoder_layers = teacher.base_model.encoder.layer
+        self.attention = [encoder_layers[i].attention.self for i in score_layers]
+        self.heads = teacher.config.num_attention_heads
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+        seen: dict[tuple[str, int], torch.Tensor] = {}
+
+        def keep(key):
+            return lambda _module, _inputs, out: seen.__setitem__(key, out)
+
+        hooks = [m.register_forward_hook(keep((name, j))) for j, a in enumerate(self.attention)
+                 for name, m in (("q", a.query), ("k", a.key))]
+        try:
+            logits, hidden = teacher_outputs(self.teacher, enc, self.layers)
+        finally:
+            for h in hooks:
+                h.remove()
+        B, L = enc["input_ids"].shape
+        mask = enc["attention_mask"].to(hidden[0].device)
+        bias = ((1 - mask.to(hidden[0].dtype)) * ATTENTION_MASK_VALUE)[:, None, None, :]  # (B, 1, 1, L)
+        scores = []
+        for j in range(len(self.attention)):
+            q, k = (seen[(n, j)].view(B, L, self.heads, -1).transpose(1, 2) for n in ("q", "k"))  # (B, H, L, dh)
+            scores.append(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias)
+        return logits, hidden, scores
+
+
 class CachedTargets:
     """Targets read from a cache folder; batches are re-padded to the batch's token length."""
 
