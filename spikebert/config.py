@@ -251,6 +251,7 @@ class SpikingBERTConfig(ConfigBase):
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1  # a new mask every simulated step, as the official forward
     layer_norm_eps: float = 1e-12
+    pooling: typing.Literal["cls", "mean"] = "cls"  # official: the [CLS] rate; "mean": mean over real tokens
     train_forward: typing.Literal["snn", "rate"] = "snn"  # "rate": train the rate network alone (no simulation)
     pad_token_id: int = 0
 

@@ -229,10 +229,13 @@ class SpikingBERT(nn.Module):
         rate = lambda _name, current: equilibrium_rate(current, threshold=self.cfg.threshold)  # noqa: E731
         return self._network(self.embeddings(input_ids), self.token_mask(input_ids), lambda _scope: rate)
 
-    def head(self, last: torch.Tensor) -> torch.Tensor:
+    def head(self, last: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Logits from the last population's rates (B, L, D): W_c ReLU(a[CLS]) + b_c (ReLU of a rate
-        is the identity; kept as the official head)."""
-        return self.classifier(F.relu(last[:, 0]))
+        is the identity; kept as the official head), or of their mean over real tokens (``pooling``)."""
+        if self.cfg.pooling == "cls":
+            return self.classifier(F.relu(last[:, 0]))
+        m = mask[:, :, None].to(last.dtype)  # (B, L, 1)
+        return self.classifier((last * m).sum(1) / m.sum(1).clamp(min=1))
 
     def forward(self, input_ids: torch.Tensor, *, time_steps: int | None = None,
                 record: bool = False) -> SpikingOutput:
@@ -246,7 +249,8 @@ class SpikingBERT(nn.Module):
             raise ValueError(f"time_steps must be >= 1, got {time_steps}")
         if not self.training or not torch.is_grad_enabled():
             hidden, counts = self.simulate(input_ids, time_steps=time_steps)
-            return SpikingOutput(self.head(hidden[-1]), hidden, None, counts if record else None)
+            return SpikingOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, None,
+                                counts if record else None)
         eq_hidden, scores = self.rate_network(input_ids)
         counts = None
         if self.cfg.train_forward == "snn":
@@ -254,7 +258,8 @@ class SpikingBERT(nn.Module):
             hidden = [s + e - e.detach() for s, e in zip(snn_hidden, eq_hidden)]  # eq. IDE (Replace)
         else:
             hidden = eq_hidden
-        return SpikingOutput(self.head(hidden[-1]), hidden, scores, counts if record else None)
+        return SpikingOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, scores,
+                            counts if record else None)
 
 
 def population_names(depth: int) -> list[str]:

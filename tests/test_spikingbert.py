@@ -77,8 +77,9 @@ def test_simulation_shapes_rates_and_counts():
     assert all(0 < r < 1 for r in rates), rates  # every population fires, none saturates
 
 
-def test_padding_changes_nothing_for_the_real_tokens():
-    cfg = tiny()
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_padding_changes_nothing_for_the_real_tokens(pooling):
+    cfg = tiny(pooling=pooling)
     model = firing_model(cfg).eval()
     ids = make_ids(2, 6, cfg.vocab_size, pads=())
     padded = torch.cat([ids, torch.full((2, 4), cfg.pad_token_id)], dim=1)
