@@ -166,7 +166,7 @@ def test_cli_errors(tmp_path, tiny_cfg, tiny_teacher, caplog, monkeypatch):
     assert "does not exist" in caplog.text
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     assert export_main(["--to", "onnx", str(tmp_path / "other.pt")]) == 2
-    assert "is not a spikebert-student/1 checkpoint" in caplog.text
+    assert "is not a spikebert-student/1 or spikingbert-student/1 checkpoint" in caplog.text
     assert export_main(["--to", "onnx", tiny_teacher]) == 2
     assert "add --teacher" in caplog.text
     assert export_main(["--teacher", tiny_teacher]) == 2
