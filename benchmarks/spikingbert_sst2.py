@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     spikebert_dir = out / "spikebert"
     if cli(["energy", args.spikebert, *common, "--out", str(spikebert_dir)]) != 0:
         raise SystemExit(f"spikebert energy failed on {args.spikebert}")
+    (spikebert_dir / "model.nir").unlink(missing_ok=True)  # the exported graph (tens of MB): not a result
     rows.append({"model": "SpikeBERT", **run_facts(Path(args.spikebert)), **priced(spikebert_dir)})
     print(json.dumps(rows[-1]), flush=True)
     facts = run_facts(Path(args.spikingbert))

@@ -107,6 +107,8 @@ def spiking_distill_loss(cfg: SpikingDistillConfig, *, out: SpikingOutput, proje
     total = sum(w * v for w, v in parts.values())
     logged = {k: float(v.detach()) for k, (_, v) in parts.items()}
     logged["loss"] = float(total.detach())
+    if out.rate_gap is not None:  # how far the simulated rates are from the rate network's (the notes' diagnostic)
+        logged["rate_gap_last"] = out.rate_gap[-1]
     return total, logged
 
 

@@ -155,6 +155,7 @@ class SpikingOutput:
     hidden: list[torch.Tensor]  # depth + 1 x (B, L, D): ASRs of the embedding and each layer's output
     scores: list[torch.Tensor] | None  # depth x (B, H, L, L) pre-softmax attention (rate network); None at eval
     spike_counts: dict[str, dict[str, float]] | None = None  # population -> counts (see ``simulate``)
+    rate_gap: list[float] | None = None  # training: mean |a_SNN - a_eq| per hidden tap (eq. EQ's error)
 
 
 class SpikingBERT(nn.Module):
@@ -256,10 +257,13 @@ class SpikingBERT(nn.Module):
         if self.cfg.train_forward == "snn":
             snn_hidden, counts = self.simulate(input_ids, time_steps=time_steps)
             hidden = [s + e - e.detach() for s, e in zip(snn_hidden, eq_hidden)]  # eq. IDE (Replace)
+            m = self.token_mask(input_ids)[:, :, None]
+            gap = [float(((s - e.detach()).abs() * m).sum() / (m.sum() * s.shape[-1]))
+                   for s, e in zip(snn_hidden, eq_hidden)]
         else:
-            hidden = eq_hidden
+            hidden, gap = eq_hidden, None
         return SpikingOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, scores,
-                            counts if record else None)
+                            counts if record else None, gap)
 
 
 def population_names(depth: int) -> list[str]:

@@ -100,6 +100,7 @@ def test_training_forward_is_the_simulation_and_its_gradient_the_rate_networks()
     for h, s in zip(out.hidden, simulated):
         assert torch.allclose(h, s, atol=1e-12)
     assert out.scores is not None and out.scores[0].shape == (2, cfg.heads, 7, 7)
+    assert len(out.rate_gap) == cfg.depth + 1 and all(0 <= g <= 1 for g in out.rate_gap)
     sum(((h * w).sum() for h, w in zip(out.hidden, weights))).backward()
     grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -163,7 +164,7 @@ def test_distill_loss_skips_zero_weights():
     loss, parts = spiking_distill_loss(cfg, out=out, projected=projected, teacher_logits=torch.zeros(2, 2),
                                        teacher_hidden=[torch.zeros_like(h) for h in projected], teacher_scores=None,
                                        labels=torch.tensor([0, 1]), mask=model.token_mask(ids))
-    assert set(parts) == {"hid", "ce", "loss"} and loss.requires_grad
+    assert set(parts) == {"hid", "ce", "loss", "rate_gap_last"} and loss.requires_grad
 
 
 def test_teacher_scores_are_the_pre_softmax_attention(tiny_teacher):
@@ -208,7 +209,7 @@ def test_train_eval_energy_and_export_cli(tmp_path, tiny_teacher, tiny_task, cap
     assert main(["train", "distill", "--method", "spikingbert", *common, *student, "--out", str(run),
                  "--set", "epochs=1", "--set", "lr=1e-3", "--set", "batch_size=4", "--set", "train_samples=80"]) == 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any({"hid", "att", "pred"} <= set(m) for m in metrics)
+    assert any({"hid", "att", "pred", "rate_gap_last"} <= set(m) for m in metrics)
     capsys.readouterr()
     assert main(["eval", str(run / "model.pt"), "--data", "toy", "--data-dir", str(tiny_task), "--time-steps", "6",
                  "--json", str(tmp_path / "eval.json")]) == 0
