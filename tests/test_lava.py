@@ -176,17 +176,30 @@ def test_ctrl_c_stops_every_lava_process():
     import os
     import signal
     import threading
+    import time
 
     graph = sequential_graph()
     x = spike_inputs(T=6, n=4000)  # tens of seconds: interrupted mid-run on any machine
     before = set(multiprocessing.active_children())
-    timer = threading.Timer(3.0, os.kill, args=(os.getpid(), signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def interrupt_once_running():  # on a loaded machine the build alone can take seconds: wait for the processes
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            if set(multiprocessing.active_children()) - before:
+                if not stop.wait(1.0):
+                    os.kill(os.getpid(), signal.SIGINT)
+                return
+            stop.wait(0.05)
+
+    interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
+    interrupter.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             run_lava(graph, inputs=x, batch_size=1, fuse="none", progress=False)
     finally:
-        timer.cancel()
+        stop.set()
+        interrupter.join()
     assert set(multiprocessing.active_children()) <= before
     gc.collect()
 
