@@ -74,11 +74,11 @@ Activation = Callable[[str, torch.Tensor], torch.Tensor]  # (population name, cu
 
 
 class IFPopulations:
-    """The simulation's activation: one IF membrane per named population, spike counts summed over
-    steps (the ASR numerators) and, with a token mask, over real tokens (the activity record)."""
+    """The simulation's activation: one IF membrane per named population (zero before the first
+    step) and its spikes summed over steps (the ASR numerators)."""
 
-    def __init__(self, *, threshold: float, leak: float, mask: torch.Tensor | None = None) -> None:
-        self.threshold, self.leak, self.mask = threshold, leak, mask
+    def __init__(self, *, threshold: float, leak: float) -> None:
+        self.threshold, self.leak = threshold, leak
         self.membranes: dict[str, torch.Tensor] = {}
         self.spike_sums: dict[str, torch.Tensor] = {}  # name -> (B, L, C) spikes summed over steps
 

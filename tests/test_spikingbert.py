@@ -239,3 +239,33 @@ def test_train_eval_energy_and_export_cli(tmp_path, tiny_teacher, tiny_task, cap
     assert main(["export", "--to", "onnx", str(run / "model.pt")]) == 2
     assert "is a SpikingBERT student" in caplog.text
     assert main(["train", "teacher", "--method", "spikingbert", *common, "--out", str(tmp_path / "t")]) == 2
+
+
+def test_interrupted_run_resumes_to_the_same_weights_with_dropout(tmp_path, tiny_teacher, tiny_task):
+    """Dropout draws a new mask every simulated step: the engine's RNG state makes the resume exact."""
+    from spikebert.data import load_split
+    from spikebert.engine import Interrupted
+    from spikebert.spiking_distill import distill_spikingbert
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer(tiny_teacher)
+    student = SpikingBERTConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=2, heads=1,
+                                max_len=8, time_steps=3)
+    cfg = SpikingDistillConfig(epochs=2, batch_size=16, checkpoint_every=2, lr=1e-3)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
+    straight = distill_spikingbert(student, cfg, run_dir=tmp_path / "a", **kw)
+    with pytest.raises(Interrupted):
+        distill_spikingbert(student, cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
+    assert distill_spikingbert(student, cfg, run_dir=tmp_path / "b", **kw) == straight
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # the official second task stage (prediction distillation) starts from the first run, strictly
+    second = distill_spikingbert(student, SpikingDistillConfig(epochs=1, batch_size=16, w_hid=0, w_att=0),
+                                 run_dir=tmp_path / "c", init=tmp_path / "a" / "model.pt", **kw)
+    assert 0 <= second["dev_accuracy"] <= 1
+    wider = SpikingBERTConfig(**{**student.to_dict(), "dim": 32})
+    with pytest.raises(ValueError, match="dim=16"):
+        distill_spikingbert(wider, cfg, run_dir=tmp_path / "d", init=tmp_path / "a" / "model.pt", **kw)
