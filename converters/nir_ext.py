@@ -16,7 +16,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-EXTENSION_VERSION = "1"
+EXTENSION_VERSION = "2"  # 2 adds SBIF (SpikingBERT's neuron); every version-1 graph is a version-2 graph
 
 
 @dataclasses.dataclass(eq=False)
@@ -117,10 +117,42 @@ class SBTokenMean(nir.NIRNode):
         self.output_type = {"output": np.array([self.dim])}
 
 
+@dataclasses.dataclass(eq=False)
+class SBIF(nir.NIRNode):
+    """Integrate-and-fire with subtraction reset, one update per step (SpikingBERT's neuron, eq. IF):
+
+        v[t] = u[t-1] + r I[t];   y[t] = [v[t] >= v_threshold];   u[t] = leak (v[t] - v_threshold y[t])
+
+    ``u`` starts at 0. NIR's ``IF`` fires on ``v > v_threshold`` and sets v to ``v_reset``; this
+    node keeps the residue above the threshold, which is what makes the average rate over T steps
+    converge to clamp(r I / v_threshold, 0, 1) under a constant current. ``leak`` = 1 is IF;
+    0 < leak < 1 leaks after the reset. Discrete time: no time constant, the step ``dt`` plays no
+    role. All three parameters are per neuron and share one shape (the input's).
+    """
+
+    r: np.ndarray
+    v_threshold: np.ndarray
+    leak: np.ndarray
+
+    def __post_init__(self):
+        self.r = np.asarray(self.r, dtype=np.float64)
+        self.v_threshold = np.asarray(self.v_threshold, dtype=np.float64)
+        self.leak = np.asarray(self.leak, dtype=np.float64)
+        if not self.r.shape == self.v_threshold.shape == self.leak.shape:
+            raise ValueError(f"SBIF: r {self.r.shape}, v_threshold {self.v_threshold.shape} and leak "
+                             f"{self.leak.shape} must share one shape")
+        if not np.all(self.v_threshold > 0):
+            raise ValueError("SBIF: v_threshold must be positive")
+        if not np.all((self.leak > 0) & (self.leak <= 1)):
+            raise ValueError("SBIF: leak must lie in (0, 1]")
+        shape = np.array(self.r.shape)
+        self.input_type, self.output_type = {"input": shape}, {"output": shape.copy()}
+
+
 READOUT = "mean over time steps of the output"  # metadata "readout" of every exported student
 
 EXTENSION_NODES: dict[str, type[nir.NIRNode]] = {
-    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean)
+    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean, SBIF)
 }
 
 

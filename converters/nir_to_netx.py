@@ -42,7 +42,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from converters.quantize import SPIKING
 from hardware import kernels
 from hardware.fixed_point import fixed_params, is_quantised, neuron_bias
@@ -65,6 +65,7 @@ UNHOSTABLE = {
     SBTokenMean: "the token mean is a host-side readout over the token axis; netx has no such layer",
     SBTokenEmbedding: "the token embedding is a host-side table lookup, not a netx layer",
     nir.Conv1d: "token-wise Conv1d layers over (C, L) are not mapped to netx's 2-D conv layers over (W, H, C)",
+    SBIF: "netx neurons (CUBA, with lava-nc's LIF) reset to 0; SBIF subtracts the threshold",
     nir.Delay: "netx has no delay node (only per-synapse delays inside a dense layer)",
 }
 

@@ -37,7 +37,7 @@ import logging
 import nir
 import numpy as np
 
-from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenMean
+from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenMean
 from hardware import kernels
 from hardware.fixed_point import fixed_params, is_quantised
 from hardware.reference import predecessors, topological_order
@@ -59,6 +59,8 @@ REFUSED = {
     nir.I: "non-spiking integrators have no Loihi fixed-point mapping here",
     nir.CubaLI: "non-spiking CUBA integrators have no Loihi fixed-point mapping here",
     nir.CubaLIF: "CubaLIF (a synaptic current with memory) is not quantised yet; use LIF",
+    SBIF: "Loihi's and lava-nc's LIF reset the membrane to 0; SBIF's subtraction reset would need a custom neuron "
+          "model (Loihi 2 microcode), which is not built; run the float graph (reference executor or Lava)",
 }
 
 

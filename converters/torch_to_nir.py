@@ -445,12 +445,10 @@ class NotExpressibleError(ValueError):
 
 
 def spikingbert_gaps(cfg) -> list[str]:
-    """What a SpikingBERT student (``spikebert.spikingbert``, config ``cfg``) needs that NIR 1.0.8 and
-    the SB extension lack, one line per operation with where it acts and why (docs/spikingbert.md)."""
-    populations = 1 + 6 * cfg.depth
+    """What keeps a SpikingBERT student (``spikebert.spikingbert``, config ``cfg``) from one NIR graph,
+    one line per operation with where it acts and why (docs/spikingbert.md). Its IF neurons are not
+    among them: the SB extension's ``SBIF`` expresses them (``converters.spikingbert_to_nir``)."""
     return [
-        f"IF neurons ({populations} populations): subtraction reset and firing at v >= threshold; NIR's IF fires "
-        "at v > v_threshold and resets to v_reset (a zero reset changes the equilibrium rate)",
         f"softmax attention in each of the {cfg.depth} layers: softmax(Q s_K^T / sqrt(d_h)) s_V with a real-valued "
         "query Q; NIR has no attention node and SBSpikeAttention is SpikeBERT's softmax-free spike product",
         f"GELU on the intermediate current in each of the {cfg.depth} layers: no NIR node (a non-linearity "
@@ -468,9 +466,10 @@ def export_student(model: nn.Module, *, metadata: dict | None = None) -> nir.NIR
     if isinstance(model, SpikingBERT):
         gaps = "\n".join(f"  - {g}" for g in spikingbert_gaps(model.cfg))
         raise NotExpressibleError(
-            "a SpikingBERT student has no NIR graph: none of its populations is expressible with its dynamics:\n"
-            f"{gaps}\nEvaluate it with `spikebert eval` and price it with `spikebert energy` (PyTorch simulation); "
-            "SpikeBERT students export to NIR, Lava and netx.")
+            "a SpikingBERT student has no whole NIR graph; these operations have no neuromorphic form:\n"
+            f"{gaps}\n`spikebert-export --to nir --partial` writes what is expressible (the K and V populations "
+            "of every layer, with the SB extension's SBIF neuron) as one graph per layer; `spikebert eval` and "
+            "`spikebert energy` simulate the whole student in PyTorch.")
     if not isinstance(model, SpikeBERT):
         raise TypeError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
     nodes, edges = _Exporter(model).export()

@@ -41,6 +41,14 @@ def lif_step(v: np.ndarray, current: np.ndarray, *, beta, gain, bias, v_threshol
     return spikes.astype(np.float64), np.where(spikes, v_reset, v)
 
 
+def if_subtract_step(u: np.ndarray, current: np.ndarray, *, r, v_threshold, leak):
+    """One SBIF step: ``v = u + r I``; fire on ``v >= v_threshold``; subtract the threshold from the
+    fired neurons, then leak: returns (spikes, u)."""
+    v = u + r * current
+    spikes = (v >= v_threshold).astype(np.float64)
+    return spikes, leak * (v - v_threshold * spikes)
+
+
 def delay_step(history: np.ndarray, x: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """NIR Delay in whole steps, ``y[t] = x[t - steps]`` per element, zero before the first input.
 

@@ -22,6 +22,7 @@ starts at 0 in every run. Per node type:
     CubaLIF          i += dt/tau_syn (w_in I - i);  then LIF with tau_mem on the new i
     CubaLI           the same without threshold;  y = v
     Delay            y[t] = I[t - d], d = delay/dt whole steps per element (an error otherwise); 0 before
+    SBIF             v = u + r I;  y = [v >= v_threshold];  u = leak (v - v_threshold y)  (no dt)
     SB* extension    converters/nir_ext.py; SBTokenEmbedding -> Threshold is the host-side encoder
 
 Written as ``v = beta v + gain I + bias`` (``kernels.leaky_integrate``), the coefficients are
@@ -57,7 +58,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from converters.nir_ext import SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from hardware import kernels
 from hardware.activity import Activity, NodeActivity
 from hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
@@ -279,6 +280,15 @@ def _integrating(name: str, node, dt: float) -> Step:
     return cuba_step
 
 
+def _subtract_if(name: str, node: SBIF, dt: float | None) -> Step:
+    params = {"r": _f64(node.r), "v_threshold": _f64(node.v_threshold), "leak": _f64(node.leak)}
+
+    def step(x, u, ctx):
+        return kernels.if_subtract_step(np.zeros_like(x) if u is None else u, x, **params)
+
+    return step
+
+
 def delay_steps(name: str, delay: np.ndarray, dt: float) -> np.ndarray:
     """NIR Delay (seconds, per element) as whole steps of ``dt``; anything else is an error naming the fix."""
     ratio = _f64(delay) / dt
@@ -323,6 +333,7 @@ STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
     SBLayerNorm: _layer_norm,
     SBSpikeAttention: _attention,
     SBTokenMean: _token_mean,
+    SBIF: _subtract_if,
 }
 """node type -> (name, node, dt) -> step; the node set the executor supports."""
 

@@ -60,6 +60,15 @@ def cmd_demo(args) -> int:
 def cmd_export(args) -> int:
     if args.teacher and args.to != "onnx":
         raise ValueError("--teacher: the teacher is exported to ONNX only; add --to onnx")
+    if args.partial and args.to != "nir":
+        raise ValueError("--partial: only NIR has fragments; add --to nir")
+    if args.to == "nir" and args.partial:
+        from spikebert.pipeline import export_nir_partial
+
+        out = Path(args.output) if args.output else Path(args.model).with_name(Path(args.model).stem + "-nir")
+        for path in export_nir_partial(Path(args.model), out):
+            print(path)
+        return 0
     if args.to == "nir":
         from spikebert.pipeline import export_nir
 
@@ -755,11 +764,15 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                         "spikebert-export --to onnx --teacher runs/x/teacher/model -o teacher.onnx")
     p.add_argument("--max-len", type=int, default=TeacherConfig().max_len,
                    help="--teacher: longest sequence in the check (the graph takes any length) (default %(default)s)")
+    p.add_argument("--partial", action="store_true",
+                   help="--to nir, a SpikingBERT student: what NIR and the SB extension express, one graph per layer "
+                        "(its K and V populations) plus fragments.json naming the host operations between them, "
+                        "in the folder -o (default: MODEL's name + '-nir')")
     p.add_argument("--dt", type=float, default=None,
                    help="--to netx: seconds per step of a float graph without metadata 'dt' (snnTorch's export_to_nir "
                         "assumes 1e-4)")
     p.add_argument("-o", "--output", default=None,
-                   help="output file (default: MODEL with the suffix .nir / .onnx / .net)")
+                   help="output file (default: MODEL with the suffix .nir / .onnx / .net), a folder with --partial")
     p.set_defaults(func=cmd_export)
 
 

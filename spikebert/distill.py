@@ -425,8 +425,8 @@ def load_student(path: str | Path, *, spiking: bool = False) -> tuple[nn.Module,
 
 
 SPIKINGBERT_LIMITS = (
-    "this command needs a SpikeBERT student. SpikingBERT keeps softmax attention over a real-valued "
-    "query, LayerNorm and GELU on the input currents of its populations and subtraction-reset IF neurons; "
-    "none has a neuromorphic (NIR/Lava/ONNX-spiking) form here, so it is not exported (docs/spikingbert.md). "
-    "`spikebert eval` and `spikebert energy` take it."
+    "this command needs a SpikeBERT student. SpikingBERT keeps softmax attention over a real-valued query, "
+    "and LayerNorm and GELU on the input currents of its populations; those have no neuromorphic "
+    "(NIR/Lava/ONNX-spiking) form here (docs/spikingbert.md). `spikebert eval` and `spikebert energy` take it; "
+    "`spikebert-export --to nir --partial` writes the populations that do have one (K and V of every layer)."
 )

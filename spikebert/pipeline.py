@@ -31,12 +31,51 @@ def export_nir(model_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
+    """A SpikingBERT ``model.pt`` -> ``out_dir/layer{i}.key_value.nir``, one graph per layer, and
+    ``out_dir/fragments.json``: what each fragment takes and gives and what the host does between
+    (``converters.spikingbert_to_nir``). Every file is written atomically."""
+    from converters.nir_ext import write_graph
+    from converters.spikingbert_to_nir import export_fragments, host_operations
+    from converters.torch_to_nir import spikingbert_gaps
+    from spikebert.distill import load_student
+    from spikebert.spikingbert import SpikingBERT
+
+    model, payload = load_student(model_path, spiking=True)
+    if not isinstance(model, SpikingBERT):
+        raise ValueError(f"{model_path} is a SpikeBERT student, which exports whole: drop --partial")
+    meta = {k: payload[k] for k in ("tokenizer", "tokenizer_sha256", "task")}
+    graphs = export_fragments(model, metadata={**meta, "checkpoint": str(model_path)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, graph in graphs.items():
+        paths.append(out_dir / f"{name}.nir")
+        write_graph(paths[-1], graph)
+    manifest = {
+        "format": "spikebert-nir-fragments/1",
+        "checkpoint": str(model_path),
+        "time_steps": model.cfg.time_steps,
+        "fragments": [{"file": p.name, **{k: g.metadata[k] for k in ("layer", "input", "output")}}
+                      for p, g in zip(paths, graphs.values())],
+        "host": host_operations(model.cfg),
+        "not_expressible": spikingbert_gaps(model.cfg),
+    }
+    atomic_write_text(out_dir / "fragments.json", json.dumps(manifest, indent=2) + "\n")
+    return [*paths, out_dir / "fragments.json"]
+
+
 def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
     """Token ids (N, max_len) with the tokenizer recorded in the graph, padded to the graph's length."""
     from converters.nir_ext import SBTokenEmbedding
     from spikebert.teacher import load_tokenizer
     from spikebert.tokenize import Batcher, tokenizer_fingerprint
 
+    if not any(isinstance(node, SBTokenEmbedding) for node in graph.nodes.values()):
+        what = (f"the SpikingBERT fragment {graph.metadata['fragment']!r}, whose input is {graph.metadata.get('input')}"
+                if graph.metadata.get("fragment") else "a graph without a token encoder (SBTokenEmbedding)")
+        raise ValueError(f"this is {what}: it takes spike tensors, not sentences. Run it from Python with "
+                         "hardware.reference.ReferenceExecutor(graph).run_inputs(x) or hardware.lava_runner.run_lava("
+                         "graph, inputs=x), x of shape (T, N, *input shape)")
     name = graph.metadata.get("tokenizer")
     if not name:
         raise ValueError("the NIR graph records no tokenizer; export it with spikebert-export")
