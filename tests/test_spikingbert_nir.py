@@ -89,7 +89,8 @@ def test_fragments_reproduce_the_simulated_key_and_value_spikes(tmp_path, leak):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_fragment_runs_in_lava_as_the_reference():
+@pytest.mark.parametrize("fuse", ["none", "blocks"])
+def test_fragment_runs_in_lava_as_the_reference(fuse):
     from hardware.lava_runner import run_lava
 
     model = firing_model(tiny()).eval()
@@ -97,7 +98,7 @@ def test_fragment_runs_in_lava_as_the_reference():
     x = simulated_steps(model, ids)["layer0.output"]
     graph = export_fragments(model)[fragment_name(1)]
     expected = ReferenceExecutor(graph).run_inputs(x).step_outputs
-    lava = run_lava(graph, inputs=x, batch_size=2, fuse="blocks", progress=False)
+    lava = run_lava(graph, inputs=x, batch_size=1 if fuse == "none" else 2, fuse=fuse, progress=False)
     np.testing.assert_array_equal(lava.step_outputs, expected)
 
 
