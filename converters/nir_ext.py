@@ -124,10 +124,11 @@ class SBIF(nir.NIRNode):
         v[t] = u[t-1] + r I[t];   y[t] = [v[t] >= v_threshold];   u[t] = leak (v[t] - v_threshold y[t])
 
     ``u`` starts at 0. NIR's ``IF`` fires on ``v > v_threshold`` and sets v to ``v_reset``; this
-    node keeps the residue above the threshold, which is what makes the average rate over T steps
-    converge to clamp(r I / v_threshold, 0, 1) under a constant current. ``leak`` = 1 is IF;
-    0 < leak < 1 leaks after the reset. Discrete time: no time constant, the step ``dt`` plays no
-    role. All three parameters are per neuron and share one shape (the input's).
+    node keeps the residue above the threshold, which is what makes the average rate over T
+    steps of an IF neuron (``leak`` = 1) converge to clamp(r I / v_threshold, 0, 1) under a
+    constant current. 0 < leak < 1 leaks after the reset (and fires less). Discrete time: no time
+    constant, the step ``dt`` plays no role. All three parameters are per neuron and share one
+    shape (the input's).
     """
 
     r: np.ndarray

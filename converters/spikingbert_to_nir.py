@@ -41,6 +41,7 @@ def fragment_name(layer: int) -> str:
 
 def host_operations(cfg) -> list[str]:
     """What runs on the host around the fragments, in the order a step needs it."""
+    head = "ReLU of the [CLS] rate" if cfg.pooling == "cls" else "the mean rate over real tokens"
     return [
         "embedding population: IF(LayerNorm(word + position embedding)), a constant current; its spikes "
         "drive layer 0's fragment",
@@ -48,8 +49,7 @@ def host_operations(cfg) -> list[str]:
         "(softmax over a real-valued query)",
         "per layer: s_so = IF(LayerNorm(W_O s_att + b_O + s)); s_I = IF(GELU(W_1 s_so + b_1)); "
         "s_out = IF(LayerNorm(W_2 s_I + b_2 + s_so)); s_out drives the next layer's fragment",
-        f"head: {'classifier on ReLU of the [CLS] rate' if cfg.pooling == 'cls' else 'classifier on the mean rate over real tokens'} "
-        "of the last output population, rates averaged over the T steps",
+        f"head: the classifier on {head} of the last output population, rates averaged over the T steps",
     ]
 
 

@@ -398,10 +398,11 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
                                        num_classes=cfg.num_classes, activity=activity)
     teacher, at = _teacher_count(args, sentences, activity.samples, payload["tokenizer"], out)
     acs = sum(r.acs for r in layers)
+    share = f"{other.total / acs:.1%} of the ACs" if acs else "no ACs: no spikes"
     extra = {"student": f"{checkpoint} (SpikingBERT)", "teacher": args.teacher or args.teacher_config,
              "data": f"{args.data} {args.split}",
              "outside the scope (per sample)": f"softmax {other.softmax:.4g}, LayerNorm {other.layer_norm:.4g}, GELU "
-                                               f"{other.gelu:.4g} elements ({other.total / acs:.1%} of the ACs): "
+                                               f"{other.gelu:.4g} elements ({share}): "
                                                "real-valued operations on currents, not neuromorphic"}
     report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention="none", layers=layers,
                           teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
@@ -563,7 +564,7 @@ def cmd_eval(args) -> int:
     result.pop("activity", None)  # SpikingBERT's spike counts: `spikebert energy` prices them
     rates = result["firing_rates"]
     result = {"model": str(args.model), "data": args.data, "split": args.split, "examples": len(data),
-              "time_steps": args.time_steps or model.cfg.time_steps, **result,
+              "time_steps": model.cfg.time_steps if args.time_steps is None else args.time_steps, **result,
               "mean_firing_rate": sum(rates.values()) / len(rates)}
     if args.json:
         from spikebert.io import atomic_write_text

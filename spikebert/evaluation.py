@@ -70,7 +70,7 @@ def _evaluate_spiking(model: SpikingBERT, batcher: Batcher, data: TextDataset, *
     device = next(model.parameters()).device
     from energy.counting import PopulationActivity
 
-    T = time_steps or model.cfg.time_steps
+    T = model.cfg.time_steps if time_steps is None else time_steps
     activity = PopulationActivity(0, T, 0.0, 0.0, {})
     preds = []
     for idx in torch.arange(len(data)).split(batch_size):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 
 from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
 from spikebert.data import TextDataset, load_split
-from spikebert.io import atomic_write_text
+from spikebert.io import atomic_write_text, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ def export_nir(model_path: Path, out_path: Path) -> Path:
 def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
     """A SpikingBERT ``model.pt`` -> ``out_dir/layer{i}.key_value.nir``, one graph per layer, and
     ``out_dir/fragments.json``: what each fragment takes and gives and what the host does between
-    (``converters.spikingbert_to_nir``). Every file is written atomically."""
+    (``converters.spikingbert_to_nir``). The folder is written whole, then swapped in; an existing
+    one is replaced only if it is an earlier fragment export."""
     from converters.nir_ext import write_graph
     from converters.spikingbert_to_nir import export_fragments, host_operations
     from converters.torch_to_nir import spikingbert_gaps
@@ -44,24 +47,32 @@ def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
     model, payload = load_student(model_path, spiking=True)
     if not isinstance(model, SpikingBERT):
         raise ValueError(f"{model_path} is a SpikeBERT student, which exports whole: drop --partial")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; --partial writes a folder of graphs: give -o a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "fragments.json").is_file():
+        raise ValueError(f"{out_dir} holds files that are not an earlier fragment export (no fragments.json); "
+                         "give -o a new or empty folder")
     meta = {k: payload[k] for k in ("tokenizer", "tokenizer_sha256", "task")}
     graphs = export_fragments(model, metadata={**meta, "checkpoint": str(model_path)})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, graph in graphs.items():
-        paths.append(out_dir / f"{name}.nir")
-        write_graph(paths[-1], graph)
-    manifest = {
-        "format": "spikebert-nir-fragments/1",
-        "checkpoint": str(model_path),
-        "time_steps": model.cfg.time_steps,
-        "fragments": [{"file": p.name, **{k: g.metadata[k] for k in ("layer", "input", "output")}}
-                      for p, g in zip(paths, graphs.values())],
-        "host": host_operations(model.cfg),
-        "not_expressible": spikingbert_gaps(model.cfg),
-    }
-    atomic_write_text(out_dir / "fragments.json", json.dumps(manifest, indent=2) + "\n")
-    return [*paths, out_dir / "fragments.json"]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:  # the whole folder or nothing: an earlier export is replaced only once this one is complete
+        for name, graph in graphs.items():
+            write_graph(tmp / f"{name}.nir", graph)
+        manifest = {
+            "format": "spikebert-nir-fragments/1",
+            "checkpoint": str(model_path),
+            "time_steps": model.cfg.time_steps,
+            "fragments": [{"file": f"{name}.nir", **{k: g.metadata[k] for k in ("layer", "input", "output")}}
+                          for name, g in graphs.items()],
+            "host": host_operations(model.cfg),
+            "not_expressible": spikingbert_gaps(model.cfg),
+        }
+        atomic_write_text(tmp / "fragments.json", json.dumps(manifest, indent=2) + "\n")
+        replace_folder(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [*(out_dir / f"{name}.nir" for name in graphs), out_dir / "fragments.json"]
 
 
 def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:

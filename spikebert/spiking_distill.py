@@ -29,7 +29,7 @@ from spikebert.distill import (
 )
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.evaluation import evaluate_student
-from spikebert.io import text_sha256, weights_identity
+from spikebert.io import SPIKING_CHECKPOINT_FORMAT, load_checkpoint, text_sha256, weights_identity
 from spikebert.spikingbert import SpikingBERT, SpikingOutput
 from spikebert.targets import OnlineScoredTargets, OnlineTargets
 from spikebert.teacher import load_teacher, load_tokenizer
@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 def spiking_layer_map(depth: int, teacher_layers: int) -> tuple[list[int], list[int]]:
     """(``hidden_states`` indices for [embedding, layer 1..depth], encoder-layer indices of the
     attention scores for layers 1..depth): student layer m <-> teacher layer m k, k = teacher / depth."""
-    if depth > teacher_layers:
-        raise ValueError(f"student depth {depth} exceeds the teacher's {teacher_layers} layers")
+    if depth > teacher_layers or teacher_layers % depth:
+        raise ValueError(f"the teacher's {teacher_layers} layers must be a multiple of the student depth {depth} "
+                         "(the official uniform map, which asserts it); choose a depth dividing "
+                         f"{teacher_layers}")
     k = teacher_layers // depth
     return [m * k for m in range(depth + 1)], [m * k - 1 for m in range(1, depth + 1)]
 
@@ -129,9 +131,20 @@ def distill_spikingbert(
     """Train the SpikingBERT student on ``train``, select on dev accuracy (simulated for T steps).
 
     ``init``: a SpikingBERT ``model.pt`` of the same architecture (the second official task stage
-    starts from the first). The best student goes to ``run_dir/model.pt``.
+    starts from the first). The best student goes to ``run_dir/model.pt``; when no loss reaches the
+    classifier (``w_pred = w_ce = 0``, the official intermediate stage) its dev accuracy says nothing,
+    and ``model.pt`` is the last epoch's, as the official code keeps it.
     """
     run_dir = Path(run_dir)
+    if student_cfg.leak != 1.0:
+        raise ValueError(f"leak={student_cfg.leak}: training backpropagates through the IF equilibrium "
+                         "clamp(I/theta, 0, 1), which a leaky neuron does not reach (its rate is lower and zero "
+                         "below a current of (1 - leak) theta / leak); train with leak=1 (the paper's IF). A leaky "
+                         "student can be evaluated and simulated, not trained here")
+    head_trained = bool(cfg.w_pred or cfg.w_ce)
+    if not head_trained:
+        log.warning("w_pred = w_ce = 0: no loss reaches the classifier, so dev accuracy is that of an untrained "
+                    "head; model.pt is the last epoch's (the official intermediate stage), not the best")
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(teacher_dir)
     _check_vocab(student_cfg, tokenizer)
@@ -185,9 +198,15 @@ def distill_spikingbert(
                                     teacher_hidden=[h.to(device) for h in t_hidden], teacher_scores=t_scores,
                                     labels=labels.to(device), mask=enc["attention_mask"].bool())
 
+    evaluations = []
+
     def evaluate(m):
         result = evaluate_student(m.student, batcher, dev)
-        return {"metric": result["accuracy"], "dev_accuracy": result["accuracy"]}
+        evaluations.append(result["accuracy"])
+        # without a trained head, every epoch is "better" than the last (the epoch number, which survives
+        # a resume): model.pt follows the latest
+        metric = result["accuracy"] if head_trained else float(trainer.state.epoch + 1)
+        return {"metric": metric, "dev_accuracy": result["accuracy"]}
 
     def save_best(m, metrics):
         save_student(run_dir / "model.pt", m.student, tokenizer=tokenizer, tokenizer_name=teacher_dir,
@@ -195,7 +214,14 @@ def distill_spikingbert(
 
     state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
                         stop_after_steps=stop_after_steps)
-    return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
+    if head_trained:
+        best = state.best_metric
+    elif evaluations:
+        best = evaluations[-1]
+    else:  # a finished run resumed: the saved model's own record
+        saved = load_checkpoint(run_dir / "model.pt", expected_format=SPIKING_CHECKPOINT_FORMAT)
+        best = saved["metrics"]["dev_accuracy"]
+    return {"dev_accuracy": best, "epoch": state.best_epoch, "train_sentences": len(train),
             "augmented_sentences": len(data) - len(train)}
 
 

@@ -37,7 +37,9 @@ in every released configuration; it is not built here, so no Broyden solver is n
 
 Departures, each explicit: no token-type embedding (single-sentence tasks: a constant row); the
 rate network runs once per step and every hidden rate and attention map is read from that one
-pass (the official code recomputes it per layer; the gradients are identical).
+pass (the official code recomputes it per layer; the gradients are identical without dropout, while
+with dropout the official recomputations draw their own masks). The simulation and the rate network
+draw their dropout masks independently, so the logged rate gap includes dropout noise in training.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class IFPopulations:
         self.spike_sums: dict[str, torch.Tensor] = {}  # name -> (B, L, C) spikes summed over steps
 
     def __call__(self, name: str, current: torch.Tensor) -> torch.Tensor:
+        # membranes and spike sums in at least float32: under fp16/bf16 autocast a half-precision state
+        # would integrate with an 8- or 11-bit mantissa and count spikes inexactly past 256 / 2048
+        current = current.to(torch.promote_types(current.dtype, torch.float32))
         u = self.membranes.get(name)
         s, self.membranes[name] = if_step(current, torch.zeros_like(current) if u is None else u,
                                           threshold=self.threshold, leak=self.leak)
@@ -206,7 +211,9 @@ class SpikingBERT(nn.Module):
         """Eq. IF over T steps with the same input current each step: (hidden ASRs, per population
         the spikes over real tokens and steps, the neuron steps they could fill, and the sum over
         sentences of spikes x real length). No gradient flows through it."""
-        T = time_steps or self.cfg.time_steps
+        T = self.cfg.time_steps if time_steps is None else time_steps
+        if T < 1:
+            raise ValueError(f"time_steps must be >= 1, got {T}")
         mask = self.token_mask(input_ids)
         with torch.no_grad():
             current = self.embeddings(input_ids)

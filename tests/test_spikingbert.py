@@ -129,11 +129,15 @@ def test_config_errors():
         SpikingDistillConfig(w_hid=0, w_att=0, w_pred=0)
     with pytest.raises(ValueError, match="exceeds max_len"):
         SpikingBERT(tiny()).eval()(torch.ones(1, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match="time_steps must be >= 1"):
+        SpikingBERT(tiny()).eval()(torch.ones(1, 4, dtype=torch.long), time_steps=0)
 
 
 def test_layer_maps_and_head_groups():
     assert spiking_layer_map(4, 12) == ([0, 3, 6, 9, 12], [2, 5, 8, 11])  # the official 12 -> 4 map
     assert spiking_layer_map(2, 6) == ([0, 3, 6], [2, 5])
+    with pytest.raises(ValueError, match="multiple of the student depth 4"):
+        spiking_layer_map(4, 6)  # would never distil teacher layers 5 and 6
     assert head_groups(4, 12) == 3 and head_groups(12, 12) == 1
     with pytest.raises(ValueError, match="w_att=0"):
         head_groups(8, 12)
@@ -198,6 +202,18 @@ def test_energy_counts_hand_computed():
     assert other.softmax == 9 * 2 and other.gelu == 4 * 3 * 2 and other.layer_norm == 2 * 3 * (1 + 2 * 2)
     with pytest.raises(ValueError, match="depth 2"):
         spikingbert_counts(depth=2, dim=2, mlp_dim=4, heads=1, num_classes=2, activity=act)
+
+
+def test_population_activity_record_errors(tmp_path):
+    path = tmp_path / "act.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a SpikingBERT population activity record"):
+        PopulationActivity.from_json(path)
+    record = {"samples": 1, "time_steps": 2, "real_tokens": 3.0, "token_pairs": 9.0,
+              "populations": {"embedding.population": {"spikes": 1.0}}}
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"\['embedding.population'\] lack"):
+        PopulationActivity.from_json(path)
 
 
 def test_train_eval_energy_and_export_cli(tmp_path, tiny_teacher, tiny_task, capsys, caplog):
@@ -269,3 +285,27 @@ def test_interrupted_run_resumes_to_the_same_weights_with_dropout(tmp_path, tiny
     wider = SpikingBERTConfig(**{**student.to_dict(), "dim": 32})
     with pytest.raises(ValueError, match="dim=16"):
         distill_spikingbert(wider, cfg, run_dir=tmp_path / "d", init=tmp_path / "a" / "model.pt", **kw)
+    leaky = SpikingBERTConfig(**{**student.to_dict(), "leak": 0.9})
+    with pytest.raises(ValueError, match="leak=0.9"):
+        distill_spikingbert(leaky, cfg, run_dir=tmp_path / "e", **kw)
+
+
+def test_intermediate_stage_keeps_the_last_epoch(tmp_path, tiny_teacher, tiny_task):
+    """w_pred = w_ce = 0 (official IKD): the head is untrained, so model.pt is the last epoch's, also
+    when the run is resumed after it finished."""
+    from spikebert.data import load_split
+    from spikebert.spiking_distill import distill_spikingbert
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer(tiny_teacher)
+    student = SpikingBERTConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=2, heads=1,
+                                max_len=8, time_steps=3)
+    cfg = SpikingDistillConfig(epochs=3, batch_size=32, lr=1e-3, w_pred=0.0)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy", "run_dir": tmp_path / "ikd"}
+    result = distill_spikingbert(student, cfg, **kw)
+    assert result["epoch"] == 3
+    saved = torch.load(tmp_path / "ikd" / "model.pt", weights_only=True)
+    final = torch.load(tmp_path / "ikd" / "state.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, final[f"student.{k}"]) for k, v in saved["state_dict"].items())
+    assert distill_spikingbert(student, cfg, **kw)["dev_accuracy"] == result["dev_accuracy"]

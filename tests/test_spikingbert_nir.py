@@ -142,6 +142,14 @@ def test_partial_export_cli(tmp_path, caplog, tiny_task):
     assert any("softmax" in g for g in manifest["not_expressible"]) and manifest["host"]
     graph = read_graph(out / "layer1.key_value.nir")
     assert graph.metadata["tokenizer"] == "tok" and graph.metadata["spike_condition"] == "v >= v_threshold"
+    (out / "layer9.key_value.nir").write_text("stale")  # an earlier export's leftover goes with the swap
+    assert main(["export", "--to", "nir", "--partial", str(ckpt), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fragments.json", "layer0.key_value.nir",
+                                                     "layer1.key_value.nir"]
+    for target, why in [(ckpt, "is a file"), (tmp_path, "not an earlier fragment export")]:
+        caplog.clear()
+        assert main(["export", "--to", "nir", "--partial", str(ckpt), "-o", str(target)]) == 2 and why in caplog.text
+    assert ckpt.is_file() and (tmp_path / "model.pt").is_file()
     caplog.clear()  # a fragment takes spikes: the sentence commands say so
     assert main(["simulate", str(out / "layer0.key_value.nir"), "--backend", "reference", "--data", "toy",
                  "--data-dir", str(tiny_task)]) == 2
