@@ -356,7 +356,7 @@ def _is_spikingbert(checkpoint: Path) -> bool:
 
 
 def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) -> int:
-    """``cmd_energy`` for a SpikingBERT student: no NIR form, so its spikes come from its PyTorch
+    """``cmd_energy`` for a SpikingBERT student: no whole NIR form, so its spikes come from its PyTorch
     simulation (or ``--activity``, a population record) and its rows from ``spikingbert_counts``."""
     from energy.counting import PopulationActivity, spikingbert_counts
     from energy.report import EnergyReport
@@ -364,8 +364,8 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
     from spikebert.distill import load_student
 
     if args.backend == "lava":
-        raise ValueError("--backend lava: a SpikingBERT student has no Lava form (softmax, LayerNorm and GELU act "
-                         "on its currents; docs/spikingbert.md); its activity comes from the PyTorch simulation")
+        raise ValueError("--backend lava: a SpikingBERT student has no whole Lava form (softmax, LayerNorm and GELU "
+                         "act on its currents; docs/spikingbert.md); its activity comes from the PyTorch simulation")
     if args.residual != "mac":
         raise ValueError("--residual: a SpikingBERT student has no integer-valued synaptic inputs to count either way")
     student, payload = load_student(checkpoint, spiking=True)
