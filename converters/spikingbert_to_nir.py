@@ -70,8 +70,7 @@ def export_fragments(model, *, metadata: dict | None = None) -> dict[str, nir.NI
         shape = (2 * D, L)
         nodes = {
             "input": nir.Input(input_type={"input": np.array([D, L])}),
-            f"{name}": nir.Conv1d(input_shape=L, weight=weight, stride=1, padding=0, dilation=1, groups=1,
-                                   bias=bias),
+            name: nir.Conv1d(input_shape=L, weight=weight, stride=1, padding=0, dilation=1, groups=1, bias=bias),
             f"{name}.neurons": SBIF(r=np.ones(shape), v_threshold=np.full(shape, float(cfg.threshold)),
                                     leak=np.full(shape, float(cfg.leak))),
             "output": nir.Output(output_type={"output": np.array(shape)}),

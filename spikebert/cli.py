@@ -223,7 +223,7 @@ def cmd_energy(args) -> int:
     from converters.nir_ext import read_graph
     from energy.counting import count_operations
     from energy.profiles import select_profiles
-    from energy.report import EnergyReport, parse_formats
+    from energy.report import parse_formats
     from hardware.activity import Activity
 
     profiles, formats = select_profiles(args.profile), parse_formats(args.format)
@@ -295,18 +295,9 @@ def cmd_energy(args) -> int:
     extra = {"student": str(model), "teacher": args.teacher or args.teacher_config}
     if sentences is not None:
         extra["data"] = f"{args.data} {args.split}"
-    report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention=args.residual,
-                          layers=count_operations(graph, activity, residual=args.residual),
-                          teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
-                          teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
-                          time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
-    paths = report.write(out, formats=formats)
-    if args.plots:
-        from energy.plots import write_plots
-
-        paths += write_plots(report, out)
-    _print_energy(report, accuracy, activity.samples, paths)
-    return 0
+    return _write_energy(args, out, profiles, formats, layers=count_operations(graph, activity, residual=args.residual),
+                         residual=args.residual, teacher=teacher, at=at, activity=activity, accuracy=accuracy,
+                         extra=extra)
 
 
 def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_name: str | None, out: Path):
@@ -359,7 +350,6 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
     """``cmd_energy`` for a SpikingBERT student: no whole NIR form, so its spikes come from its PyTorch
     simulation (or ``--activity``, a population record) and its rows from ``spikingbert_counts``."""
     from energy.counting import PopulationActivity, spikingbert_counts
-    from energy.report import EnergyReport
     from spikebert.data import TextDataset, load_split
     from spikebert.distill import load_student
 
@@ -404,7 +394,16 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
              "outside the scope (per sample)": f"softmax {other.softmax:.4g}, LayerNorm {other.layer_norm:.4g}, GELU "
                                                f"{other.gelu:.4g} elements ({share}): "
                                                "real-valued operations on currents, not neuromorphic"}
-    report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention="none", layers=layers,
+    return _write_energy(args, out, profiles, formats, layers=layers, residual="none", teacher=teacher, at=at,
+                         activity=activity, accuracy=accuracy, extra=extra)
+
+
+def _write_energy(args, out: Path, profiles, formats, *, layers, residual: str, teacher, at: str, activity,
+                  accuracy: float | None, extra: dict) -> int:
+    """The report of either energy path: rows + teacher counts -> files (and plots), summary printed."""
+    from energy.report import EnergyReport
+
+    report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention=residual, layers=layers,
                           teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
                           teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
                           time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)

@@ -169,9 +169,11 @@ def _check_vocab(student_cfg: StudentConfig, tokenizer) -> None:
 
 
 def _loop(cfg, **overrides) -> LoopConfig:
+    """The loop settings every stage config shares; ``overrides`` (e.g. ``schedule``) replace LoopConfig's
+    defaults (cosine schedule, no warm-up, no clipping)."""
     return LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      seed=cfg.seed, schedule="cosine", mixed_precision=cfg.mixed_precision,
-                      checkpoint_every=cfg.checkpoint_every, **overrides)
+                      seed=cfg.seed, mixed_precision=cfg.mixed_precision, checkpoint_every=cfg.checkpoint_every,
+                      **overrides)
 
 
 def _feature_mask(enc: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -310,13 +312,8 @@ def distill(
     """
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(teacher_dir)
-    _check_vocab(student_cfg, tokenizer)
-    teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
+    tokenizer, teacher = task_teacher(student_cfg, teacher_dir)
     layers = teacher_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
-    if teacher.config.num_labels != student_cfg.num_classes:
-        raise ValueError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
-                         f"{student_cfg.num_classes}: fine-tune the teacher on this task first")
     student = SpikeBERT(student_cfg)
     model = DistillModel(student, teacher_dim=teacher.config.hidden_size, with_emb_map=cfg.w_emb > 0)
     if init:
@@ -354,6 +351,29 @@ def distill(
                             teacher_feats=[t.to(device) for t in t_feats], mask=_feature_mask(enc),
                             emb=emb)
 
+    evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
+                                        task=task, cfg=cfg)
+    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
+                        stop_after_steps=stop_after_steps)
+    return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
+            "augmented_sentences": len(data) - len(train)}
+
+
+def task_teacher(student_cfg, teacher_dir: str):
+    """(tokenizer, frozen teacher on the training device) of a task-distillation stage, checked against
+    the student's vocabulary and class count."""
+    tokenizer = load_tokenizer(teacher_dir)
+    _check_vocab(student_cfg, tokenizer)
+    teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
+    if teacher.config.num_labels != student_cfg.num_classes:
+        raise ValueError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
+                         f"{student_cfg.num_classes}: fine-tune the teacher on this task first")
+    return tokenizer, teacher
+
+
+def dev_selection(batcher: Batcher, dev: TextDataset, *, run_dir: Path, tokenizer, teacher_dir: str, task: str, cfg):
+    """(eval_fn, on_best) for ``Trainer.fit``: dev accuracy of the student, which goes to ``run_dir/model.pt``."""
+
     def evaluate(m):
         result = evaluate_student(m.student, batcher, dev)
         return {"metric": result["accuracy"], "dev_accuracy": result["accuracy"]}
@@ -362,10 +382,7 @@ def distill(
         save_student(run_dir / "model.pt", m.student, tokenizer=tokenizer, tokenizer_name=teacher_dir,
                      task=task, metrics=metrics, distill_cfg=cfg)
 
-    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
-                        stop_after_steps=stop_after_steps)
-    return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
-            "augmented_sentences": len(data) - len(train)}
+    return evaluate, save_best
 
 
 def training_data(train: TextDataset, cfg, *, tokenizer,

@@ -207,8 +207,14 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self, step_fn: StepFn, eval_fn: EvalFn, on_best: BestFn, *, stop_after_steps: int = 0,
-            stop_after_minutes: float = 0.0) -> LoopState:
-        """Train to the end (or to a stop limit, raising ``Interrupted`` after saving the state)."""
+            stop_after_minutes: float = 0.0, keep: str = "best") -> LoopState:
+        """Train to the end (or to a stop limit, raising ``Interrupted`` after saving the state).
+
+        ``keep``: "best" calls ``on_best`` when an epoch's metric beats every earlier one; "last" after
+        every epoch (for stages whose metric does not judge what they train), so ``best_metric`` and
+        ``best_epoch`` are the last epoch's."""
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
         cfg, st = self.cfg, self.state
         t_start, steps_this_run = time.monotonic(), 0
         seconds_before = st.seconds
@@ -261,7 +267,7 @@ class Trainer:
             metrics = eval_fn(self.acc.unwrap_model(self.model))
             st.epoch += 1
             st.step_in_epoch = 0
-            improved = metrics["metric"] > st.best_metric
+            improved = keep == "last" or metrics["metric"] > st.best_metric
             if improved:
                 st.best_metric, st.best_epoch = metrics["metric"], st.epoch
                 if self.acc.is_main_process:

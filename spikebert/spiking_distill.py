@@ -19,20 +19,18 @@ from spikebert.config import SpikingBERTConfig, SpikingDistillConfig
 from spikebert.data import TextDataset
 from spikebert.distill import (
     _cache,
-    _check_vocab,
-    _device,
+    _loop,
+    dev_selection,
     feature_loss,
     init_embedding_from_teacher,
     load_student,
-    save_student,
+    task_teacher,
     training_data,
 )
-from spikebert.engine import LoopConfig, Trainer
-from spikebert.evaluation import evaluate_student
-from spikebert.io import SPIKING_CHECKPOINT_FORMAT, load_checkpoint, text_sha256, weights_identity
+from spikebert.engine import Trainer
+from spikebert.io import text_sha256, weights_identity
 from spikebert.spikingbert import SpikingBERT, SpikingOutput
 from spikebert.targets import OnlineScoredTargets, OnlineTargets
-from spikebert.teacher import load_teacher, load_tokenizer
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)
@@ -146,12 +144,7 @@ def distill_spikingbert(
         log.warning("w_pred = w_ce = 0: no loss reaches the classifier, so dev accuracy is that of an untrained "
                     "head; model.pt is the last epoch's (the official intermediate stage), not the best")
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(teacher_dir)
-    _check_vocab(student_cfg, tokenizer)
-    teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
-    if teacher.config.num_labels != student_cfg.num_classes:
-        raise ValueError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
-                         f"{student_cfg.num_classes}: fine-tune the teacher on this task first")
+    tokenizer, teacher = task_teacher(student_cfg, teacher_dir)
     hidden_layers, score_layers = spiking_layer_map(student_cfg.depth, teacher.config.num_hidden_layers)
     if cfg.w_att:
         head_groups(student_cfg.heads, teacher.config.num_attention_heads)  # fail before any work
@@ -172,10 +165,7 @@ def distill_spikingbert(
     else:
         targets = OnlineTargets(teacher, hidden_layers)
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len)
-    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      seed=cfg.seed, schedule=cfg.schedule, warmup_ratio=cfg.warmup_ratio,
-                      max_grad_norm=cfg.max_grad_norm, mixed_precision=cfg.mixed_precision,
-                      checkpoint_every=cfg.checkpoint_every)
+    loop = _loop(cfg, schedule=cfg.schedule, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(data), desc="distill spikingbert",
                       fingerprint={"method": "spikingbert", "student": student_cfg.to_dict(),
                                    "distill": cfg.to_dict(), "data_sha256": text_sha256(data.sentences),
@@ -198,30 +188,11 @@ def distill_spikingbert(
                                     teacher_hidden=[h.to(device) for h in t_hidden], teacher_scores=t_scores,
                                     labels=labels.to(device), mask=enc["attention_mask"].bool())
 
-    evaluations = []
-
-    def evaluate(m):
-        result = evaluate_student(m.student, batcher, dev)
-        evaluations.append(result["accuracy"])
-        # without a trained head, every epoch is "better" than the last (the epoch number, which survives
-        # a resume): model.pt follows the latest
-        metric = result["accuracy"] if head_trained else float(trainer.state.epoch + 1)
-        return {"metric": metric, "dev_accuracy": result["accuracy"]}
-
-    def save_best(m, metrics):
-        save_student(run_dir / "model.pt", m.student, tokenizer=tokenizer, tokenizer_name=teacher_dir,
-                     task=task, metrics=metrics, distill_cfg=cfg)
-
+    evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
+                                        task=task, cfg=cfg)
     state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
-                        stop_after_steps=stop_after_steps)
-    if head_trained:
-        best = state.best_metric
-    elif evaluations:
-        best = evaluations[-1]
-    else:  # a finished run resumed: the saved model's own record
-        saved = load_checkpoint(run_dir / "model.pt", expected_format=SPIKING_CHECKPOINT_FORMAT)
-        best = saved["metrics"]["dev_accuracy"]
-    return {"dev_accuracy": best, "epoch": state.best_epoch, "train_sentences": len(train),
+                        stop_after_steps=stop_after_steps, keep="best" if head_trained else "last")
+    return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
             "augmented_sentences": len(data) - len(train)}
 
 
