@@ -21,7 +21,7 @@ import platform
 import sys
 from pathlib import Path
 
-from spikebert.io import atomic_write_text
+from spikebert.contract.fileio import atomic_write_text
 
 log = logging.getLogger("benchmarks.accuracy")
 

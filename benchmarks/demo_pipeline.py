@@ -14,7 +14,7 @@ import platform
 import sys
 from pathlib import Path
 
-from hardware.lava_runner import prepare_lava
+from spikebert.hardware.lava_runner import prepare_lava
 
 prepare_lava()
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from accuracy import machine  # sibling script (benchmarks/ is on sys.path when run)
 
-from spikebert.io import atomic_write_text
+from spikebert.contract.fileio import atomic_write_text
 
 log = logging.getLogger("benchmarks.export_reference")
 
@@ -41,9 +41,10 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from converters.nir_ext import read_graph
-    from converters.nir_to_torch import import_graph
-    from hardware.reference import ReferenceExecutor
+    from spikebert.converters.nir_to_torch import import_graph
+    from spikebert.hardware.reference import ReferenceExecutor
+
+    from spikebert.contract.extension import read_graph
     from spikebert.data import load_split
     from spikebert.distill import load_student
     from spikebert.pipeline import export_nir, tokenize_for_graph
@@ -57,7 +58,7 @@ def main() -> None:
     graph = read_graph(nir_path)
     timings["read_nir_s"] = time.perf_counter() - t0
     if not args.no_onnx:
-        from converters.onnx_export import export_student_onnx
+        from spikebert.converters.onnx_export import export_student_onnx
 
         model32, _ = load_student(args.model)
         t0 = time.perf_counter()

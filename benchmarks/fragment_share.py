@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converters.spikingbert_to_nir import FRAGMENT_POPULATIONS  # noqa: E402
+from spikebert.converters.spikingbert_to_nir import FRAGMENT_POPULATIONS  # noqa: E402
 
 
 def share(report_path: Path) -> dict:
@@ -48,7 +48,7 @@ def main() -> None:
     for r in results:
         print(f"{r['report']}: T={r['time_steps']} ACs {r['acs_share']:.1%}, neuron updates "
               f"{r['neuron_updates_share']:.1%}")
-    from spikebert.io import atomic_write_text
+    from spikebert.contract.fileio import atomic_write_text
 
     atomic_write_text(args.out, json.dumps({
         "command": " ".join([sys.executable, *sys.argv]),

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hardware.lava_runner import prepare_lava  # noqa: E402
+from spikebert.hardware.lava_runner import prepare_lava  # noqa: E402
 
 log = logging.getLogger("lava_sst2")
 
@@ -40,13 +40,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from converters.nir_ext import read_graph
-    from converters.quantize import quantize_graph
-    from hardware.lava_runner import run_lava
-    from hardware.reference import ReferenceExecutor
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.quantize import quantize_graph
+    from spikebert.hardware.reference import ReferenceExecutor
+
     from spikebert.cli import _torch_logits
+    from spikebert.contract.extension import read_graph
+    from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
-    from spikebert.io import atomic_write_text
     from spikebert.pipeline import export_nir, tokenize_for_graph
 
     out = Path(args.out)

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from spikebert.io import atomic_write_text
+    from spikebert.contract.fileio import atomic_write_text
 
     result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
               "machine": f"{platform.node()} {os.cpu_count()} cores", "runs": [summarise(Path(r)) for r in args.runs]}

@@ -66,12 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from hardware.lava_runner import prepare_lava
+    from spikebert.hardware.lava_runner import prepare_lava
 
     prepare_lava()
     from spikebert.cli import main as cli
+    from spikebert.contract.fileio import atomic_write_text
     from spikebert.figures import sweep_figure
-    from spikebert.io import atomic_write_text
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,18 +36,18 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from hardware.lava_runner import prepare_lava
+    from spikebert.hardware.lava_runner import prepare_lava
 
     prepare_lava()  # the energy command may run Lava: fix the start method before tqdm does
     import torch
+    from spikebert.converters.torch_to_nir import export_student
 
-    from converters.nir_ext import write_graph
-    from converters.torch_to_nir import export_student
     from spikebert.cli import main as cli
+    from spikebert.contract.extension import write_graph
+    from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
     from spikebert.distill import load_student
     from spikebert.figures import sweep_figure
-    from spikebert.io import atomic_write_text
     from spikebert.pipeline import tokenize_for_graph
     from spikebert.recording import ActivityRecorder
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from spikebert.config import StudentConfig
-from spikebert.io import atomic_write_text
+from spikebert.contract.fileio import atomic_write_text
 from spikebert.model import SpikeBERT
 
 log = logging.getLogger("train_throughput")

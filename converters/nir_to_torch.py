@@ -37,13 +37,20 @@ import nirtorch
 import numpy as np
 import torch
 import torch.nn.functional as F
+from spikebert.hardware.kernels import lif_coefficients
 from torch import nn
 
-from converters.nir_ext import READOUT, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean, read_graph
-from hardware.kernels import lif_coefficients
-from hardware.reference import topological_order
+from spikebert.contract.extension import (
+    READOUT,
+    SBLayerNorm,
+    SBSpikeAttention,
+    SBTokenEmbedding,
+    SBTokenMean,
+    read_graph,
+)
+from spikebert.contract.graph import topological_order
 
-DEFAULT_DT = 1.0  # step of graphs without a "dt" entry, as hardware.reference
+DEFAULT_DT = 1.0  # step of graphs without a "dt" entry, as spikebert.hardware.reference
 
 
 def _tensor(a) -> torch.Tensor:
@@ -51,7 +58,7 @@ def _tensor(a) -> torch.Tensor:
 
 
 def lif_step(x: torch.Tensor, v: torch.Tensor, *, beta, gain, bias, v_threshold, v_reset):
-    """One forward-Euler LIF step, as ``hardware.kernels.lif_step``: (current, v[t-1]) -> (spikes, v[t]).
+    """One forward-Euler LIF step, as ``spikebert.hardware.kernels.lif_step``: (current, v[t-1]) -> (spikes, v[t]).
 
         v = beta * v + gain * x + bias;  z = [v > v_threshold];  v <- v_reset where z = 1
     """
@@ -269,13 +276,13 @@ def import_graph(graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64) -> 
     """The graph as a torch module computing in ``dtype`` (float64 reproduces a float64 student exactly).
 
     Needs one ``Input`` feeding an ``SBTokenEmbedding`` (the token ids) and one ``Output`` with one
-    incoming edge; reads ``dt`` (default 1), ``time_steps`` (default 1, as ``hardware.reference``)
+    incoming edge; reads ``dt`` (default 1), ``time_steps`` (default 1, as ``spikebert.hardware.reference``)
     and ``readout`` from the graph metadata.
     """
     for name, node in graph.nodes.items():
         if type(node) not in NODE_MAP:
             raise ValueError(
-                f"node {name!r} has type {type(node).__name__}, which converters.nir_to_torch cannot import; "
+                f"node {name!r} has type {type(node).__name__}, which spikebert.converters.nir_to_torch cannot import; "
                 f"supported: {sorted(t.__name__ for t in NODE_MAP)}. Add a builder to NODE_MAP"
             )
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikebert.io import atomic_write
+from spikebert.contract.fileio import atomic_write
 from spikebert.model import SpikeBERT
 
 log = logging.getLogger(__name__)

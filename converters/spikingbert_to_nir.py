@@ -1,6 +1,6 @@
 """The part of a SpikingBERT student that NIR and the SB extension can express, as NIR fragments.
 
-A SpikingBERT student has no whole NIR graph (``converters.torch_to_nir.spikingbert_gaps``): its
+A SpikingBERT student has no whole NIR graph (``spikebert.converters.torch_to_nir.spikingbert_gaps``): its
 attention is a softmax over a real-valued query, its intermediate current passes a GELU, and
 LayerNorm acts on three of its currents per layer. Its neuron, IF with subtraction reset firing at
 ``v >= theta``, is expressible: the SB extension's ``SBIF`` node (docs/nir-extension.md).
@@ -26,7 +26,7 @@ import nir
 import numpy as np
 import torch
 
-from converters.nir_ext import EXTENSION_VERSION, SBIF
+from spikebert.contract.extension import EXTENSION_VERSION, SBIF
 
 FRAGMENT_POPULATIONS = ("key", "value")  # per layer, in the fragment's output order
 
@@ -59,7 +59,7 @@ def export_fragments(model, *, metadata: dict | None = None) -> dict[str, nir.NI
 
     if not isinstance(model, SpikingBERT):
         raise TypeError(f"export_fragments takes a SpikingBERT student, got {type(model).__name__}; SpikeBERT "
-                        "students export whole (converters.torch_to_nir.export_student)")
+                        "students export whole (spikebert.converters.torch_to_nir.export_student)")
     cfg = model.cfg
     D, L = cfg.dim, cfg.max_len
     graphs = {}

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from converters.nir_ext import (
+from spikebert.contract.extension import (
     EXTENSION_VERSION,
     READOUT,
     SBLayerNorm,
@@ -172,7 +172,7 @@ def _trace(model: SpikeBERT) -> fx.GraphModule:
     except fx.proxy.TraceError as err:
         raise TypeError(f"torch.fx cannot trace {type(model).__name__}.core for NIR export: {err}. Keep "
                         "core free of Python branches on tensor values, or make the module doing it a leaf "
-                        "by adding a mapper for its type to converters.torch_to_nir.MODULE_MAP") from err
+                        "by adding a mapper for its type to spikebert.converters.torch_to_nir.MODULE_MAP") from err
     return fx.GraphModule(model, graph)
 
 
@@ -324,7 +324,7 @@ class _Exporter:
         if kind not in MODULE_MAP and kind not in FOLDED:
             raise TypeError(
                 f"cannot export {where} of type {kind.__name__} to NIR: no mapper. Add one to "
-                f"converters.torch_to_nir.MODULE_MAP; supported: {sorted(t.__name__ for t in MODULE_MAP)}"
+                f"spikebert.converters.torch_to_nir.MODULE_MAP; supported: {sorted(t.__name__ for t in MODULE_MAP)}"
             )
         signals, others = self._inputs(node)
         if len(signals) != 1 or node.args[0] is not signals[0]:
@@ -396,7 +396,8 @@ class _Exporter:
         else:
             path, kind = _enclosing(node)
             holder = f"{kind.__name__} (as {path}) or " if kind is not None else ""
-            raise TypeError(f"{_where(node)} has no NIR mapping. Add a mapper to converters.torch_to_nir.MODULE_MAP "
+            raise TypeError(f"{_where(node)} has no NIR mapping. Add a mapper to "
+                            "spikebert.converters.torch_to_nir.MODULE_MAP "
                             f"for a module type that holds it, {holder}a new module around it")
 
     def _add_op(self, node: fx.Node, signals: list[fx.Node], others: list[fx.Node]) -> None:
@@ -447,7 +448,7 @@ class NotExpressibleError(ValueError):
 def spikingbert_gaps(cfg) -> list[str]:
     """What keeps a SpikingBERT student (``spikebert.spikingbert``, config ``cfg``) from one NIR graph,
     one line per operation with where it acts and why (docs/spikingbert.md). Its IF neurons are not
-    among them: the SB extension's ``SBIF`` expresses them (``converters.spikingbert_to_nir``)."""
+    among them: the SB extension's ``SBIF`` expresses them (``spikebert.converters.spikingbert_to_nir``)."""
     return [
         f"softmax attention in each of the {cfg.depth} layers: softmax(Q s_K^T / sqrt(d_h)) s_V with a real-valued "
         "query Q; NIR has no attention node and SBSpikeAttention is SpikeBERT's softmax-free spike product",

@@ -11,7 +11,7 @@ For every synapse node (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean):
 - token mean: one accumulate per input element.
 LIF nodes contribute ``neuron_updates`` = neurons x real tokens' share x T.
 
-Memory accesses, for the memory-aware profiles (``energy.profiles``):
+Memory accesses, for the memory-aware profiles (``spikebert.energy.profiles``):
 - ``weight_reads``: one per accumulate (each input spike fetches its fan-out weights; attention
   fetches one stored K or V spike per accumulate); a MAC layer reads each weight once per time step
   (reused over the tokens of that step); the token mean reads none.
@@ -33,9 +33,9 @@ import dataclasses
 import nir
 import numpy as np
 
-from converters.nir_ext import SBSpikeAttention, SBTokenMean
-from hardware.activity import Activity
-from hardware.reference import predecessors, topological_order
+from spikebert.contract.activity import Activity
+from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
+from spikebert.contract.graph import predecessors, topological_order
 
 RESIDUAL_CONVENTIONS = ("mac", "accumulate")
 STATE_ACCESSES_PER_UPDATE = 2  # read the membrane, write it back
@@ -197,7 +197,7 @@ class PopulationActivity:
         import json
         from pathlib import Path
 
-        from spikebert.io import atomic_write_text
+        from spikebert.contract.fileio import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n")
 

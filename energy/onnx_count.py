@@ -9,7 +9,7 @@ the Hugging Face export, whose reshapes are computed from ``Shape`` nodes at run
 
 B is the stationary operand: a weight (read once per sample), or K and V in attention. Bias
 additions, and everything that is not a matrix product (embedding Gather, LayerNorm, softmax,
-GELU), are not counted, as in :func:`energy.counting.teacher_counts`. Needs ``onnx`` and
+GELU), are not counted, as in :func:`spikebert.energy.counting.teacher_counts`. Needs ``onnx`` and
 ``onnxruntime``; no torch.
 """
 
@@ -22,8 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-
-from energy.counting import TeacherCount
+from spikebert.energy.counting import TeacherCount
 
 COUNTED_OPS = ("MatMul", "Gemm")
 FIRST_TOKEN_ID = 0  # any valid id: the shapes do not depend on the token values
@@ -91,7 +90,7 @@ def count_products(path: str | Path, length: int) -> list[ProductCount]:
             feed[i.name] = np.full((1, length), FIRST_TOKEN_ID, dtype=np.int64)
         else:
             raise ValueError(f"{path} takes an input {i.name!r}; a teacher graph takes input_ids, attention_mask "
-                             "and token_type_ids (converters.onnx_export.export_teacher_onnx)")
+                             "and token_type_ids (spikebert.converters.onnx_export.export_teacher_onnx)")
     names = [o.name for o in session.get_outputs()]
     shapes = dict(zip(names, (tuple(v.shape) for v in session.run(None, feed))))
     shapes.update(constants)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from energy.report import PJ_PER_MJ, EnergyReport
+from spikebert.energy.report import PJ_PER_MJ, EnergyReport
 
 FIGURE_FORMATS = ("png", "pdf")
 DPI = 150
@@ -73,7 +73,7 @@ def energy_breakdown_figure(report: EnergyReport):
 
 def write_plots(report: EnergyReport, out_dir: Path, *, stem: str = "energy") -> list[Path]:
     """``STEM_firing_rates`` and ``STEM_breakdown``, each as PNG and PDF; returns the paths written."""
-    from spikebert.io import atomic_write
+    from spikebert.contract.fileio import atomic_write
 
     paths = []
     for name, make in (("firing_rates", firing_rate_figure), ("breakdown", energy_breakdown_figure)):

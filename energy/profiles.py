@@ -5,7 +5,7 @@ One equation for every profile, student and teacher alike (counts per sample, en
     E = e_mac MACs + e_ac ACs + e_neuron neuron_updates + e_weight_read weight_reads
         + e_state_access state_accesses
 
-The counts are those of :mod:`energy.counting`: ACs are synaptic operations (accumulates of spike
+The counts are those of :mod:`spikebert.energy.counting`: ACs are synaptic operations (accumulates of spike
 inputs), a weight read is one per synaptic op and, for a MAC layer, one per weight and time step
 (the teacher: one per weight and sample), a state access is one membrane read or write (two per
 neuron update). A profile prices only what its source measures; 0 means "not counted", never "free".

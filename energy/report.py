@@ -14,8 +14,8 @@ import io
 import json
 from pathlib import Path
 
-from energy.counting import LayerCount
-from energy.profiles import Profile
+from spikebert.energy.counting import LayerCount
+from spikebert.energy.profiles import Profile
 
 PJ_PER_MJ = 1e9
 FORMATS = ("md", "tex", "csv", "json")
@@ -58,7 +58,7 @@ def layer_energy_pj(row: LayerCount, profile: Profile) -> float:
 
 @dataclasses.dataclass(kw_only=True)
 class EnergyReport:
-    """Counts of one student run (``layers``, from :func:`energy.counting.count_operations`) and of
+    """Counts of one student run (``layers``, from :func:`spikebert.energy.counting.count_operations`) and of
     the teacher on the same sentences, priced by ``profile`` (the headline: ``ratio``) and
     ``more_profiles``. ``teacher_weight_reads`` is needed by memory-aware profiles; ``teacher_method``
     says how the teacher was counted; ``accuracy`` is the student's on the same sentences."""
@@ -88,7 +88,7 @@ class EnergyReport:
         memory = [p.name for p in self.profiles if p.memory_aware]
         if memory and not self.teacher_weight_reads:
             raise ValueError(f"profiles {memory} price weight reads, but the teacher has none: pass "
-                             "teacher_weight_reads (energy.counting.teacher_counts)")
+                             "teacher_weight_reads (spikebert.energy.counting.teacher_counts)")
 
     # ---- totals ----------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ class EnergyReport:
               stem: str = "energy_report") -> list[Path]:
         """Write each format atomically (``csv``: ``STEM.csv`` summary and ``STEM_layers.csv``);
         returns the paths in the order of ``formats``."""
-        from spikebert.io import atomic_write_text
+        from spikebert.contract.fileio import atomic_write_text
 
         unknown = sorted(set(formats) - set(FORMATS))
         if unknown:

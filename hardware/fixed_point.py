@@ -1,19 +1,19 @@
-"""Fixed-point steps of the reference executor for graphs quantised by ``converters.quantize``.
+"""Fixed-point steps of the reference executor for graphs quantised by ``spikebert.hardware.quantize``.
 
 A node whose ``metadata["fixed_point"]`` is set runs in integers, bit for bit as lava-nc's
 ``fixed_pt`` ProcessModels (Dense, LIF) and the project's own fixed models; every other node
 keeps its float step (host-side encoder, joins, readout). Same step signature as
-``hardware.reference``: (summed input, state, context) -> (output, state).
+``spikebert.hardware.reference``: (summed input, state, context) -> (output, state).
 """
 
 from __future__ import annotations
 
 import nir
 import numpy as np
+from spikebert.hardware import kernels
 
-from converters.nir_ext import SBSpikeAttention
-from hardware import kernels
-from hardware.activity import NodeActivity
+from spikebert.contract.activity import NodeActivity
+from spikebert.contract.extension import SBSpikeAttention
 
 
 def is_quantised(graph: nir.NIRGraph) -> bool:

@@ -1,8 +1,8 @@
 """Run a NIR graph as Lava processes on CPU, batch after batch in one compiled runtime.
 
 The network is compiled once for ``batch_size`` samples; batch k occupies steps kT+1 .. kT+T at
-the network's input (later at deeper processes, see ``converters.nir_to_lava``) and all state
-resets at the start of each batch. A graph quantised by ``converters.quantize`` runs Lava's
+the network's input (later at deeper processes, see ``spikebert.hardware.nir_to_lava``) and all state
+resets at the start of each batch. A graph quantised by ``spikebert.hardware.quantize`` runs Lava's
 ``fixed_pt`` models (bit-accurate Loihi LIF and Dense), any other graph ``floating_pt``. The
 runtime is stopped on every exit path (errors, Ctrl-C), so no Lava process outlives a run.
 """
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import nir
 import numpy as np
+from spikebert.hardware.fixed_point import is_quantised
+from spikebert.hardware.reference import encode_tokens
 from tqdm.auto import tqdm
 
-from hardware.activity import Activity, NodeActivity
-from hardware.fixed_point import is_quantised
-from hardware.reference import encode_tokens, port_shape, topological_order
+from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.graph import port_shape, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def prepare_lava() -> None:
     if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
         return
     if mp.get_start_method(allow_none=True) is not None:
-        raise RuntimeError("the multiprocessing start method is already set; call hardware.lava_runner."
+        raise RuntimeError("the multiprocessing start method is already set; call spikebert.hardware.lava_runner."
                            "prepare_lava() at program start, before tqdm, torch data loaders or Lava run")
     import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 
@@ -87,8 +88,7 @@ def run_lava(graph: nir.NIRGraph, ids: np.ndarray | None = None, *, inputs: np.n
 def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaRun:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-
-    from converters.nir_to_lava import build_network
+    from spikebert.hardware.nir_to_lava import build_network
 
     fixed = is_quantised(graph)
     T = int(graph.metadata.get("time_steps", 1))
@@ -162,7 +162,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaR
 
 
 def _token_source(spikes: np.ndarray, T: int, error_path: str):
-    from hardware.lava_procs.process import TokenSpikeSource
+    from spikebert.hardware.lava_procs.process import TokenSpikeSource
 
     return TokenSpikeSource(spikes=spikes, time_steps=T, error_path=error_path, name="encoder")
 

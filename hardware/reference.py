@@ -4,7 +4,7 @@ Time. Every step advances the graph by ``dt``. ``dt`` comes from the graph metad
 else from the ``dt`` argument of :class:`ReferenceExecutor`; a graph with time constants or
 delays and neither is rejected (NIR stores no dt; snnTorch's ``export_to_nir`` writes none and
 derives its time constants from dt = 1e-4). Continuous NIR dynamics are discretised by forward
-Euler, with the equations of ``hardware.kernels``.
+Euler, with the equations of ``spikebert.hardware.kernels``.
 
 Steps. At every step the nodes run in topological order; a node's input I is the sum of its
 predecessors' outputs in the same step (edges carry no delay, only Delay nodes do). All state
@@ -38,9 +38,9 @@ NIR 1.0.8 resets to v_reset in the step of the spike: that is snnTorch's ``reset
 and Synaptic's delayed zero reset export to the same graph, so they are not representable and
 run as reset to zero (tests/test_reference_standard.py).
 
-Fixed point. In a graph quantised by ``converters.quantize`` (metadata ``"fixed_point"``), every
+Fixed point. In a graph quantised by ``spikebert.hardware.quantize`` (metadata ``"fixed_point"``), every
 node that carries ``metadata["fixed_point"]`` (spiking populations and their synapses) runs the
-integer step of ``hardware.fixed_point``, bit for bit as lava-nc's ``fixed_pt`` models; the rest
+integer step of ``spikebert.hardware.fixed_point``, bit for bit as lava-nc's ``fixed_pt`` models; the rest
 (host-side encoder, joins, readout) keeps its float step.
 
 Entry points: :meth:`ReferenceExecutor.run` takes token ids (SpikeBERT graphs): the encoder runs
@@ -57,49 +57,17 @@ from typing import Any
 
 import nir
 import numpy as np
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
 
-from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
-from hardware import kernels
-from hardware.activity import Activity, NodeActivity
-from hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
+from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
-SYNAPSE_TYPES = (nir.Conv1d, nir.Affine, nir.Linear, SBSpikeAttention, SBTokenMean)
 TIMED_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, nir.Delay)  # their step depends on dt
 DELAY_TOLERANCE = 1e-9  # relative: delay/dt within this of a whole number of steps counts as whole (float dt)
-
-
-def topological_order(graph: nir.NIRGraph) -> list[str]:
-    """Kahn's algorithm; a cycle (recurrence) is reported with the nodes involved."""
-    preds = predecessors(graph)
-    indeg = {n: len(p) for n, p in preds.items()}
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        succ[src].append(dst)
-    ready = [n for n in graph.nodes if indeg[n] == 0]
-    order = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) != len(graph.nodes):
-        raise ValueError(f"graph has a cycle through {sorted(set(graph.nodes) - set(order))}; "
-                         "recurrent graphs are not supported by this executor yet")
-    return order
-
-
-def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        for end in (src, dst):
-            if end not in graph.nodes:
-                raise ValueError(f"edge ({src!r}, {dst!r}) names node {end!r}, which the graph does not have")
-        preds[dst].append(src)
-    return preds
 
 
 @dataclasses.dataclass
@@ -342,40 +310,11 @@ SUPPORTED = tuple(STEP_BUILDERS)
 
 def step_builder(node: nir.NIRNode) -> Callable[[str, Any, float | None], Step]:
     """The float step of a node, or its fixed-point step when a quantised graph marks it
-    (``metadata["fixed_point"]``, written by ``converters.quantize``; see ``hardware.fixed_point``)."""
+    (``metadata["fixed_point"]``, written by ``spikebert.hardware.quantize``;
+    see ``spikebert.hardware.fixed_point``)."""
     if fixed_params(node) is not None:
         return FIXED_STEP_BUILDERS[type(node)]
     return STEP_BUILDERS[type(node)]
-
-
-# --- shapes ---------------------------------------------------------------------------------------
-
-
-def port_shape(node: nir.NIRNode, port: str) -> tuple[int, ...] | None:
-    """Per-sample shape of a node's ``input`` or ``output`` port; None where NIR leaves it undefined."""
-    if port == "input" and isinstance(node, nir.Conv1d) and node.input_shape is not None:
-        # NIR 1.0.8 writes (C_in / groups, N); the input has C_in channels
-        return (int(node.weight.shape[1] * node.groups), int(node.input_shape))
-    types = node.input_type if port == "input" else node.output_type
-    shape = (types or {}).get(port)
-    if shape is None:
-        return None
-    shape = np.asarray(shape)
-    if shape.size == 0 or shape.dtype == object:  # scalar parameters or an uninferred type: broadcast
-        return None
-    return tuple(int(s) for s in shape)
-
-
-def check_edge_shapes(graph: nir.NIRGraph) -> None:
-    """Every edge carries the shape its destination expects, where both ends define one."""
-    for src, dst in graph.edges:
-        out, inp = port_shape(graph.nodes[src], "output"), port_shape(graph.nodes[dst], "input")
-        if out is not None and inp is not None and out != inp:
-            raise ValueError(
-                f"shape mismatch on edge ({src!r}, {dst!r}): {type(graph.nodes[src]).__name__} {src!r} outputs "
-                f"{out} per sample, but {type(graph.nodes[dst]).__name__} {dst!r} takes {inp}; fix the parameter "
-                "shapes of one of them, or insert a Flatten node between them"
-            )
 
 
 # --- the executor ---------------------------------------------------------------------------------

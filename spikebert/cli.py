@@ -82,7 +82,7 @@ def cmd_export(args) -> int:
     if not args.teacher and Path(args.model).is_dir():
         raise ValueError(f"{args.model} is a folder, not a student checkpoint; for a teacher folder add --teacher")
     try:
-        from converters.onnx_export import export_student_onnx, export_teacher_onnx
+        from spikebert.converters.onnx_export import export_student_onnx, export_teacher_onnx
 
         if args.teacher:
             out = Path(args.output) if args.output else Path(args.model.rstrip("/") + ".onnx")
@@ -103,10 +103,10 @@ def cmd_export(args) -> int:
 
 def _export_netx(model: Path, out: Path, *, dt: float | None) -> int:
     """A sequential NIR graph -> netx HDF5; a float graph is quantised first (biases on netx's 64-unit grid)."""
-    from converters.nir_ext import read_graph
-    from converters.nir_to_netx import export_netx
-    from converters.quantize import quantize_graph
-    from hardware.fixed_point import is_quantised
+    from spikebert.contract.extension import read_graph
+    from spikebert.hardware.fixed_point import is_quantised
+    from spikebert.hardware.nir_to_netx import export_netx
+    from spikebert.hardware.quantize import quantize_graph
 
     if model.suffix != ".nir":
         raise ValueError(f"--to netx takes a sequential NIR graph (.nir), got {model}; SpikeBERT students have "
@@ -128,15 +128,15 @@ def cmd_simulate(args) -> int:
 
     import numpy as np
 
-    from converters.nir_ext import read_graph
-    from hardware.fixed_point import is_quantised
+    from spikebert.contract.extension import read_graph
+    from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
-    from spikebert.io import atomic_write_text
+    from spikebert.hardware.fixed_point import is_quantised
     from spikebert.pipeline import tokenize_for_graph
 
     graph = read_graph(args.graph)
     if args.fixed_point and not is_quantised(graph):
-        from converters.quantize import quantize_graph
+        from spikebert.hardware.quantize import quantize_graph
 
         log.info("quantising %s to Loihi fixed point (save it with 'spikebert quantize')", args.graph)
         graph = quantize_graph(graph)
@@ -149,7 +149,7 @@ def cmd_simulate(args) -> int:
     report: dict = {"graph": str(args.graph), "backend": args.backend, "fixed_point": fixed, "data": args.data,
                     "split": args.split, "sentences": n}
     if args.backend == "lava":
-        from hardware.lava_runner import run_lava
+        from spikebert.hardware.lava_runner import run_lava
 
         run = run_lava(graph, ids, batch_size=args.batch_size, fuse=args.fuse)
         logits, activity = run.logits, run.activity
@@ -184,7 +184,7 @@ def cmd_simulate(args) -> int:
 
 
 def _reference_logits(graph, ids, batch_size: int):
-    from hardware.reference import ReferenceExecutor
+    from spikebert.hardware.reference import ReferenceExecutor
 
     ex = ReferenceExecutor(graph)
     return ex.run_batches(ids, batch_size=batch_size), ex.activity
@@ -204,8 +204,8 @@ def _torch_logits(checkpoint: str, ids, batch_size: int):
 
 
 def cmd_quantize(args) -> int:
-    from converters.nir_ext import read_graph, write_graph
-    from converters.quantize import quantize_graph
+    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.hardware.quantize import quantize_graph
 
     graph = quantize_graph(read_graph(args.graph), dt=args.dt, bias_exp_min=args.bias_exp_min)
     write_graph(args.out, graph)
@@ -220,11 +220,11 @@ def cmd_energy(args) -> int:
     the teacher is counted at those sentences' real token lengths, analytically or from its ONNX graph."""
     import numpy as np
 
-    from converters.nir_ext import read_graph
-    from energy.counting import count_operations
-    from energy.profiles import select_profiles
-    from energy.report import parse_formats
-    from hardware.activity import Activity
+    from spikebert.contract.activity import Activity
+    from spikebert.contract.extension import read_graph
+    from spikebert.energy.counting import count_operations
+    from spikebert.energy.profiles import select_profiles
+    from spikebert.energy.report import parse_formats
 
     profiles, formats = select_profiles(args.profile), parse_formats(args.format)
     if not (args.teacher or args.teacher_config):
@@ -267,7 +267,7 @@ def cmd_energy(args) -> int:
 
         ids = tokenize_for_graph(graph, sentences)
         if args.backend == "lava":
-            from hardware.lava_runner import run_lava
+            from spikebert.hardware.lava_runner import run_lava
 
             run = run_lava(graph, ids, batch_size=args.batch_size)
             logits, activity = run.logits, run.activity
@@ -304,7 +304,7 @@ def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_na
     """(teacher counts, how) for ``samples`` sentences: at their real token lengths or a fixed one."""
     import numpy as np
 
-    from energy.counting import teacher_counts
+    from spikebert.energy.counting import teacher_counts
 
     if args.teacher_length is not None:
         lengths, at = [args.teacher_length] * samples, f"at a fixed {args.teacher_length} tokens"
@@ -320,8 +320,8 @@ def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_na
         at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
               f"at most {args.teacher_max_len})")
     if args.teacher_count == "onnx":
-        from converters.onnx_export import export_teacher_onnx
-        from energy.onnx_count import onnx_teacher_counts
+        from spikebert.converters.onnx_export import export_teacher_onnx
+        from spikebert.energy.onnx_count import onnx_teacher_counts
 
         export_teacher_onnx(args.teacher, out / "teacher.onnx", max_len=max(2, *lengths))
         return onnx_teacher_counts(out / "teacher.onnx", lengths), at
@@ -349,9 +349,9 @@ def _is_spikingbert(checkpoint: Path) -> bool:
 def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) -> int:
     """``cmd_energy`` for a SpikingBERT student: no whole NIR form, so its spikes come from its PyTorch
     simulation (or ``--activity``, a population record) and its rows from ``spikingbert_counts``."""
-    from energy.counting import PopulationActivity, spikingbert_counts
     from spikebert.data import TextDataset, load_split
     from spikebert.distill import load_student
+    from spikebert.energy.counting import PopulationActivity, spikingbert_counts
 
     if args.backend == "lava":
         raise ValueError("--backend lava: a SpikingBERT student has no whole Lava form (softmax, LayerNorm and GELU "
@@ -401,7 +401,7 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
 def _write_energy(args, out: Path, profiles, formats, *, layers, residual: str, teacher, at: str, activity,
                   accuracy: float | None, extra: dict) -> int:
     """The report of either energy path: rows + teacher counts -> files (and plots), summary printed."""
-    from energy.report import EnergyReport
+    from spikebert.energy.report import EnergyReport
 
     report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention=residual, layers=layers,
                           teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
@@ -409,7 +409,7 @@ def _write_energy(args, out: Path, profiles, formats, *, layers, residual: str, 
                           time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
     paths = report.write(out, formats=formats)
     if args.plots:
-        from energy.plots import write_plots
+        from spikebert.energy.plots import write_plots
 
         paths += write_plots(report, out)
     _print_energy(report, accuracy, activity.samples, paths)
@@ -515,7 +515,7 @@ def cmd_train(args) -> int:
     train = load_split(args.data, "train", data_dir=args.data_dir)
     dev = load_split(args.data, "dev", data_dir=args.data_dir)
     if args.stage == "teacher":
-        from spikebert.teacher import finetune_teacher
+        from spikebert.finetune import finetune_teacher
 
         cfg = _stage_config(TeacherConfig, args, model=args.teacher)
         acc = finetune_teacher(cfg, train, dev, run, **common)
@@ -566,7 +566,7 @@ def cmd_eval(args) -> int:
               "time_steps": model.cfg.time_steps if args.time_steps is None else args.time_steps, **result,
               "mean_firing_rate": sum(rates.values()) / len(rates)}
     if args.json:
-        from spikebert.io import atomic_write_text
+        from spikebert.contract.fileio import atomic_write_text
 
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
@@ -704,8 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--bias-exp-min", type=int, default=0, help="6: biases in whole weight units (netx)")
     qz.set_defaults(func=cmd_quantize)
 
-    from energy.profiles import DEFAULT_PROFILE, PROFILES
     from spikebert.config import TeacherConfig
+    from spikebert.energy.profiles import DEFAULT_PROFILE, PROFILES
 
     n = sub.add_parser("energy", help="energy report of a student against its teacher on a split",
                        description="Count the student's operations on a split (reference executor, or recorded "
@@ -783,7 +783,7 @@ def _run(parser: argparse.ArgumentParser, argv) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging(getattr(args, "verbose", False))
     if getattr(args, "command", None) in LAVA_COMMANDS:
-        from hardware.lava_runner import prepare_lava
+        from spikebert.hardware.lava_runner import prepare_lava
 
         prepare_lava()
     try:

@@ -44,7 +44,7 @@ class ConfigBase:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from spikebert.io import atomic_write_text
+        from spikebert.contract.fileio import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spikebert.io import atomic_write_text, load_checkpoint, save_checkpoint
+from spikebert.contract.fileio import atomic_write_text
+from spikebert.io import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 

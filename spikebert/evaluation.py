@@ -68,7 +68,7 @@ def _evaluate_spiking(model: SpikingBERT, batcher: Batcher, data: TextDataset, *
                       firing_rates: bool, time_steps: int | None) -> dict:
     model.eval()
     device = next(model.parameters()).device
-    from energy.counting import PopulationActivity
+    from spikebert.energy.counting import PopulationActivity
 
     T = model.cfg.time_steps if time_steps is None else time_steps
     activity = PopulationActivity(0, T, 0.0, 0.0, {})

@@ -23,7 +23,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from spikebert.io import atomic_write
+from spikebert.contract.fileio import atomic_write
 from spikebert.model import SpikeBERT
 from spikebert.recording import record_attention, record_spikes, step_rates
 from spikebert.tokenize import Batcher

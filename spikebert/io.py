@@ -1,4 +1,4 @@
-"""Atomic file writes and safe checkpoint I/O.
+"""Safe checkpoint I/O and run identities (atomic writes: ``spikebert.contract.fileio``).
 
 Checkpoints are plain ``torch.save`` dictionaries of tensors, strings and numbers, always loaded
 with ``weights_only=True``: loading a checkpoint never executes code.
@@ -6,41 +6,13 @@ with ``weights_only=True``: loading a checkpoint never executes code.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spikebert.contract.fileio import atomic_write
+
 CHECKPOINT_FORMAT = "spikebert-student/1"
 SPIKING_CHECKPOINT_FORMAT = "spikingbert-student/1"  # the SpikingBERT student (spikebert.spikingbert)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def replace_folder(tmp: Path, folder: Path) -> None:
-    """Move the finished folder ``tmp`` to ``folder``; an existing one is moved aside first and
-    deleted only after the swap, so a crash never leaves neither."""
-    import shutil
-
-    backup = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(backup, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, backup)
-    os.replace(tmp, folder)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def text_sha256(texts) -> str:
@@ -63,10 +35,6 @@ def weights_identity(name_or_path: str | Path) -> str:
     files = [path] if path.is_file() else sorted(
         p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".json"})
     return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -13,16 +13,16 @@ import numpy as np
 import torch
 
 from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
+from spikebert.contract.fileio import atomic_write_text, replace_folder
 from spikebert.data import TextDataset, load_split
-from spikebert.io import atomic_write_text, replace_folder
 
 log = logging.getLogger(__name__)
 
 
 def export_nir(model_path: Path, out_path: Path) -> Path:
     """``model.pt`` -> ``model.nir`` (standard NIR + SpikeBERT extension nodes)."""
-    from converters.nir_ext import write_graph
-    from converters.torch_to_nir import export_student
+    from spikebert.contract.extension import write_graph
+    from spikebert.converters.torch_to_nir import export_student
     from spikebert.distill import load_student
 
     model, payload = load_student(model_path, spiking=True)  # a SpikingBERT student: export_student says why not
@@ -36,11 +36,11 @@ def export_nir(model_path: Path, out_path: Path) -> Path:
 def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
     """A SpikingBERT ``model.pt`` -> ``out_dir/layer{i}.key_value.nir``, one graph per layer, and
     ``out_dir/fragments.json``: what each fragment takes and gives and what the host does between
-    (``converters.spikingbert_to_nir``). The folder is written whole, then swapped in; an existing
+    (``spikebert.converters.spikingbert_to_nir``). The folder is written whole, then swapped in; an existing
     one is replaced only if it is an earlier fragment export."""
-    from converters.nir_ext import write_graph
-    from converters.spikingbert_to_nir import export_fragments, host_operations
-    from converters.torch_to_nir import spikingbert_gaps
+    from spikebert.contract.extension import write_graph
+    from spikebert.converters.spikingbert_to_nir import export_fragments, host_operations
+    from spikebert.converters.torch_to_nir import spikingbert_gaps
     from spikebert.distill import load_student
     from spikebert.spikingbert import SpikingBERT
 
@@ -77,7 +77,7 @@ def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
 
 def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
     """Token ids (N, max_len) with the tokenizer recorded in the graph, padded to the graph's length."""
-    from converters.nir_ext import SBTokenEmbedding
+    from spikebert.contract.extension import SBTokenEmbedding
     from spikebert.teacher import load_tokenizer
     from spikebert.tokenize import Batcher, tokenizer_fingerprint
 
@@ -85,7 +85,8 @@ def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
         what = (f"the SpikingBERT fragment {graph.metadata['fragment']!r}, whose input is {graph.metadata.get('input')}"
                 if graph.metadata.get("fragment") else "a graph without a token encoder (SBTokenEmbedding)")
         raise ValueError(f"this is {what}: it takes spike tensors, not sentences. Run it from Python with "
-                         "hardware.reference.ReferenceExecutor(graph).run_inputs(x) or hardware.lava_runner.run_lava("
+                         "spikebert.hardware.reference.ReferenceExecutor(graph).run_inputs(x) or "
+                         "spikebert.hardware.lava_runner.run_lava("
                          "graph, inputs=x), x of shape (T, N, *input shape)")
     name = graph.metadata.get("tokenizer")
     if not name:
@@ -104,13 +105,14 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 def run_demo(*, out_dir: Path, data_dir: str | None, task: str, teacher: str, teacher_samples: int,
              student_samples: int, epochs: int, sim_sentences: int, student: dict) -> dict:
     """Teacher -> student -> NIR -> Lava -> energy report, on real data. Returns the summary."""
-    from converters.nir_ext import read_graph
-    from energy.counting import count_operations, teacher_macs
-    from energy.profiles import get_profile
-    from energy.report import EnergyReport
-    from hardware.lava_runner import run_lava
+    from spikebert.contract.extension import read_graph
     from spikebert.distill import distill, load_student
-    from spikebert.teacher import evaluate_teacher, finetune_teacher, load_teacher, load_tokenizer
+    from spikebert.energy.counting import count_operations, teacher_macs
+    from spikebert.energy.profiles import get_profile
+    from spikebert.energy.report import EnergyReport
+    from spikebert.finetune import finetune_teacher
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.teacher import evaluate_teacher, load_teacher, load_tokenizer
     from spikebert.tokenize import Batcher
 
     out_dir.mkdir(parents=True, exist_ok=True)

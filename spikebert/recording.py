@@ -1,11 +1,11 @@
 """What the PyTorch student does inside, recorded with forward hooks: activity, spikes, attention.
 
-:func:`record_activity` fills the :class:`hardware.activity.Activity` that
+:func:`record_activity` fills the :class:`spikebert.contract.activity.Activity` that
 ``ReferenceExecutor(export_student(model)).run(ids)`` records, counted on the PyTorch run instead
 of the NumPy one (so on any device, at PyTorch speed), for the energy module. Same conventions:
 
 - one :class:`NodeActivity` per synapse node of the exported graph (Linear -> Conv1d/Affine,
-  SpikeAttention, TokenMean), named as the exporter names it (:func:`converters.torch_to_nir.node_name`);
+  SpikeAttention, TokenMean), named as the exporter names it (:func:`spikebert.converters.torch_to_nir.node_name`);
 - totals over samples, time steps and positions; a graph that masks padding (``mask_padding``)
   counts real tokens only, and for the pooled classifier input the samples with a real token;
 - the input of a synapse node is the input of its *graph* node. Batch norms fold into the Linear
@@ -26,10 +26,10 @@ import nir
 import torch
 from torch import nn
 
-from converters.nir_ext import SBTokenEmbedding
-from converters.torch_to_nir import export_student, node_name
-from hardware.activity import Activity, NodeActivity
-from hardware.reference import SYNAPSE_TYPES
+from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.extension import SBTokenEmbedding
+from spikebert.contract.graph import SYNAPSE_TYPES
+from spikebert.converters.torch_to_nir import export_student, node_name
 from spikebert.model import SpikeAttention, SpikeBERT, StudentOutput, TokenBatchNorm, TokenMean
 from spikebert.neurons import LIF, HeavisideEncoder
 
@@ -37,7 +37,7 @@ _FIELDS = ("input_nonzeros", "input_abs_sum", "input_elements", "qk_accumulates"
 COUNT_DTYPE = torch.float64  # totals exceed float32's 2^24 exact integers on a dev split
 
 
-# ---- counting: torch twins of hardware.kernels.input_stats / attention_stats ---------------------
+# ---- counting: torch twins of spikebert.hardware.kernels.input_stats / attention_stats ---------------------
 
 def input_stats(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """(nonzeros, sum of |x|, elements) of a synapse input over all steps, as a (3,) tensor.
@@ -130,7 +130,7 @@ class _IdentityMap:
 
 
 class ActivityRecorder:
-    """Counts what :meth:`hardware.reference.ReferenceExecutor.run` counts, from the PyTorch student.
+    """Counts what :meth:`spikebert.hardware.reference.ReferenceExecutor.run` counts, from the PyTorch student.
 
     Use as a context manager (installs the hooks) and call it on token id batches (B, L); the
     :attr:`activity` accumulates over calls, as one executor's does over its runs::

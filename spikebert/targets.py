@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spikebert.io import replace_folder, text_sha256, weights_identity
+from spikebert.contract.fileio import replace_folder
+from spikebert.io import text_sha256, weights_identity
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)

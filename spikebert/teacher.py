@@ -1,18 +1,13 @@
-"""BERT-family teacher: load any HF name or local path, fine-tune on a task, select on dev."""
+"""BERT-family teacher: load any HF name or local path, and its accuracy (fine-tuning: ``spikebert.finetune``)."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from spikebert.config import TeacherConfig
 from spikebert.data import TextDataset
-from spikebert.io import replace_folder, text_sha256, weights_identity
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)
@@ -67,55 +62,3 @@ def evaluate_teacher(model, batcher: Batcher, data: TextDataset, *, batch_size: 
         logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
         correct += (logits.argmax(-1).cpu() == labels).sum().item()
     return correct / len(data)
-
-
-def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, run_dir: Path, *,
-                     resume: bool = True, stop_after_minutes: float = 0.0, stop_after_steps: int = 0) -> float:
-    """Fine-tune with dropout on in every epoch, select on dev; the best model goes to ``run_dir/model``.
-
-    Resumable (``run_dir/state.pt``), metrics in ``run_dir/metrics.jsonl``. Returns the best dev accuracy.
-    """
-    from spikebert.engine import LoopConfig, Trainer
-
-    run_dir = Path(run_dir)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_teacher(cfg.model, num_labels=max(train.num_classes, dev.num_classes))
-    batcher = Batcher(tokenizer, max_len=cfg.max_len)
-    train = train.subset(cfg.train_samples, seed=cfg.seed)
-    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      seed=cfg.seed, schedule="linear", warmup_ratio=cfg.warmup_ratio, max_grad_norm=1.0,
-                      mixed_precision=cfg.mixed_precision)
-    trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(train), desc="teacher",
-                      fingerprint={"teacher": cfg.to_dict(), "base_model": weights_identity(cfg.model),
-                                   "train_sha256": text_sha256(train.sentences)}, resume=resume)
-    cfg.to_json(run_dir / "teacher_config.json")
-
-    def step(m, idx):
-        enc, labels = batcher(train, idx)
-        enc, labels = {k: v.to(trainer.acc.device) for k, v in enc.items()}, labels.to(trainer.acc.device)
-        loss = torch.nn.functional.cross_entropy(m(**enc).logits, labels)
-        return loss, {"loss": float(loss.detach())}
-
-    def evaluate(m):
-        acc = evaluate_teacher(m, batcher, dev)
-        return {"metric": acc, "dev_accuracy": acc}
-
-    def save_best(m, metrics):
-        _save_atomically(m, tokenizer, run_dir / "model")
-
-    state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
-                        stop_after_steps=stop_after_steps)
-    return state.best_metric
-
-
-def _save_atomically(model, tokenizer, out_dir: Path) -> None:
-    """save_pretrained into a sibling temporary folder, then swap it in: never a half-written teacher."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        replace_folder(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

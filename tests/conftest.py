@@ -3,8 +3,7 @@ import random
 
 import pytest
 import torch
-
-from hardware.lava_runner import prepare_lava
+from spikebert.hardware.lava_runner import prepare_lava
 
 prepare_lava()  # Lava must fix the multiprocessing start method before tqdm or torch use it
 

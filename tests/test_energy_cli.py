@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from spikebert.energy.counting import teacher_macs
 
-from energy.counting import teacher_macs
 from spikebert.cli import main
 from tests.conftest import scale_up_linears
 

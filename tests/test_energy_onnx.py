@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from energy.counting import teacher_counts
-from energy.onnx_count import count_products, onnx_teacher_counts, product_macs
+from spikebert.energy.counting import teacher_counts
+from spikebert.energy.onnx_count import count_products, onnx_teacher_counts, product_macs
 
 
 def test_product_macs():
@@ -21,7 +20,7 @@ def test_product_macs():
 
 
 def test_onnx_count_equals_analytic(tmp_path, tiny_teacher):
-    from converters.onnx_export import export_teacher_onnx
+    from spikebert.converters.onnx_export import export_teacher_onnx
 
     path = tmp_path / "teacher.onnx"
     export_teacher_onnx(tiny_teacher, path, max_len=12)
@@ -42,7 +41,7 @@ def test_onnx_count_equals_analytic(tmp_path, tiny_teacher):
 
 
 def test_energy_modules_do_not_import_torch():
-    code = ("import sys, energy.onnx_count, energy.plots, energy.profiles; "
+    code = ("import sys, spikebert.energy.onnx_count, spikebert.energy.plots, spikebert.energy.profiles; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('spikebert.model', 'transformers'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

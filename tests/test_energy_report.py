@@ -5,10 +5,9 @@ import io
 import json
 
 import pytest
-
-from energy.counting import LayerCount
-from energy.profiles import get_profile
-from energy.report import FORMATS, RESIDUAL_STATEMENTS, EnergyReport, parse_formats
+from spikebert.energy.counting import LayerCount
+from spikebert.energy.profiles import get_profile
+from spikebert.energy.report import FORMATS, RESIDUAL_STATEMENTS, EnergyReport, parse_formats
 
 PROFILE_NAMES = ("45nm-fp32", "loihi", "45nm-fp32-mem8k")
 
@@ -99,7 +98,7 @@ def test_parse_formats():
 
 
 def test_plots_written(tmp_path):
-    from energy.plots import write_plots
+    from spikebert.energy.plots import write_plots
 
     paths = write_plots(_report(), tmp_path, stem="e")
     assert sorted(p.name for p in paths) == ["e_breakdown.pdf", "e_breakdown.png", "e_firing_rates.pdf",

@@ -6,10 +6,10 @@ import nir
 import numpy as np
 import pytest
 import torch
+from spikebert.converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
 from torch import nn
 
-from converters.nir_ext import READOUT
-from converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
+from spikebert.contract.extension import READOUT
 from spikebert.model import MLP, SpikeBERT
 from tests.conftest import make_student
 
@@ -113,7 +113,8 @@ def _with_mlp(cfg, mlp_type) -> SpikeBERT:
 
 def test_unmapped_module_is_a_clear_error(tiny_cfg):
     with pytest.raises(TypeError, match=r"module blocks\.0\.mlp\.act \(fx node 'blocks_0_mlp_act'\) of type GELU "
-                                        r"to NIR: no mapper\. Add one to converters\.torch_to_nir\.MODULE_MAP"):
+                                        r"to NIR: no mapper\. Add one to "
+                                        r"spikebert\.converters\.torch_to_nir\.MODULE_MAP"):
         export_student(_with_mlp(tiny_cfg, _GeluMLP))
 
 

@@ -7,11 +7,11 @@ import multiprocessing
 import nir
 import numpy as np
 import pytest
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.lava_runner import run_lava
+from spikebert.hardware.quantize import quantize_graph
+from spikebert.hardware.reference import ReferenceExecutor
 
-from converters.quantize import quantize_graph
-from converters.torch_to_nir import export_student
-from hardware.lava_runner import run_lava
-from hardware.reference import ReferenceExecutor
 from tests.conftest import make_ids, make_student
 
 
@@ -130,7 +130,7 @@ def test_standard_graphs_equal_reference(make, quantised, fuse):
 
 
 def test_naive_build_uses_lava_processes_and_aligns_branches():
-    from converters.nir_to_lava import plan
+    from spikebert.hardware.nir_to_lava import plan
 
     graph = residual_graph()
     units = plan(graph, ["fc1", "lif1", "fc2", "lif2", "join", "fc3", "lif3"], "none")
@@ -155,7 +155,7 @@ def test_failure_inside_a_process_stops_the_runtime():
 
 
 def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, batchnorm_student, tmp_path):
-    from converters.nir_ext import read_graph, write_graph
+    from spikebert.contract.extension import read_graph, write_graph
 
     with pytest.raises(ValueError, match="LayerNorm is not Loihi-native"):
         quantize_graph(export_student(trained_like_model))
@@ -212,8 +212,8 @@ def test_interpreter_exits_after_a_failed_run():
 
     script = ("import numpy as np\n"
               "from tests.test_lava import residual_graph, spike_inputs\n"
-              "from converters.quantize import quantize_graph\n"
-              "from hardware.lava_runner import LavaProcessError, run_lava\n"
+              "from spikebert.hardware.quantize import quantize_graph\n"
+              "from spikebert.hardware.lava_runner import LavaProcessError, run_lava\n"
               "graph = quantize_graph(residual_graph())\n"
               "graph.nodes['join'].scale = np.full(6, 0.5)\n"
               "try:\n"

@@ -5,14 +5,7 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 
-from spikebert.neurons import (
-    LIF,
-    ATanHeaviside,
-    HeavisideEncoder,
-    atan_surrogate_grad,
-    lif_coefficients,
-    lif_scan,
-)
+from spikebert.neurons import LIF, ATanHeaviside, HeavisideEncoder, atan_surrogate_grad, lif_coefficients, lif_scan
 
 ALPHA = 2.0
 

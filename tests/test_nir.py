@@ -2,10 +2,10 @@ import nir
 import numpy as np
 import pytest
 import torch
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.reference import ReferenceExecutor
 
-from converters.nir_ext import SBSpikeAttention, SBTokenEmbedding, read_graph, write_graph
-from converters.torch_to_nir import export_student
-from hardware.reference import ReferenceExecutor
+from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding, read_graph, write_graph
 from tests.conftest import make_ids, scale_up_linears
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 from nirtorch.nir_interpreter import DEFAULT_MAP
+from spikebert.converters.nir_to_torch import NODE_MAP, import_graph, load_nir
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.reference import ReferenceExecutor
 
-from converters.nir_ext import SBTokenEmbedding, SBTokenMean, read_graph, write_graph
-from converters.nir_to_torch import NODE_MAP, import_graph, load_nir
-from converters.torch_to_nir import export_student
-from hardware.reference import ReferenceExecutor
+from spikebert.contract.extension import SBTokenEmbedding, SBTokenMean, read_graph, write_graph
 from spikebert.model import SpikeBERT
 from tests.conftest import make_ids, make_student
 

@@ -7,8 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-from converters.onnx_export import (
+from spikebert.converters.onnx_export import (
     FORBIDDEN_OPS,
     export_student_onnx,
     export_teacher_onnx,
@@ -18,6 +17,7 @@ from converters.onnx_export import (
     teacher_check_inputs,
     verify_onnx,
 )
+
 from spikebert.cli import export_main
 from spikebert.distill import save_student
 from spikebert.model import SpikeBERT, TokenBatchNorm

@@ -3,10 +3,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor
 
-from converters.torch_to_nir import export_student
-from hardware import kernels
-from hardware.reference import ReferenceExecutor
 from spikebert.model import SpikeBERT, TokenBatchNorm
 from spikebert.recording import ActivityRecorder, record_activity, record_attention, record_spikes, step_rates
 from tests.conftest import make_ids

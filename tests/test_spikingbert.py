@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
+from spikebert.energy.counting import PopulationActivity, spikingbert_counts
 
-from energy.counting import PopulationActivity, spikingbert_counts
 from spikebert.cli import main
 from spikebert.config import SpikingBERTConfig, SpikingDistillConfig
 from spikebert.spiking_distill import (

@@ -8,11 +8,11 @@ import nir
 import numpy as np
 import pytest
 import torch
+from spikebert.converters.spikingbert_to_nir import export_fragments, fragment_name
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor
 
-from converters.nir_ext import SBIF, read_graph
-from converters.spikingbert_to_nir import export_fragments, fragment_name
-from hardware import kernels
-from hardware.reference import ReferenceExecutor
+from spikebert.contract.extension import SBIF, read_graph
 from spikebert.spikingbert import IFPopulations, if_step
 from tests.conftest import make_ids
 from tests.test_spikingbert import firing_model, tiny
@@ -69,7 +69,7 @@ def test_sbif_rejects_bad_parameters():
 def test_fragments_reproduce_the_simulated_key_and_value_spikes(tmp_path, leak):
     """Fed the recorded spikes of its input population, each layer's fragment (written and read back)
     fires exactly the K and V spikes of the PyTorch simulation, at every step and token."""
-    from converters.nir_ext import write_graph
+    from spikebert.contract.extension import write_graph
 
     cfg = tiny(leak=leak)
     model = firing_model(cfg).eval()
@@ -91,7 +91,7 @@ def test_fragments_reproduce_the_simulated_key_and_value_spikes(tmp_path, leak):
 
 @pytest.mark.parametrize("fuse", ["none", "blocks"])
 def test_fragment_runs_in_lava_as_the_reference(fuse):
-    from hardware.lava_runner import run_lava
+    from spikebert.hardware.lava_runner import run_lava
 
     model = firing_model(tiny()).eval()
     ids = make_ids(3, model.cfg.max_len, model.cfg.vocab_size)
@@ -103,8 +103,8 @@ def test_fragment_runs_in_lava_as_the_reference(fuse):
 
 
 def test_loihi_fixed_point_and_netx_refuse_sbif():
-    from converters.nir_to_netx import netx_layers
-    from converters.quantize import quantize_graph
+    from spikebert.hardware.nir_to_netx import netx_layers
+    from spikebert.hardware.quantize import quantize_graph
 
     graph = export_fragments(firing_model(tiny()))[fragment_name(0)]
     with pytest.raises(ValueError, match="subtraction reset"):

@@ -97,7 +97,7 @@ def test_teacher_fine_tuning_resumes_exactly_with_dropout(tmp_path, tiny_teacher
     from safetensors.torch import load_file
 
     from spikebert.config import TeacherConfig
-    from spikebert.teacher import finetune_teacher
+    from spikebert.finetune import finetune_teacher
 
     train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
     cfg = TeacherConfig(model=tiny_teacher, epochs=2, batch_size=16)

@@ -1,7 +1,7 @@
 """ProcessModels of the custom Processes: float (``floating_pt``) and Loihi fixed point (``fixed_pt``).
 
 A ``NodeGroup`` steps its nodes with the reference executor's own step functions
-(``hardware.reference.step_builder``: the float step, or the bit-exact fixed-point one for nodes
+(``spikebert.hardware.reference.step_builder``: the float step, or the bit-exact fixed-point one for nodes
 a quantised graph marks), so Lava and the reference executor cannot drift apart. The two models
 differ only in their port types: Lava's fixed-point LIF and Dense exchange integers.
 """
@@ -17,11 +17,11 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from spikebert.hardware import kernels
+from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, TokenSpikeSource
+from spikebert.hardware.reference import StepContext, step_builder
 
-from hardware import kernels
-from hardware.activity import NodeActivity
-from hardware.lava_procs.process import NodeGroup, ReadoutGroup, TokenSpikeSource
-from hardware.reference import StepContext, step_builder
+from spikebert.contract.activity import NodeActivity
 
 
 class reported:

@@ -7,9 +7,9 @@ synapse into a CUBA population (Lava ``LIF``), layer i feeding only layer i + 1.
 
 and nothing that branches: no residual joins, no spike attention (a product of two activations),
 no LayerNorm, no token-wise Conv1d over (C, L). SpikeBERT students have all four; they run as
-direct Lava processes (``converters.nir_to_lava``, ``spikebert simulate --backend lava``).
+direct Lava processes (``spikebert.hardware.nir_to_lava``, ``spikebert simulate --backend lava``).
 
-The graph must be quantised first (``converters.quantize.quantize_graph(graph, bias_exp_min=6)``):
+The graph must be quantised first (``spikebert.hardware.quantize.quantize_graph(graph, bias_exp_min=6)``):
 netx reads integers only. File layout, as SLAYER's ``export_hdf5`` writes it and
 ``netx.utils.NetDict`` / ``Network._create`` read it:
 
@@ -32,7 +32,7 @@ appears at step t + k, k = number of layers. Lava's LIF adds its bias from step 
 delayed input arrives; netx's ``reset_interval`` (``LIFReset``, reset phase staggered by one step
 per layer) zeroes each layer's state on the step its first input of a sample arrives, which also
 discards that early bias. With the delay removed, the output equals
-``hardware.reference.ReferenceExecutor(graph).run_inputs(x).step_outputs`` step for step.
+``spikebert.hardware.reference.ReferenceExecutor(graph).run_inputs(x).step_outputs`` step for step.
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ from pathlib import Path
 
 import nir
 import numpy as np
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import fixed_params, is_quantised, neuron_bias
+from spikebert.hardware.quantize import SPIKING
 
-from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
-from converters.quantize import SPIKING
-from hardware import kernels
-from hardware.fixed_point import fixed_params, is_quantised, neuron_bias
-from hardware.reference import predecessors
-from spikebert.io import atomic_write
+from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from spikebert.contract.fileio import atomic_write
+from spikebert.contract.graph import predecessors
 
 SYNAPSES = (nir.Affine, nir.Linear)
 WEIGHT_BITS = 8  # Loihi's synaptic weight mantissa
@@ -106,7 +106,7 @@ def netx_layers(graph: nir.NIRGraph) -> list[tuple[str, str]]:
                          f"{' -> '.join(f'{n} ({k.__name__})' for n, k in zip(chain, kinds))}")
     if not is_quantised(graph):
         raise ValueError("the graph is float; netx reads Loihi integers: quantise it first with "
-                         "converters.quantize.quantize_graph(graph, bias_exp_min=6), or export the .nir with "
+                         "spikebert.hardware.quantize.quantize_graph(graph, bias_exp_min=6), or export the .nir with "
                          "`spikebert-export GRAPH.nir --to netx`, which quantises a float graph")
     return pairs
 
@@ -210,7 +210,7 @@ def run_netx(path: str | Path, x: np.ndarray) -> np.ndarray:
     (T, B, n_out) with netx's k-step delay removed (k = number of layers): entry t is what the
     network emitted at step t + k of the sample, the response to the input of step t.
     """
-    from hardware.lava_runner import prepare_lava
+    from spikebert.hardware.lava_runner import prepare_lava
 
     prepare_lava()  # before Lava's runtime import fixes the multiprocessing start method
     from lava.lib.dl.netx.hdf5 import Network

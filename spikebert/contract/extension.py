@@ -210,6 +210,6 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
 
 def write_graph(path: str | Path, graph: nir.NIRGraph) -> None:
     """``nir.write`` through a temporary file, so a failed write never leaves a half file."""
-    from spikebert.io import atomic_write
+    from spikebert.contract.fileio import atomic_write
 
     atomic_write(Path(path), lambda tmp: nir.write(tmp, graph))

@@ -51,7 +51,7 @@ class Activity:
         return all(name in other.nodes and node.same_counts(other.nodes[name]) for name, node in self.nodes.items())
 
     def to_json(self, path: str | Path) -> None:
-        from spikebert.io import atomic_write_text
+        from spikebert.contract.fileio import atomic_write_text
 
         data = dataclasses.asdict(self)
         atomic_write_text(Path(path), json.dumps(data, indent=1, sort_keys=True) + "\n")

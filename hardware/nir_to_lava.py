@@ -1,7 +1,7 @@
 """Build a Lava process network from a NIR graph of the reference executor's node set.
 
 Two builds of the same graph, equal step for step to the reference executor (float or, for a
-graph quantised by ``converters.quantize``, Loihi fixed point):
+graph quantised by ``spikebert.hardware.quantize``, Loihi fixed point):
 
 ``fuse="none"`` (naive): one Lava process per NIR node. ``LIF``/``IF`` run as lava-nc's own
 ``LIFReset`` (float: ``du = 1, dv = 1 - beta``; fixed: the quantised du/dv/vth/bias); an
@@ -35,11 +35,12 @@ import logging
 
 import nir
 import numpy as np
+from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.quantize import SPIKING, population_constants
+from spikebert.hardware.reference import SUPPORTED
 
-from converters.nir_ext import SBTokenMean
-from converters.quantize import SPIKING, population_constants
-from hardware.fixed_point import fixed_params, is_quantised
-from hardware.reference import SUPPORTED, SYNAPSE_TYPES, port_shape, predecessors, topological_order
+from spikebert.contract.extension import SBTokenMean
+from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     """Processes for every node after ``source_node``, whose output the Lava process ``source`` sends
     (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None."""
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
-
-    from hardware.lava_procs.process import NodeGroup, ReadoutGroup
+    from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
 
     fixed = is_quantised(graph)
     dt = graph.metadata.get("dt")

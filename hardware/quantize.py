@@ -6,7 +6,7 @@ a per-layer weight exponent, chosen by lava-nc's own ``optimize_weight_bits`` / 
 / ``truncate_weights``), or an ``SBSpikeAttention`` producer, whose integer coincidence counts
 are multiplied by an integer. The neuron gets Loihi's 12-bit decays (``du = 4095``: no current
 memory, ``dv = round((1 - beta) 4096)``), a 17-bit threshold mantissa and a 13-bit bias mantissa
-with a 3-bit exponent; its state is 24-bit (``hardware.kernels.loihi_lif_step``).
+with a 3-bit exponent; its state is 24-bit (``spikebert.hardware.kernels.loihi_lif_step``).
 
 Scale. Each population gets a power-of-two scale ``lam`` (integer voltage units per float unit,
 before Loihi's 6-bit MSB alignment): the largest that keeps its largest input weight within
@@ -36,11 +36,11 @@ import logging
 
 import nir
 import numpy as np
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import fixed_params, is_quantised
 
-from converters.nir_ext import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenMean
-from hardware import kernels
-from hardware.fixed_point import fixed_params, is_quantised
-from hardware.reference import predecessors, topological_order
+from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenMean
+from spikebert.contract.graph import predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
