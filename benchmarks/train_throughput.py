@@ -134,7 +134,7 @@ def make_step(cfg: StudentConfig, batch: int, length: int):
 
     def step() -> None:
         out = model(ids)
-        feat = sum(F.mse_loss(h, y) for h, y in zip(out.block_outputs, targets)) / cfg.depth
+        feat = sum(F.mse_loss(h, y) for h, y in zip(out.hidden, targets)) / cfg.depth
         loss = F.cross_entropy(out.logits, labels) + feat
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -14,7 +14,7 @@ leaves, and every traced operation that reaches the logits becomes a NIR node, a
 - ``unsqueeze(0)`` / ``expand`` over the new time axis -> nothing: the input is held over the steps;
 - the mean over time of the logits -> nothing: it is the graph's metadata ``readout``;
 - values computed from the mask, constants or shapes alone -> nothing;
-- operations that do not reach the logits (the distillation taps ``block_outputs``) -> pruned.
+- operations that do not reach the logits (the distillation taps ``hidden``) -> pruned.
 
 Any other operation on a signal raises TypeError naming the fx node and module path.
 

@@ -110,7 +110,7 @@ class DistillModel(nn.Module):
         emb = None
         if emb_target is not None:
             emb = embedding_loss(self.student.embed.weight, emb_target, self.emb_map, emb_rows)
-        return out, self.projector(out.block_outputs), emb
+        return out, self.projector(out.hidden), emb
 
 
 def feature_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
@@ -229,7 +229,7 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
 
     def step(m, idx):
         enc, _ = batcher(data, idx)
-        _, t_feats = targets(idx, enc)
+        t_feats = targets(idx, enc).hidden
         enc = {k: v.to(device) for k, v in enc.items()}
         _, s_feats, _ = m(enc["input_ids"])
         feat = feature_loss(s_feats, [t.to(device) for t in t_feats],
@@ -242,7 +242,7 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
         total, n = 0.0, 0
         for idx in torch.arange(len(dev)).split(64):
             enc, _ = batcher(dev, idx)
-            _, t_feats = dev_targets(idx, enc)
+            t_feats = dev_targets(idx, enc).hidden
             enc = {k: v.to(device) for k, v in enc.items()}
             _, s_feats, _ = m(enc["input_ids"])
             total += float(feature_loss(s_feats, t_feats,
@@ -340,7 +340,8 @@ def distill(
 
     def step(m, idx):
         enc, labels = batcher(data, idx)
-        t_logits, t_feats = targets(idx, enc)
+        t = targets(idx, enc)
+        t_logits, t_feats = t.logits, t.hidden
         aug = is_aug[idx]
         labels = torch.where(aug, t_logits.argmax(-1).cpu(), labels)  # teacher labels for augmented sentences
         enc = {k: v.to(device) for k, v in enc.items()}

@@ -12,14 +12,13 @@ Equivalences with the official code (kept exact, chosen for a clean NIR export):
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import StudentConfig
 from spikebert.neurons import LIF, HeavisideEncoder
+from spikebert.outputs import StudentOutput
 
 
 class GroupLayerNorm(nn.Module):
@@ -188,13 +187,6 @@ class Block(nn.Module):
         return x + self.mlp(x, mask)
 
 
-@dataclasses.dataclass
-class StudentOutput:
-    logits: torch.Tensor  # (B, C), mean over T of step_logits
-    step_logits: torch.Tensor  # (T, B, C)
-    block_outputs: list[torch.Tensor]  # depth x (B, L, D), T-averaged residual stream (distillation taps)
-
-
 class SpikeBERT(nn.Module):
     """The student. ``forward(input_ids)`` with ids of shape (B, L)."""
 
@@ -248,9 +240,9 @@ class SpikeBERT(nn.Module):
         T = self.cfg.time_steps
         spikes = self.encoder(self.embed_tokens(input_ids))  # (B, L, D), constant over time
         x = spikes.unsqueeze(0).expand(T, -1, -1, -1)  # (T, B, L, D)
-        block_outputs = []
+        hidden = []
         for block in self.blocks:
             x = block(x, norm_mask)
-            block_outputs.append(x.mean(dim=0))
+            hidden.append(x.mean(dim=0))  # (B, L, D): the distillation tap
         step_logits = self.classifier(self.pool(self.head_norm(x, norm_mask), mask))  # (T, B, C)
-        return {"logits": step_logits.mean(dim=0), "step_logits": step_logits, "block_outputs": block_outputs}
+        return {"logits": step_logits.mean(dim=0), "step_logits": step_logits, "hidden": hidden}

@@ -30,8 +30,9 @@ from spikebert.contract.activity import Activity, NodeActivity
 from spikebert.contract.extension import SBTokenEmbedding
 from spikebert.contract.graph import SYNAPSE_TYPES
 from spikebert.converters.torch_to_nir import export_student, node_name
-from spikebert.model import SpikeAttention, SpikeBERT, StudentOutput, TokenBatchNorm, TokenMean
+from spikebert.model import SpikeAttention, SpikeBERT, TokenBatchNorm, TokenMean
 from spikebert.neurons import LIF, HeavisideEncoder
+from spikebert.outputs import StudentOutput
 
 _FIELDS = ("input_nonzeros", "input_abs_sum", "input_elements", "qk_accumulates", "av_accumulates")
 COUNT_DTYPE = torch.float64  # totals exceed float32's 2^24 exact integers on a dev split

@@ -29,7 +29,8 @@ from spikebert.distill import (
 )
 from spikebert.engine import Trainer
 from spikebert.io import text_sha256, weights_identity
-from spikebert.spikingbert import SpikingBERT, SpikingOutput
+from spikebert.outputs import StudentOutput
+from spikebert.spikingbert import SpikingBERT
 from spikebert.targets import OnlineScoredTargets, OnlineTargets
 from spikebert.tokenize import Batcher
 
@@ -63,7 +64,7 @@ class SpikingDistillModel(nn.Module):
         self.student = student
         self.fit_dense = nn.Linear(student.cfg.dim, teacher_dim)
 
-    def forward(self, input_ids: torch.Tensor) -> tuple[SpikingOutput, list[torch.Tensor]]:
+    def forward(self, input_ids: torch.Tensor) -> tuple[StudentOutput, list[torch.Tensor]]:
         out = self.student(input_ids)
         return out, [self.fit_dense(h) for h in out.hidden]
 
@@ -90,7 +91,7 @@ def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     return (-t * F.log_softmax(student_logits / temperature, -1)).mean()
 
 
-def spiking_distill_loss(cfg: SpikingDistillConfig, *, out: SpikingOutput, projected: list[torch.Tensor],
+def spiking_distill_loss(cfg: SpikingDistillConfig, *, out: StudentOutput, projected: list[torch.Tensor],
                          teacher_logits: torch.Tensor, teacher_hidden: list[torch.Tensor],
                          teacher_scores: list[torch.Tensor] | None, labels: torch.Tensor,
                          mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -179,8 +180,8 @@ def distill_spikingbert(
     def step(m, idx):
         enc, labels = batcher(data, idx)
         t = targets(idx, enc)
-        t_logits, t_hidden = t[0], t[1]
-        t_scores = [s.to(device) for s in t[2]] if len(t) > 2 else None
+        t_logits, t_hidden = t.logits, t.hidden
+        t_scores = None if t.scores is None else [s.to(device) for s in t.scores]
         labels = torch.where(is_aug[idx], t_logits.argmax(-1).cpu(), labels)  # teacher labels for augmented rows
         enc = {k: v.to(device) for k, v in enc.items()}
         out, projected = m(enc["input_ids"])

@@ -44,7 +44,6 @@ draw their dropout masks independently, so the logged rate gap includes dropout 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import SpikingBERTConfig
+from spikebert.outputs import StudentOutput
 
 MASK_VALUE = -10000.0  # BERT's additive mask on padded keys (the official extended attention mask)
 POPULATIONS = ("key", "value", "attention", "self_output", "intermediate", "output")  # per SE layer, in order
@@ -154,15 +154,6 @@ class SpikingEncoderLayer(nn.Module):
         return out, scores
 
 
-@dataclasses.dataclass
-class SpikingOutput:
-    logits: torch.Tensor  # (B, C)
-    hidden: list[torch.Tensor]  # depth + 1 x (B, L, D): ASRs of the embedding and each layer's output
-    scores: list[torch.Tensor] | None  # depth x (B, H, L, L) pre-softmax attention (rate network); None at eval
-    spike_counts: dict[str, dict[str, float]] | None = None  # population -> counts (see ``simulate``)
-    rate_gap: list[float] | None = None  # training: mean |a_SNN - a_eq| per hidden tap (eq. EQ's error)
-
-
 class SpikingBERT(nn.Module):
     """The student. ``forward(input_ids)`` with ids of shape (B, L)."""
 
@@ -246,7 +237,7 @@ class SpikingBERT(nn.Module):
         return self.classifier((last * m).sum(1) / m.sum(1).clamp(min=1))
 
     def forward(self, input_ids: torch.Tensor, *, time_steps: int | None = None,
-                record: bool = False) -> SpikingOutput:
+                record: bool = False) -> StudentOutput:
         """Training: simulation values with rate-network gradients (eq. IDE), scores from the rate
         network. Evaluation: the simulation alone; ``record`` adds spike counts per population."""
         if input_ids.dim() != 2:
@@ -257,8 +248,8 @@ class SpikingBERT(nn.Module):
             raise ValueError(f"time_steps must be >= 1, got {time_steps}")
         if not self.training or not torch.is_grad_enabled():
             hidden, counts = self.simulate(input_ids, time_steps=time_steps)
-            return SpikingOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, None,
-                                counts if record else None)
+            return StudentOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden,
+                                 spike_counts=counts if record else None)
         eq_hidden, scores = self.rate_network(input_ids)
         counts = None
         if self.cfg.train_forward == "snn":
@@ -269,8 +260,8 @@ class SpikingBERT(nn.Module):
                    for s, e in zip(snn_hidden, eq_hidden)]
         else:
             hidden, gap = eq_hidden, None
-        return SpikingOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, scores,
-                            counts if record else None, gap)
+        return StudentOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden, scores=scores,
+                             spike_counts=counts if record else None, rate_gap=gap)
 
 
 def population_names(depth: int) -> list[str]:

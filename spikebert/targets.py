@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from spikebert.contract.fileio import replace_folder
 from spikebert.io import text_sha256, weights_identity
+from spikebert.outputs import TeacherTargets
 from spikebert.tokenize import Batcher
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,11 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-def teacher_outputs(teacher, enc: dict[str, torch.Tensor],
-                    layers: list[int]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """(logits or None for a bare encoder, [hidden_states[i] for i in layers]) for one batch."""
+def teacher_outputs(teacher, enc: dict[str, torch.Tensor], layers: list[int]) -> TeacherTargets:
+    """Logits (None for a bare encoder) and ``hidden_states[i] for i in layers`` for one batch."""
     device = next(teacher.parameters()).device
     out = teacher(**{k: v.to(device) for k, v in enc.items()}, output_hidden_states=True)
-    return getattr(out, "logits", None), [out.hidden_states[i] for i in layers]
+    return TeacherTargets(getattr(out, "logits", None), [out.hidden_states[i] for i in layers])
 
 
 class OnlineTargets:
@@ -45,7 +45,7 @@ class OnlineTargets:
         self.teacher, self.layers = teacher, layers
 
     @torch.no_grad()
-    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]) -> TeacherTargets:
         return teacher_outputs(self.teacher, enc, self.layers)
 
 
@@ -65,7 +65,7 @@ class OnlineScoredTargets:
         self.heads = teacher.config.num_attention_heads
 
     @torch.no_grad()
-    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]) -> TeacherTargets:
         seen: dict[tuple[str, int], torch.Tensor] = {}
 
         def keep(key):
@@ -74,18 +74,19 @@ class OnlineScoredTargets:
         hooks = [m.register_forward_hook(keep((name, j))) for j, a in enumerate(self.attention)
                  for name, m in (("q", a.query), ("k", a.key))]
         try:
-            logits, hidden = teacher_outputs(self.teacher, enc, self.layers)
+            targets = teacher_outputs(self.teacher, enc, self.layers)
         finally:
             for h in hooks:
                 h.remove()
         B, L = enc["input_ids"].shape
+        hidden = targets.hidden
         mask = enc["attention_mask"].to(hidden[0].device)
         bias = ((1 - mask.to(hidden[0].dtype)) * ATTENTION_MASK_VALUE)[:, None, None, :]  # (B, 1, 1, L)
         scores = []
         for j in range(len(self.attention)):
             q, k = (seen[(n, j)].view(B, L, self.heads, -1).transpose(1, 2) for n in ("q", "k"))  # (B, H, L, dh)
             scores.append(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias)
-        return logits, hidden, scores
+        return TeacherTargets(targets.logits, hidden, scores)
 
 
 class CachedTargets:
@@ -101,7 +102,7 @@ class CachedTargets:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]):
+    def __call__(self, idx: torch.Tensor, enc: dict[str, torch.Tensor]) -> TeacherTargets:
         idx = idx.tolist()
         B, L = enc["input_ids"].shape
         n_layers, H = self.features.shape[1:]
@@ -114,7 +115,7 @@ class CachedTargets:
             feats[row, : b - a] = self.features[a:b]
         logits = torch.from_numpy(np.ascontiguousarray(self.logits[idx])) if self.logits.shape[1] else None
         feats_t = torch.from_numpy(feats)
-        return logits, [feats_t[:, :, j] for j in range(n_layers)]
+        return TeacherTargets(logits, [feats_t[:, :, j] for j in range(n_layers)])
 
 
 def cache_fingerprint(*, teacher_dir: str, sentences: list[str], max_len: int, layers: list[int]) -> dict:
@@ -141,7 +142,7 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
                         ["input_ids"]], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     H = teacher.config.hidden_size
-    probe_logits, _ = teacher_outputs(teacher, batcher.encode(sentences[:1]), layers)
+    probe_logits = teacher_outputs(teacher, batcher.encode(sentences[:1]), layers).logits
     num_labels = 0 if probe_logits is None else probe_logits.shape[-1]
     folder.parent.mkdir(parents=True, exist_ok=True)
     need = int(offsets[-1]) * len(layers) * H * 2 + len(sentences) * (num_labels * 4 + 8)
@@ -161,7 +162,8 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
         for start in tqdm(range(0, len(order), batch_size), desc="teacher cache", leave=False):
             idx = order[start:start + batch_size]
             enc = batcher.encode([sentences[i] for i in idx])
-            out_logits, hidden = teacher_outputs(teacher, enc, layers)
+            t = teacher_outputs(teacher, enc, layers)
+            out_logits, hidden = t.logits, t.hidden
             stacked = torch.stack(hidden, dim=2).float().cpu().numpy()  # (B, L, layers, H)
             for row, i in enumerate(idx):
                 features[offsets[i]:offsets[i + 1]] = stacked[row, : lengths[i]]

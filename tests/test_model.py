@@ -25,7 +25,7 @@ def test_shapes(tiny_cfg):
     out = model(make_ids(3, 8, tiny_cfg.vocab_size))
     assert out.logits.shape == (3, tiny_cfg.num_classes)
     assert out.step_logits.shape == (tiny_cfg.time_steps, 3, tiny_cfg.num_classes)
-    assert [h.shape for h in out.block_outputs] == [(3, 8, tiny_cfg.dim)] * tiny_cfg.depth
+    assert [h.shape for h in out.hidden] == [(3, 8, tiny_cfg.dim)] * tiny_cfg.depth
 
 
 def test_gradients_flow_through_surrogates(tiny_cfg):

@@ -56,7 +56,7 @@ def test_export_path_gives_the_same_spikes(trained_like_model, monkeypatch):
         monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
         plain = model(ids)
     assert torch.equal(fused.step_logits, plain.step_logits)
-    for a, b in zip(fused.block_outputs, plain.block_outputs):
+    for a, b in zip(fused.hidden, plain.hidden):
         assert torch.equal(a, b)
 
 

@@ -180,7 +180,8 @@ def test_teacher_scores_are_the_pre_softmax_attention(tiny_teacher):
     teacher.config._attn_implementation = "eager"
     enc = load_tokenizer(tiny_teacher)(["a fine film", "dull"], padding=True, return_tensors="pt")
     enc = {k: enc[k] for k in ("input_ids", "attention_mask")}
-    logits, hidden, scores = OnlineScoredTargets(teacher, [0, 2], [1])(torch.arange(2), enc)
+    t = OnlineScoredTargets(teacher, [0, 2], [1])(torch.arange(2), enc)
+    logits, hidden, scores = t.logits, t.hidden, t.scores
     with torch.no_grad():
         ref = teacher(**enc, output_attentions=True)
     assert torch.allclose(logits, ref.logits) and len(hidden) == 2 and len(scores) == 1

@@ -56,7 +56,8 @@ def test_teacher_cache_equals_online_teacher(tmp_path, tiny_teacher):
                         sentences=sentences, layers=[1, 2])
     idx = torch.tensor([2, 0, 1])
     enc = batcher.encode([sentences[i] for i in idx])
-    (lc, fc), (lo, fo) = cache(idx, enc), OnlineTargets(teacher, [1, 2])(idx, enc)
+    cached, online = cache(idx, enc), OnlineTargets(teacher, [1, 2])(idx, enc)
+    (lc, fc), (lo, fo) = (cached.logits, cached.hidden), (online.logits, online.hidden)
     torch.testing.assert_close(lc, lo, atol=1e-5, rtol=0)
     m = enc["attention_mask"].bool()
     for a, b in zip(fc, fo):
