@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from spikebert.hardware.kernels import lif_coefficients
 from torch import nn
 
+from spikebert.contract.errors import SpikebertError, UnsupportedError
 from spikebert.contract.extension import (
     READOUT,
     SBLayerNorm,
@@ -195,7 +196,7 @@ class TokenMean(nn.Module):
 def _conv1d(node: nir.Conv1d, **_) -> nn.Module:
     if (node.weight.shape[2] != 1 or node.groups != 1 or np.any(np.asarray(node.stride) != 1)
             or (not isinstance(node.padding, str) and np.any(np.asarray(node.padding) != 0))):
-        raise ValueError(
+        raise SpikebertError(
             f"Conv1d with kernel {node.weight.shape[2]}, stride {node.stride}, padding {node.padding}, groups "
             f"{node.groups}: only token-wise Conv1d (kernel 1, stride 1, no padding, groups 1) is supported"
         )
@@ -204,7 +205,7 @@ def _conv1d(node: nir.Conv1d, **_) -> nn.Module:
 
 def _affine(node: nir.Affine | nir.Linear, **_) -> nn.Module:
     if node.weight.ndim != 2:
-        raise ValueError(f"{type(node).__name__} weight must be (out, in), got shape {node.weight.shape}")
+        raise SpikebertError(f"{type(node).__name__} weight must be (out, in), got shape {node.weight.shape}")
     bias = node.bias if isinstance(node, nir.Affine) else np.zeros(node.weight.shape[0])
     return Affine(node.weight, bias)
 
@@ -254,12 +255,12 @@ class ImportedGraph(nn.Module):
 
     def step_outputs(self, input_ids: torch.Tensor) -> torch.Tensor:
         if input_ids.dim() != 2 or input_ids.shape[1] != self.max_len:
-            raise ValueError(f"input_ids must be (batch, {self.max_len}), got shape {tuple(input_ids.shape)}; "
+            raise SpikebertError(f"input_ids must be (batch, {self.max_len}), got shape {tuple(input_ids.shape)}; "
                              "pad to max_len")
         if input_ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"input_ids must be integer token ids (int64), got {input_ids.dtype}")
+            raise UnsupportedError(f"input_ids must be integer token ids (int64), got {input_ids.dtype}")
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.vocab_size):
-            raise ValueError(f"token ids outside the vocabulary of {self.vocab_size}")
+            raise SpikebertError(f"token ids outside the vocabulary of {self.vocab_size}")
         mask = input_ids != self.pad_token_id  # (B, L), True for real tokens
         state = {name: m.initial_state(mask) for name, m in self.step.named_children() if hasattr(m, "initial_state")}
         outputs = []
@@ -281,22 +282,22 @@ def import_graph(graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64) -> 
     """
     for name, node in graph.nodes.items():
         if type(node) not in NODE_MAP:
-            raise ValueError(
+            raise SpikebertError(
                 f"node {name!r} has type {type(node).__name__}, which spikebert.converters.nir_to_torch cannot import; "
                 f"supported: {sorted(t.__name__ for t in NODE_MAP)}. Add a builder to NODE_MAP"
             )
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     embeds = [n for n, node in graph.nodes.items() if isinstance(node, SBTokenEmbedding)]
     if len(inputs) != 1 or len(embeds) != 1 or [d for s, d in graph.edges if s == inputs[0]] != embeds:
-        raise ValueError(f"graph must have one Input feeding one SBTokenEmbedding (the token ids); found inputs "
+        raise SpikebertError(f"graph must have one Input feeding one SBTokenEmbedding (the token ids); found inputs "
                          f"{inputs} and embeddings {embeds}")
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(outputs) != 1 or len([s for s, d in graph.edges if d == outputs[0]]) != 1:
-        raise ValueError(f"graph must have one Output node with one incoming edge, found outputs {outputs}; "
+        raise SpikebertError(f"graph must have one Output node with one incoming edge, found outputs {outputs}; "
                          "join several edges in a Scale(1) node first (nirtorch does not sum into the Output)")
     readout = graph.metadata.get("readout", READOUT)
     if readout != READOUT:
-        raise ValueError(f"graph readout {readout!r} is not supported; only {READOUT!r}")
+        raise SpikebertError(f"graph readout {readout!r} is not supported; only {READOUT!r}")
     dt = float(graph.metadata.get("dt", DEFAULT_DT))
     time_steps = int(graph.metadata.get("time_steps", 1))
     ordered = nir.NIRGraph(nodes={n: graph.nodes[n] for n in topological_order(graph)}, edges=list(graph.edges),

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikebert.contract.errors import MissingFileError, SpikebertError, UnsupportedError
 from spikebert.contract.fileio import atomic_write
 from spikebert.model import SpikeBERT
 
@@ -112,7 +113,7 @@ def run_onnx(path: str | Path, feed: Feed) -> dict[str, np.ndarray]:
 def _run_session(session, feed: Feed, path) -> dict[str, np.ndarray]:
     names = [i.name for i in session.get_inputs()]
     if set(feed) != set(names):
-        raise ValueError(f"{path} takes inputs {names}, got {sorted(feed)}; pass exactly the graph's inputs")
+        raise SpikebertError(f"{path} takes inputs {names}, got {sorted(feed)}; pass exactly the graph's inputs")
     outputs = session.run(None, {k: np.ascontiguousarray(feed[k]) for k in names})
     return {o.name: v for o, v in zip(session.get_outputs(), outputs)}
 
@@ -128,7 +129,7 @@ def verify_onnx(path: str | Path, reference: Reference, inputs: Sequence[Feed], 
     or fewer than ``min_agreement`` get the same prediction.
     """
     if not inputs:
-        raise ValueError("verify_onnx needs at least one input batch")
+        raise SpikebertError("verify_onnx needs at least one input batch")
     axes = dict(batch_axes or {})
     session = _session(path)
     diffs: dict[str, float] = {}
@@ -136,13 +137,13 @@ def verify_onnx(path: str | Path, reference: Reference, inputs: Sequence[Feed], 
     for feed in inputs:
         got, want = _run_session(session, feed, path), reference(feed)
         if "logits" not in want:
-            raise ValueError(f"the reference gives {sorted(want)}; it must give 'logits' to compare predictions")
+            raise SpikebertError(f"the reference gives {sorted(want)}; it must give 'logits' to compare predictions")
         worst = np.zeros(len(want["logits"]))  # (samples,) largest difference over all outputs
         for name, expected in want.items():
             if name not in got:
-                raise ValueError(f"{path} has no output {name!r} (outputs: {sorted(got)}); re-export the model")
+                raise SpikebertError(f"{path} has no output {name!r} (outputs: {sorted(got)}); re-export the model")
             if got[name].shape != expected.shape:
-                raise ValueError(f"{path}: output {name!r} has shape {got[name].shape}, PyTorch gives "
+                raise SpikebertError(f"{path}: output {name!r} has shape {got[name].shape}, PyTorch gives "
                                  f"{expected.shape}")
             per_sample = _sample_diffs(got[name], expected, axes.get(name, 0))
             diffs[name] = max(diffs.get(name, 0.0), float(per_sample.max()))
@@ -153,11 +154,11 @@ def verify_onnx(path: str | Path, reference: Reference, inputs: Sequence[Feed], 
     check = OnnxCheck(path=Path(path), batches=len(inputs), samples=samples, atol=atol, max_abs_diff=diffs,
                       close=close / samples, agreement=same / samples)
     if check.close < min_close:
-        raise ValueError(f"{path}: only {check.close:.2%} of {samples} samples match PyTorch within atol={atol:g} "
+        raise SpikebertError(f"{path}: only {check.close:.2%} of {samples} samples match PyTorch within atol={atol:g} "
                          f"(required {min_close:.2%}; max |onnx - torch| {diffs}); the export is wrong, or spikes "
                          "flip near their thresholds more often than expected: compare on more inputs")
     if check.agreement < min_agreement:
-        raise ValueError(f"{path}: ONNX predictions agree with PyTorch on {check.agreement:.2%} of {samples} "
+        raise SpikebertError(f"{path}: ONNX predictions agree with PyTorch on {check.agreement:.2%} of {samples} "
                          f"samples, below the required {min_agreement:.2%}")
     return check
 
@@ -169,7 +170,7 @@ def check_graph(path: str | Path) -> None:
     onnx.checker.check_model(proto)
     bad = sorted({n.op_type for n in proto.graph.node if n.op_type in FORBIDDEN_OPS or n.domain not in ("", "ai.onnx")})
     if bad:
-        raise ValueError(f"{path}: the exported graph contains {bad}, which an inference graph must not; "
+        raise SpikebertError(f"{path}: the exported graph contains {bad}, which an inference graph must not; "
                          "export the model in eval mode")
 
 
@@ -275,7 +276,7 @@ def export_student_onnx(model: SpikeBERT, path: str | Path, *, opset: int = DEFA
     ``metadata`` (e.g. the tokenizer) is stored in the model's ``metadata_props``.
     """
     if not isinstance(model, SpikeBERT):
-        raise TypeError(f"export_student_onnx takes a SpikeBERT student, got {type(model).__name__}")
+        raise UnsupportedError(f"export_student_onnx takes a SpikeBERT student, got {type(model).__name__}")
     student = copy.deepcopy(model).float().eval()
     cfg = student.cfg
     feeds = list(check_inputs) if check_inputs is not None else student_check_inputs(student)
@@ -351,15 +352,15 @@ def export_teacher_onnx(name_or_path: str, path: str | Path, *, max_len: int, op
     from spikebert.teacher import load_teacher
 
     if max_len < 2:
-        raise ValueError(f"max_len={max_len}: the teacher needs at least 2 tokens ([CLS] and [SEP])")
+        raise SpikebertError(f"max_len={max_len}: the teacher needs at least 2 tokens ([CLS] and [SEP])")
     try:
         model = load_teacher(name_or_path).float().eval()
     except OSError as err:  # what transformers raises for a missing folder or an uncached hub name
-        raise FileNotFoundError(f"teacher {name_or_path!r} is neither a model folder nor a Hugging Face model "
+        raise MissingFileError(f"teacher {name_or_path!r} is neither a model folder nor a Hugging Face model "
                                 f"available offline: {err}") from err
     limit = getattr(model.config, "max_position_embeddings", max_len)
     if max_len > limit:
-        raise ValueError(f"max_len={max_len} exceeds the teacher's max_position_embeddings={limit}; lower it")
+        raise SpikebertError(f"max_len={max_len} exceeds the teacher's max_position_embeddings={limit}; lower it")
     names = teacher_input_names(model)
     feeds = list(check_inputs) if check_inputs is not None else teacher_check_inputs(model, max_len=max_len)
     # a padded row in the example, in case a transformers version skips an all-ones mask while tracing

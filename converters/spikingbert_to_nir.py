@@ -26,6 +26,7 @@ import nir
 import numpy as np
 import torch
 
+from spikebert.contract.errors import UnsupportedError
 from spikebert.contract.extension import EXTENSION_VERSION, SBIF
 
 FRAGMENT_POPULATIONS = ("key", "value")  # per layer, in the fragment's output order
@@ -58,7 +59,7 @@ def export_fragments(model, *, metadata: dict | None = None) -> dict[str, nir.NI
     from spikebert.spikingbert import SpikingBERT
 
     if not isinstance(model, SpikingBERT):
-        raise TypeError(f"export_fragments takes a SpikingBERT student, got {type(model).__name__}; SpikeBERT "
+        raise UnsupportedError(f"export_fragments takes a SpikingBERT student, got {type(model).__name__}; SpikeBERT "
                         "students export whole (spikebert.converters.torch_to_nir.export_student)")
     cfg = model.cfg
     D, L = cfg.dim, cfg.max_len

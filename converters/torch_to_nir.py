@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from spikebert.contract.errors import UnsupportedError
 from spikebert.contract.extension import (
     EXTENSION_VERSION,
     READOUT,
@@ -170,7 +171,7 @@ def _trace(model: SpikeBERT) -> fx.GraphModule:
     try:
         graph = _Tracer().trace(model)
     except fx.proxy.TraceError as err:
-        raise TypeError(f"torch.fx cannot trace {type(model).__name__}.core for NIR export: {err}. Keep "
+        raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.core for NIR export: {err}. Keep "
                         "core free of Python branches on tensor values, or make the module doing it a leaf "
                         "by adding a mapper for its type to spikebert.converters.torch_to_nir.MODULE_MAP") from err
     return fx.GraphModule(model, graph)
@@ -253,7 +254,7 @@ class _Exporter:
         output = next(n for n in self.traced.graph.nodes if n.op == "output")
         result = output.args[0]
         if not (isinstance(result, dict) and isinstance(result.get("logits"), fx.Node)):
-            raise TypeError(f"{type(self.model).__name__}.core must return a dict with the tensor 'logits', "
+            raise UnsupportedError(f"{type(self.model).__name__}.core must return a dict with the tensor 'logits', "
                             f"as SpikeBERT.core; the trace returns {result!r}")
         self.logits = result["logits"]
         needed = self._ancestors(self.logits)
@@ -262,7 +263,7 @@ class _Exporter:
                 self._visit(node)
         logits = self.signals.get(self.logits)
         if logits is None or self.logits.op != "call_method" or self.logits.target != "mean":
-            raise TypeError(f"the logits ({_where(self.logits)}) must be the mean over the time steps of the "
+            raise UnsupportedError(f"the logits ({_where(self.logits)}) must be the mean over the time steps of the "
                             f"step outputs: the NIR graph's readout is '{READOUT}'")
         self._check_no_affine(logits, "the graph output")
         self._add("output", nir.Output(output_type={"output": np.array(self._per_sample(self.logits, logits.time))}),
@@ -302,7 +303,7 @@ class _Exporter:
         elif node.op in ("call_function", "call_method"):
             self._op(node)
         else:
-            raise TypeError(f"{_where(node)} has no NIR mapping")
+            raise UnsupportedError(f"{_where(node)} has no NIR mapping")
 
     def _placeholder(self, node: fx.Node) -> None:
         if node.target == "mask":
@@ -322,16 +323,16 @@ class _Exporter:
         kind = type(module)
         where = f"module {node.target} (fx node {node.name!r})"
         if kind not in MODULE_MAP and kind not in FOLDED:
-            raise TypeError(
+            raise UnsupportedError(
                 f"cannot export {where} of type {kind.__name__} to NIR: no mapper. Add one to "
                 f"spikebert.converters.torch_to_nir.MODULE_MAP; supported: {sorted(t.__name__ for t in MODULE_MAP)}"
             )
         signals, others = self._inputs(node)
         if len(signals) != 1 or node.args[0] is not signals[0]:
-            raise TypeError(f"{where} must take one signal as its first argument (NIR nodes have one input "
+            raise UnsupportedError(f"{where} must take one signal as its first argument (NIR nodes have one input "
                             f"port); it takes {[n.name for n in signals]}")
         if any(n not in self.masked for n in others):
-            raise TypeError(f"{where} takes {[n.name for n in others]} besides its signal: only the token mask "
+            raise UnsupportedError(f"{where} takes {[n.name for n in others]} besides its signal: only the token mask "
                             "can be left out of the NIR graph")
         x = self.signals[signals[0]]
         if kind in FOLDED:
@@ -375,7 +376,7 @@ class _Exporter:
 
     def _check_no_affine(self, x: _Signal, consumer: str) -> None:
         if x.affine is not None:
-            raise TypeError(f"cannot fold the norm {x.affine_from} into {consumer}: a folded norm must reach a "
+            raise UnsupportedError(f"cannot fold the norm {x.affine_from} into {consumer}: a folded norm must reach a "
                             f"Linear directly or through {[t.__name__ for t in _COMMUTES_WITH_AFFINE]}")
 
     def _op(self, node: fx.Node) -> None:
@@ -396,13 +397,13 @@ class _Exporter:
         else:
             path, kind = _enclosing(node)
             holder = f"{kind.__name__} (as {path}) or " if kind is not None else ""
-            raise TypeError(f"{_where(node)} has no NIR mapping. Add a mapper to "
+            raise UnsupportedError(f"{_where(node)} has no NIR mapping. Add a mapper to "
                             "spikebert.converters.torch_to_nir.MODULE_MAP "
                             f"for a module type that holds it, {holder}a new module around it")
 
     def _add_op(self, node: fx.Node, signals: list[fx.Node], others: list[fx.Node]) -> None:
         if len(signals) + len(others) != 2:  # x + x, x + 1.0
-            raise TypeError(f"{_where(node)} has no NIR mapping: only the sum of two different signals (a "
+            raise UnsupportedError(f"{_where(node)} has no NIR mapping: only the sum of two different signals (a "
                             "residual join) or of the token embedding and a position table has one")
         if len(signals) == 2:  # a residual: the sum of both is the join's input (NIR fan-in)
             a, b = (self.signals[s] for s in signals)
@@ -419,11 +420,11 @@ class _Exporter:
         (constant,) = others
         embed = self.nodes.get(x.source)
         if not isinstance(embed, SBTokenEmbedding) or x.affine is not None or constant in self.masked:
-            raise TypeError(f"{_where(node)} adds a constant to {x.source!r}: no NIR mapping (only a position "
+            raise UnsupportedError(f"{_where(node)} adds a constant to {x.source!r}: no NIR mapping (only a position "
                             f"table added to the token embedding has one)")
         table = _np(self.values[constant])
         if table.shape != embed.position_weight.shape:
-            raise TypeError(f"{_where(node)} adds a constant of shape {table.shape} to the token embedding "
+            raise UnsupportedError(f"{_where(node)} adds a constant of shape {table.shape} to the token embedding "
                             f"{x.source!r}: a position table must be (max_len, dim) = {embed.position_weight.shape}")
         self.nodes[x.source] = dataclasses.replace(embed, position_weight=embed.position_weight + table)
         self.signals[node] = x
@@ -472,7 +473,7 @@ def export_student(model: nn.Module, *, metadata: dict | None = None) -> nir.NIR
             "of every layer, with the SB extension's SBIF neuron) as one graph per layer; `spikebert eval` and "
             "`spikebert energy` simulate the whole student in PyTorch.")
     if not isinstance(model, SpikeBERT):
-        raise TypeError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
+        raise UnsupportedError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
     nodes, edges = _Exporter(model).export()
     meta = {
         "spikebert_extension": EXTENSION_VERSION,

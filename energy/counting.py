@@ -34,6 +34,7 @@ import nir
 import numpy as np
 
 from spikebert.contract.activity import Activity
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
 from spikebert.contract.graph import predecessors, topological_order
 
@@ -88,9 +89,9 @@ def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
 
 def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str = "mac") -> list[LayerCount]:
     if residual not in RESIDUAL_CONVENTIONS:
-        raise ValueError(f"residual convention {residual!r}: use one of {RESIDUAL_CONVENTIONS}")
+        raise SpikebertError(f"residual convention {residual!r}: use one of {RESIDUAL_CONVENTIONS}")
     if activity.samples < 1:
-        raise ValueError("activity records no samples")
+        raise SpikebertError("activity records no samples")
     preds = predecessors(graph)
     n, T = activity.samples, activity.time_steps
     tokens = activity.real_tokens / n  # real tokens per sample
@@ -146,7 +147,7 @@ def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
     Weight reads per layer: 4 d^2 + 2 d d_ff, plus K and V (n d each); pooler d^2, classifier d C.
     """
     if not lengths:
-        raise ValueError("teacher_counts needs at least one sequence length")
+        raise SpikebertError("teacher_counts needs at least one sequence length")
     d, d_ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     classes = config.get("num_labels", len(config.get("id2label", {})) or 2)
     macs = reads = 0.0
@@ -180,7 +181,7 @@ class PopulationActivity:
     def add(self, other: PopulationActivity) -> PopulationActivity:
         """The record of both runs (same T); populations are summed field by field."""
         if other.time_steps != self.time_steps:
-            raise ValueError(f"cannot add activity at T={other.time_steps} to activity at T={self.time_steps}")
+            raise SpikebertError(f"cannot add activity at T={other.time_steps} to activity at T={self.time_steps}")
         pops = {k: dict(v) for k, v in self.populations.items()}
         for name, fields in other.populations.items():
             mine = pops.setdefault(name, dict.fromkeys(fields, 0.0))
@@ -210,11 +211,11 @@ class PopulationActivity:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             record = cls(**data)
         except (TypeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a SpikingBERT population activity record: {err}") from err
+            raise SpikebertError(f"{path} is not a SpikingBERT population activity record: {err}") from err
         fields = {"spikes", "neuron_steps", "spikes_x_tokens"}
         broken = sorted(n for n, p in record.populations.items() if not isinstance(p, dict) or fields - set(p))
         if broken:
-            raise ValueError(f"{path}: populations {broken} lack some of {sorted(fields)}; record it again with "
+            raise SpikebertError(f"{path}: populations {broken} lack some of {sorted(fields)}; record it again with "
                              "`spikebert energy model.pt` (it writes activity.json)")
         return record
 
@@ -241,13 +242,13 @@ def spikingbert_counts(*, depth: int, dim: int, mlp_dim: int, heads: int, num_cl
     the teacher's residual adds are not: the residual spikes added into the self-output and output
     currents (one add per input spike, under 1 % of the ACs)."""
     if activity.samples < 1:
-        raise ValueError("activity records no samples")
+        raise SpikebertError("activity records no samples")
     n, T = activity.samples, activity.time_steps
     tokens, pairs = activity.real_tokens / n, activity.token_pairs / n
     pops = activity.populations
     missing = [p for p in ("embedding.population", f"layer{depth - 1}.output") if p not in pops]
     if missing:
-        raise ValueError(f"activity has no population {missing}: it was recorded from another architecture "
+        raise SpikebertError(f"activity has no population {missing}: it was recorded from another architecture "
                          f"(depth {depth} expected)")
 
     def spikes(name: str) -> float:

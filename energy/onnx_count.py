@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from spikebert.energy.counting import TeacherCount
 
+from spikebert.contract.errors import SpikebertError
+
 COUNTED_OPS = ("MatMul", "Gemm")
 FIRST_TOKEN_ID = 0  # any valid id: the shapes do not depend on the token values
 
@@ -58,9 +60,9 @@ def product_macs(op_type: str, a: tuple[int, ...], b: tuple[int, ...], *, trans_
         (m, k), (k2, p) = a2[-2:], b2[-2:]
         batch = int(np.prod(np.broadcast_shapes(a2[:-2], b2[:-2]), dtype=np.int64))
     else:
-        raise ValueError(f"product_macs counts MatMul and Gemm, not {op_type!r}")
+        raise SpikebertError(f"product_macs counts MatMul and Gemm, not {op_type!r}")
     if k != k2:
-        raise ValueError(f"{op_type} operands {a} and {b} do not agree on the inner dimension")
+        raise SpikebertError(f"{op_type} operands {a} and {b} do not agree on the inner dimension")
     return batch * m * k * p
 
 
@@ -68,13 +70,13 @@ def count_products(path: str | Path, length: int) -> list[ProductCount]:
     """Every MatMul/Gemm of the graph at ``path`` for one sample of ``length`` tokens, in graph order."""
     onnx, ort = _require("onnx"), _require("onnxruntime")
     if length < 1:
-        raise ValueError(f"length={length}: a sample has at least one token")
+        raise SpikebertError(f"length={length}: a sample has at least one token")
     model = onnx.load(str(path))
     graph = model.graph
     constants = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
     nodes = [n for n in graph.node if n.op_type in COUNTED_OPS]
     if not nodes:
-        raise ValueError(f"{path} has no MatMul or Gemm node: not a teacher graph to count")
+        raise SpikebertError(f"{path} has no MatMul or Gemm node: not a teacher graph to count")
     # the run returns every non-constant operand, so its shape is read from the actual tensor
     wanted = sorted({x for n in nodes for x in n.input[:2] if x not in constants})
     known = {o.name for o in graph.output}
@@ -89,7 +91,7 @@ def count_products(path: str | Path, length: int) -> list[ProductCount]:
         elif i.name in ("input_ids", "token_type_ids"):
             feed[i.name] = np.full((1, length), FIRST_TOKEN_ID, dtype=np.int64)
         else:
-            raise ValueError(f"{path} takes an input {i.name!r}; a teacher graph takes input_ids, attention_mask "
+            raise SpikebertError(f"{path} takes an input {i.name!r}; a teacher graph takes input_ids, attention_mask "
                              "and token_type_ids (spikebert.converters.onnx_export.export_teacher_onnx)")
     names = [o.name for o in session.get_outputs()]
     shapes = dict(zip(names, (tuple(v.shape) for v in session.run(None, feed))))
@@ -110,7 +112,7 @@ def onnx_teacher_counts(path: str | Path, lengths: Iterable[int]) -> TeacherCoun
     given token lengths (one run per distinct length)."""
     histogram = Counter(int(n) for n in lengths)
     if not histogram:
-        raise ValueError("onnx_teacher_counts needs at least one sequence length")
+        raise SpikebertError("onnx_teacher_counts needs at least one sequence length")
     macs = reads = 0
     for length, times in histogram.items():
         rows = count_products(path, length)

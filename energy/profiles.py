@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from spikebert.contract.errors import SpikebertError
+
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm, 0.9 V (pJ per operation); a MAC is a
 # multiply (FP32 3.7, FP16 1.1, INT32 3.1, INT8 0.2) plus an add, written as the sum to avoid float noise
 FP32_MAC, FP32_ADD = 4.6, 0.9
@@ -50,7 +52,7 @@ class Profile:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith("e_") and not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"profile {self.name!r}: {f.name}={value!r} must be a number >= 0 (pJ)")
+                raise SpikebertError(f"profile {self.name!r}: {f.name}={value!r} must be a number >= 0 (pJ)")
 
     def energy_pj(self, *, macs: float = 0.0, acs: float = 0.0, neuron_updates: float = 0.0,
                   weight_reads: float = 0.0, state_accesses: float = 0.0) -> float:
@@ -106,7 +108,7 @@ DEFAULT_PROFILE = "45nm-fp32"
 
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
-        raise ValueError(f"unknown energy profile {name!r}; available: {sorted(PROFILES)}")
+        raise SpikebertError(f"unknown energy profile {name!r}; available: {sorted(PROFILES)}")
     return PROFILES[name]
 
 
@@ -114,7 +116,7 @@ def select_profiles(spec: str) -> tuple[Profile, ...]:
     """``"a,b,c"`` -> those profiles in that order (the first is the report's headline); ``"all"`` -> every one."""
     names = list(PROFILES) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
-        raise ValueError(f"--profile {spec!r}: name one or more of {list(PROFILES)}, comma-separated, or 'all'")
+        raise SpikebertError(f"--profile {spec!r}: name one or more of {list(PROFILES)}, comma-separated, or 'all'")
     if len(set(names)) != len(names):
-        raise ValueError(f"--profile {spec!r} names a profile twice")
+        raise SpikebertError(f"--profile {spec!r} names a profile twice")
     return tuple(get_profile(n) for n in names)

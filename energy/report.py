@@ -17,6 +17,8 @@ from pathlib import Path
 from spikebert.energy.counting import LayerCount
 from spikebert.energy.profiles import Profile
 
+from spikebert.contract.errors import SpikebertError
+
 PJ_PER_MJ = 1e9
 FORMATS = ("md", "tex", "csv", "json")
 REPORT_FORMAT = "spikebert-energy/2"
@@ -78,16 +80,16 @@ class EnergyReport:
 
     def __post_init__(self) -> None:
         if self.residual_convention not in RESIDUAL_STATEMENTS:
-            raise ValueError(f"residual convention {self.residual_convention!r}: use one of "
+            raise SpikebertError(f"residual convention {self.residual_convention!r}: use one of "
                              f"{sorted(RESIDUAL_STATEMENTS)}")
         if not self.teacher_macs > 0:
-            raise ValueError(f"teacher_macs={self.teacher_macs}: the teacher count must be positive")
+            raise SpikebertError(f"teacher_macs={self.teacher_macs}: the teacher count must be positive")
         names = [p.name for p in self.profiles]
         if len(set(names)) != len(names):
-            raise ValueError(f"profiles {names} name one twice")
+            raise SpikebertError(f"profiles {names} name one twice")
         memory = [p.name for p in self.profiles if p.memory_aware]
         if memory and not self.teacher_weight_reads:
-            raise ValueError(f"profiles {memory} price weight reads, but the teacher has none: pass "
+            raise SpikebertError(f"profiles {memory} price weight reads, but the teacher has none: pass "
                              "teacher_weight_reads (spikebert.energy.counting.teacher_counts)")
 
     # ---- totals ----------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class EnergyReport:
     def from_dict(cls, data: dict) -> EnergyReport:
         """Inverse of :meth:`to_dict` (the derived totals and energies are recomputed, not read)."""
         if data.get("format") != REPORT_FORMAT:
-            raise ValueError(f"not a {REPORT_FORMAT} energy report (format {data.get('format')!r}); "
+            raise SpikebertError(f"not a {REPORT_FORMAT} energy report (format {data.get('format')!r}); "
                              "write it again with this version")
         return cls(profile=Profile(**data["profile"]), more_profiles=tuple(Profile(**p) for p in data["more_profiles"]),
                    residual_convention=data["residual_convention"], layers=[LayerCount(**r) for r in data["layers"]],
@@ -295,7 +297,7 @@ class EnergyReport:
 
         unknown = sorted(set(formats) - set(FORMATS))
         if unknown:
-            raise ValueError(f"unknown report formats {unknown}; available: {list(FORMATS)}")
+            raise SpikebertError(f"unknown report formats {unknown}; available: {list(FORMATS)}")
         out_dir = Path(out_dir)
         texts = {"md": [(f"{stem}.md", self.to_markdown)], "tex": [(f"{stem}.tex", self.to_latex)],
                  "csv": [(f"{stem}.csv", self.summary_csv), (f"{stem}_layers.csv", self.layers_csv)],
@@ -313,7 +315,7 @@ def parse_formats(spec: str) -> tuple[str, ...]:
     formats = FORMATS if spec.strip() == "all" else tuple(s.strip() for s in spec.split(",") if s.strip())
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise ValueError(f"--format {spec!r}: use some of {list(FORMATS)}, comma-separated, or 'all'")
+        raise SpikebertError(f"--format {spec!r}: use some of {list(FORMATS)}, comma-separated, or 'all'")
     return formats
 
 

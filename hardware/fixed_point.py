@@ -13,6 +13,7 @@ import numpy as np
 from spikebert.hardware import kernels
 
 from spikebert.contract.activity import NodeActivity
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention
 
 
@@ -30,7 +31,7 @@ def _dense(name: str, node, dt):
     weight = np.asarray(node.weight, dtype=np.int64)
     if isinstance(node, nir.Conv1d):
         if weight.shape[2] != 1 or int(node.groups) != 1 or int(node.stride) != 1:
-            raise ValueError(f"Conv1d {name!r}: fixed point supports token-wise convolutions (kernel 1, stride 1, "
+            raise SpikebertError(f"Conv1d {name!r}: fixed point supports token-wise convolutions (kernel 1, stride 1, "
                              "groups 1)")
         weight = weight[:, :, 0]
     exp = int(p["weight_exp"])

@@ -23,10 +23,12 @@ from pathlib import Path
 import nir
 import numpy as np
 from spikebert.hardware.fixed_point import is_quantised
+from spikebert.hardware.lava_env import lava_available, require_lava
 from spikebert.hardware.reference import encode_tokens
 from tqdm.auto import tqdm
 
 from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.graph import port_shape, topological_order
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,16 @@ def prepare_lava() -> None:
     """Import Lava's runtime before anything fixes the multiprocessing start method.
 
     Lava calls ``multiprocessing.set_start_method("fork")`` on import, which raises once the default
-    context is in use (tqdm's lock, a DataLoader, ...). Entry points that will run Lava call this first.
+    context is in use (tqdm's lock, a DataLoader, ...). Entry points that may run Lava call this first.
+    Without Lava (the optional ``[lava]`` extra) there is nothing to prepare: it returns, and
+    :func:`run_lava` raises the error that says how to install it.
     """
     import multiprocessing as mp
     import sys
 
     if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    if not lava_available():
         return
     if mp.get_start_method(allow_none=True) is not None:
         raise RuntimeError("the multiprocessing start method is already set; call spikebert.hardware.lava_runner."
@@ -77,9 +83,10 @@ def run_lava(graph: nir.NIRGraph, ids: np.ndarray | None = None, *, inputs: np.n
              batch_size: int = 64, fuse: str = "blocks", progress: bool = True) -> LavaRun:
     """Simulate token ``ids`` (N, L) of a SpikeBERT graph, or ``inputs`` (T, N, *input shape) of a
     graph with a tensor Input, through ``graph`` in Lava; returns per-step outputs and activity."""
+    require_lava("the Lava backend (--backend lava)")
     prepare_lava()
     if (ids is None) == (inputs is None):
-        raise ValueError("give token ids (SpikeBERT graphs) or inputs (T, N, ...) for a graph with a tensor Input")
+        raise SpikebertError("give token ids (SpikeBERT graphs) or inputs (T, N, ...) for a graph with a tensor Input")
     with tempfile.TemporaryDirectory(prefix="spikebert-lava-") as tmp:
         return _run(graph, ids, inputs, batch_size=batch_size, fuse=fuse, progress=progress,
                     error_path=str(Path(tmp) / "errors.txt"))
@@ -107,7 +114,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaR
         source_node = next(n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Input))
         expected = port_shape(graph.nodes[source_node], "output")
         if expected is not None and x.shape[2:] != expected:
-            raise ValueError(f"inputs must be (T, N, {', '.join(map(str, expected))}), got {x.shape}")
+            raise SpikebertError(f"inputs must be (T, N, {', '.join(map(str, expected))}), got {x.shape}")
         B = max(1, min(batch_size, N))
         positions = int(np.prod(x.shape[3:]))
         masks = _batched(np.ones((N, positions), dtype=bool), B, fill=False)
@@ -245,6 +252,6 @@ def _tensor_source(drive: np.ndarray, fixed: bool, *, tail: int):
     data = np.moveaxis(np.concatenate([data, tail]), 0, -1)  # (B, ..., steps)
     if fixed:
         if not np.array_equal(data, np.rint(data)):
-            raise ValueError("a fixed-point graph takes integer inputs (spikes or counts)")
+            raise SpikebertError("a fixed-point graph takes integer inputs (spikes or counts)")
         data = data.astype(np.int32)
     return RingBuffer(data=data)

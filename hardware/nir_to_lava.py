@@ -36,9 +36,11 @@ import logging
 import nir
 import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.lava_env import require_lava
 from spikebert.hardware.quantize import SPIKING, population_constants
 from spikebert.hardware.reference import SUPPORTED
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBTokenMean
 from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors, topological_order
 
@@ -108,7 +110,7 @@ def cut_nodes(graph: nir.NIRGraph, order: list[str]) -> set[str]:
 def plan(graph: nir.NIRGraph, compute: list[str], fuse: str) -> list[_Unit]:
     """Processes for the nodes in ``compute`` (topological order, Output excluded)."""
     if fuse not in FUSE_MODES:
-        raise ValueError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
+        raise SpikebertError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
     if fuse == "all":
         return [_Unit("group", list(compute))]
     preds = predecessors(graph)
@@ -142,6 +144,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
                   masks: np.ndarray | None, fuse: str = "blocks", error_path: str | None = None) -> LavaNetwork:
     """Processes for every node after ``source_node``, whose output the Lava process ``source`` sends
     (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None."""
+    require_lava("the Lava backend (--backend lava)")
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
     from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
 
@@ -152,16 +155,16 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     order = topological_order(graph)
     for name in order:
         if type(graph.nodes[name]) not in SUPPORTED:
-            raise ValueError(f"node {name!r} has type {type(graph.nodes[name]).__name__}, which has no Lava mapping; "
+            raise SpikebertError(f"node {name!r} has type {type(graph.nodes[name]).__name__}, which has no Lava mapping; "
                              f"supported: {sorted(t.__name__ for t in SUPPORTED)}")
     preds = predecessors(graph)
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(outputs) != 1:
-        raise ValueError(f"graph must have exactly one Output node, found {outputs}")
+        raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
     compute = [n for n in order[order.index(source_node) + 1:] if n != outputs[0]]
     units = plan(graph, compute, fuse)
     if batch != 1 and any(u.kind == "dense" for u in units):
-        raise ValueError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
+        raise SpikebertError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
                          f"be 1, got {batch}")
     owner = {n: i for i, u in enumerate(units) for n in u.names}
     gains, biases = _lif_gains(graph, units, dt, fixed)
@@ -233,7 +236,7 @@ def _connect(out_port, in_port) -> None:
 def _shape(graph: nir.NIRGraph, name: str, port: str) -> tuple[int, ...]:
     shape = port_shape(graph.nodes[name], port)
     if shape is None:
-        raise ValueError(f"node {name!r} has no defined {port} shape; Lava ports need one (run nir's type inference)")
+        raise SpikebertError(f"node {name!r} has no defined {port} shape; Lava ports need one (run nir's type inference)")
     return shape
 
 
@@ -252,7 +255,7 @@ def _lif_gains(graph, units, dt, fixed) -> tuple[dict[str, float], dict[str, np.
     dense = {u.names[0] for u in units if u.kind == "dense"}
     for name in (u.names[0] for u in units if u.kind == "lif"):
         if len(preds[name]) != 1:
-            raise ValueError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
+            raise SpikebertError(f"LIF {name!r} sums {preds[name]}: Lava's LIF applies its input gain to one "
                              "producer; insert a Scale(1) join before it")
         producer = preds[name][0]
         _, gains[producer], _ = population_constants(name, graph.nodes[name], dt)

@@ -43,8 +43,10 @@ import nir
 import numpy as np
 from spikebert.hardware import kernels
 from spikebert.hardware.fixed_point import fixed_params, is_quantised, neuron_bias
+from spikebert.hardware.lava_env import require_lava_dl
 from spikebert.hardware.quantize import SPIKING
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from spikebert.contract.fileio import atomic_write
 from spikebert.contract.graph import predecessors
@@ -78,7 +80,7 @@ def netx_layers(graph: nir.NIRGraph) -> list[tuple[str, str]]:
     for name, node in graph.nodes.items():
         if not isinstance(node, (nir.Input, nir.Output, *SYNAPSES, *SPIKING)):
             why = UNHOSTABLE.get(type(node), "netx hosts only Affine/Linear synapses into LIF/IF populations")
-            raise ValueError(f"node {name!r} ({type(node).__name__}) cannot be exported to netx: {why}; {HOW_TO_RUN}")
+            raise SpikebertError(f"node {name!r} ({type(node).__name__}) cannot be exported to netx: {why}; {HOW_TO_RUN}")
     preds = predecessors(graph)
     succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:
@@ -86,26 +88,26 @@ def netx_layers(graph: nir.NIRGraph) -> list[tuple[str, str]]:
     for name in graph.nodes:
         for what, ends in (("inputs", preds[name]), ("outputs", succs[name])):
             if len(ends) > 1:
-                raise ValueError(f"node {name!r} has {len(ends)} {what} {ends}: {SEQUENTIAL}, so residual joins, "
+                raise SpikebertError(f"node {name!r} has {len(ends)} {what} {ends}: {SEQUENTIAL}, so residual joins, "
                                  f"fan-in and fan-out cannot be hosted; {HOW_TO_RUN}")
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     if len(inputs) != 1 or preds[inputs[0]]:
-        raise ValueError(f"netx needs exactly one Input node, fed by no edge; the graph has {inputs}")
+        raise SpikebertError(f"netx needs exactly one Input node, fed by no edge; the graph has {inputs}")
     chain = [inputs[0]]
     while succs[chain[-1]]:
         chain.append(succs[chain[-1]][0])
     if len(chain) != len(graph.nodes):
-        raise ValueError(f"nodes {sorted(set(graph.nodes) - set(chain))} are not on the chain from {inputs[0]!r}: "
+        raise SpikebertError(f"nodes {sorted(set(graph.nodes) - set(chain))} are not on the chain from {inputs[0]!r}: "
                          f"{SEQUENTIAL}")
     kinds = [type(graph.nodes[n]) for n in chain]
     pairs = list(zip(chain[1:-1:2], chain[2:-1:2]))
     if (kinds[-1] is not nir.Output or len(chain) % 2 or not pairs
             or not all(isinstance(graph.nodes[s], SYNAPSES) and isinstance(graph.nodes[n], SPIKING)
                        for s, n in pairs)):
-        raise ValueError(f"netx hosts Input -> (Affine|Linear -> LIF|IF)+ -> Output; the chain is "
+        raise SpikebertError(f"netx hosts Input -> (Affine|Linear -> LIF|IF)+ -> Output; the chain is "
                          f"{' -> '.join(f'{n} ({k.__name__})' for n, k in zip(chain, kinds))}")
     if not is_quantised(graph):
-        raise ValueError("the graph is float; netx reads Loihi integers: quantise it first with "
+        raise SpikebertError("the graph is float; netx reads Loihi integers: quantise it first with "
                          "spikebert.hardware.quantize.quantize_graph(graph, bias_exp_min=6), or export the .nir with "
                          "`spikebert-export GRAPH.nir --to netx`, which quantises a float graph")
     return pairs
@@ -141,24 +143,24 @@ def _layer(graph: nir.NIRGraph, syn: str, neuron: str) -> dict[str, np.ndarray]:
     """HDF5 datasets of one netx dense layer (relative to /layer/i)."""
     s, p = fixed_params(graph.nodes[syn]), fixed_params(graph.nodes[neuron])
     if s is None or p is None:
-        raise ValueError(f"{syn!r} -> {neuron!r} has no 'fixed_point' metadata; quantise the float graph with "
+        raise SpikebertError(f"{syn!r} -> {neuron!r} has no 'fixed_point' metadata; quantise the float graph with "
                          "quantize_graph(graph, bias_exp_min=6)")
     mantissas = np.asarray(graph.nodes[syn].weight, dtype=np.int64)
     shape = tuple(np.shape(graph.nodes[neuron].v_threshold))
     if mantissas.ndim != 2 or shape != (mantissas.shape[0],):
-        raise ValueError(f"{syn!r} -> {neuron!r}: netx dense layers need a 2-D weight (out, in) into a 1-D population, "
+        raise SpikebertError(f"{syn!r} -> {neuron!r}: netx dense layers need a 2-D weight (out, in) into a 1-D population, "
                          f"got weight {mantissas.shape} and population {shape}")
     weight = kernels.shift_exp(mantissas, int(s["weight_exp"]))
     check_netx_weights(syn, weight)
     bias = neuron_bias(p).reshape(-1)
     unit = 2**NETX_BIAS_EXP
     if np.any(bias % unit):
-        raise ValueError(f"{neuron!r}: bias {bias.tolist()} (v units) is not a multiple of {unit}; netx holds biases "
+        raise SpikebertError(f"{neuron!r}: bias {bias.tolist()} (v units) is not a multiple of {unit}; netx holds biases "
                          f"as bias_mant << {NETX_BIAS_EXP} only: quantise the float graph with "
                          "quantize_graph(graph, bias_exp_min=6)")
     bias //= unit
     if bias.min() < BIAS_MANT_MIN or bias.max() > BIAS_MANT_MAX:
-        raise ValueError(f"{neuron!r}: bias up to {np.abs(bias).max()} weight units exceeds Loihi's 13-bit mantissa at "
+        raise SpikebertError(f"{neuron!r}: bias up to {np.abs(bias).max()} weight units exceeds Loihi's 13-bit mantissa at "
                          f"netx's fixed bias exponent {NETX_BIAS_EXP}")
     n_out, n_in = weight.shape
     return {
@@ -179,25 +181,26 @@ def check_netx_weights(name: str, weight: np.ndarray) -> None:
     negatives mixed), Lava's inhibitory mode clips at -255. A layer of negative weights whose minimum
     is a power of two (-32, -64, ...) thus loses a unit in netx and is refused here.
     """
+    require_lava_dl("netx export (--to netx)")
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
     if not weight.any():
-        raise ValueError(f"{name!r}: all weights are zero, which netx's optimize_weight_bits cannot scale")
+        raise SpikebertError(f"{name!r}: all weights are zero, which netx's optimize_weight_bits cannot scale")
     lo, hi = (0, 255) if weight.min() >= 0 else (-255, 0) if weight.max() <= 0 else (-256, 254)  # Lava's clip
     if weight.min() < lo or weight.max() > hi:
-        raise ValueError(f"{name!r}: weights in [{weight.min()}, {weight.max()}] exceed Loihi's 8-bit range "
+        raise SpikebertError(f"{name!r}: weights in [{weight.min()}, {weight.max()}] exceed Loihi's 8-bit range "
                          f"[{lo}, {hi}] for this sign; quantise the float graph with quantize_graph")
     with np.errstate(divide="ignore"):  # netx divides by the largest weight, 0 in a non-positive layer
         mant, num_bits, exp, netx_mode = optimize_weight_bits(weight)
     if num_bits > WEIGHT_BITS:
-        raise ValueError(f"{name!r}: netx needs {num_bits}-bit mantissas (odd weights in its mixed sign mode); Loihi "
+        raise SpikebertError(f"{name!r}: netx needs {num_bits}-bit mantissas (odd weights in its mixed sign mode); Loihi "
                          f"synapses hold {WEIGHT_BITS} bits and quantize_graph keeps mixed-sign weights even")
     sign_mode = determine_sign_mode(mant)
     lava = truncate_weights(clip_weights(mant, sign_mode, num_bits=WEIGHT_BITS), sign_mode, num_bits).astype(np.int64)
     exact = np.array_equal(lava, weight * 2**-exp) if exp <= 0 else np.array_equal(lava * 2**exp, weight)
     if not exact:
-        raise ValueError(f"{name!r}: netx cannot hold these weights exactly: from its {num_bits}-bit mantissas "
+        raise SpikebertError(f"{name!r}: netx cannot hold these weights exactly: from its {num_bits}-bit mantissas "
                          f"(exponent {exp}, sign mode {netx_mode.name}) Lava's Dense (sign mode {sign_mode.name}) "
                          "computes other weights; netx mis-scales layers without a positive weight")
 
@@ -212,6 +215,7 @@ def run_netx(path: str | Path, x: np.ndarray) -> np.ndarray:
     """
     from spikebert.hardware.lava_runner import prepare_lava
 
+    require_lava_dl("running netx networks")
     prepare_lava()  # before Lava's runtime import fixes the multiprocessing start method
     from lava.lib.dl.netx.hdf5 import Network
     from lava.magma.core.run_conditions import RunSteps
@@ -221,13 +225,13 @@ def run_netx(path: str | Path, x: np.ndarray) -> np.ndarray:
 
     x = np.asarray(x)
     if x.ndim != 3 or not np.isin(x, (0, 1)).all():
-        raise ValueError(f"x must hold binary spikes shaped (T, B, n_in), got shape {x.shape} with values "
+        raise SpikebertError(f"x must hold binary spikes shaped (T, B, n_in), got shape {x.shape} with values "
                          f"{np.unique(x)[:5]}; netx's first dense layer reads unary spikes")
     T, B, n_in = x.shape
     net = Network(net_config=str(path), reset_interval=T, reset_offset=RESET_OFFSET)
     try:
         if net.inp.shape != (n_in,):
-            raise ValueError(f"{path}: the network takes {net.inp.shape} inputs, x has {n_in}")
+            raise SpikebertError(f"{path}: the network takes {net.inp.shape} inputs, x has {n_in}")
         k = len(net.layers)
         steps = B * T + k  # k more steps flush the last sample through the pipeline
         data = np.zeros((n_in, steps), dtype=np.int32)

@@ -38,7 +38,9 @@ import nir
 import numpy as np
 from spikebert.hardware import kernels
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.lava_env import require_lava
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenMean
 from spikebert.contract.graph import predecessors, topological_order
 
@@ -71,7 +73,7 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
     (``bias_mant << 6``), the only biases lava-dl's netx format can hold.
     """
     if is_quantised(graph):
-        raise ValueError("the graph is already quantised (metadata 'fixed_point'); quantise the float graph")
+        raise SpikebertError("the graph is already quantised (metadata 'fixed_point'); quantise the float graph")
     dt = float(graph.metadata.get("dt", dt if dt is not None else np.nan))
     order = topological_order(graph)
     preds = predecessors(graph)
@@ -80,7 +82,7 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
         node = graph.nodes[name]
         for kind, why in REFUSED.items():
             if isinstance(node, kind):
-                raise ValueError(f"node {name!r} ({type(node).__name__}) cannot run in Loihi fixed point: {why}")
+                raise SpikebertError(f"node {name!r} ({type(node).__name__}) cannot run in Loihi fixed point: {why}")
     nodes = {n: copy.deepcopy(node) for n, node in graph.nodes.items()}
     scales = {}
     for name in order:
@@ -88,12 +90,12 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
         if not isinstance(node, SPIKING):
             continue
         if np.isnan(dt) and any(isinstance(node, nir.LIF) for node in nodes.values()):
-            raise ValueError("the graph has LIF time constants but no metadata 'dt': "
+            raise SpikebertError("the graph has LIF time constants but no metadata 'dt': "
                              "pass quantize_graph(graph, dt=...)")
         producer = preds[name][0] if len(preds[name]) == 1 else None
         inputs = (*SYNAPSES, SBSpikeAttention)
         if producer is None or succ[producer] != [name] or not isinstance(nodes[producer], inputs):
-            raise ValueError(
+            raise SpikebertError(
                 f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d or "
                 f"SBSpikeAttention that feeds only it (found {preds[name]}); Loihi accumulates synaptic input in "
                 "the neuron's units, so every synapse into a population shares its scale")
@@ -123,24 +125,24 @@ def population_constants(name: str, node, dt: float | None) -> tuple[float, floa
     """(beta, input gain, threshold) of a LIF/IF population, each one value, as Loihi's and Lava's LIF
     hold one per population; reset to 0 and no leak towards v_leak, as theirs."""
     if dt is None or np.isnan(dt):
-        raise ValueError(f"{name!r}: the graph has spiking neurons but no metadata 'dt'")
+        raise SpikebertError(f"{name!r}: the graph has spiking neurons but no metadata 'dt'")
     if np.any(np.asarray(node.v_reset) != 0):
-        raise ValueError(f"{name!r}: Loihi resets to 0; v_reset must be 0")
+        raise SpikebertError(f"{name!r}: Loihi resets to 0; v_reset must be 0")
     if isinstance(node, nir.IF):
         beta, gain, bias = kernels.integrator_coefficients(np.asarray(node.r, float), dt)
     else:
         beta, gain, bias = kernels.lif_coefficients(np.asarray(node.tau, float), np.asarray(node.r, float),
                                                     np.asarray(node.v_leak, float), dt)
     if np.any(bias != 0):
-        raise ValueError(f"{name!r}: v_leak must be 0 for fixed point (give the bias to the synapse instead)")
+        raise SpikebertError(f"{name!r}: v_leak must be 0 for fixed point (give the bias to the synapse instead)")
     values = {}
     for what, arr in (("beta", beta), ("gain", gain), ("v_threshold", np.asarray(node.v_threshold, float))):
         flat = np.ravel(arr)
         if not np.all(flat == flat[0]):
-            raise ValueError(f"{name!r}: {what} differs across neurons; Loihi holds one value per population")
+            raise SpikebertError(f"{name!r}: {what} differs across neurons; Loihi holds one value per population")
         values[what] = float(flat[0])
     if not 0.0 <= values["beta"] <= 1.0 or values["v_threshold"] <= 0:
-        raise ValueError(f"{name!r}: needs 0 <= beta <= 1 and a positive threshold, got {values}")
+        raise SpikebertError(f"{name!r}: needs 0 <= beta <= 1 and a positive threshold, got {values}")
     return values["beta"], values["gain"], values["v_threshold"]
 
 
@@ -150,6 +152,7 @@ def _power_of_two_at_most(x: float) -> float:
 
 def _synapse(name: str, node, gain: float, vth: float, neuron_shape) -> tuple[float, np.ndarray]:
     """Quantise the weights of ``node`` in place; returns (lam, the neuron's float bias in v units)."""
+    require_lava("Loihi fixed point (spikebert quantize, --fixed-point, --to netx)")
     from lava.utils.weightutils import clip_weights, determine_sign_mode, optimize_weight_bits, truncate_weights
 
     weight = np.asarray(node.weight, dtype=np.float64)
@@ -186,7 +189,7 @@ def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:
     lam = 2.0 ** (np.ceil(np.log2(1.0 / step)) + kernels.LOIHI_ACT_SHIFT)
     multiplier = step * lam
     if multiplier != round(multiplier):
-        raise ValueError(f"{name!r}: attention scale {node.scale} x gain {gain} has no exact power-of-two multiple")
+        raise SpikebertError(f"{name!r}: attention scale {node.scale} x gain {gain} has no exact power-of-two multiple")
     node.metadata = {**(node.metadata or {}), "fixed_point": {"multiplier": int(multiplier), "scale": lam}}
     return lam
 
@@ -202,7 +205,7 @@ def neuron_params(name: str, beta: float, vth: float, lam: float, bias: np.ndarr
     dv = int(round((1.0 - beta) * DECAY_UNITY))
     vth_mant = int(round(vth * lam))
     if not 0 <= dv < DECAY_UNITY or not 0 < vth_mant <= VTH_MAX:
-        raise ValueError(f"{name!r}: dv={dv} or vth={vth_mant} outside Loihi's 12/17-bit ranges")
+        raise SpikebertError(f"{name!r}: dv={dv} or vth={vth_mant} outside Loihi's 12/17-bit ranges")
     largest = float(np.abs(bias).max(initial=0.0))
     bias_exp = bias_exp_min
     while largest / 2**bias_exp > BIAS_MANT_MAX and bias_exp < BIAS_EXP_MAX:

@@ -61,6 +61,7 @@ from spikebert.hardware import kernels
 from spikebert.hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
 
 from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
 
@@ -83,17 +84,17 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     """Run the Input -> SBTokenEmbedding -> Threshold prefix of a SpikeBERT graph."""
     embed_name = next((n for n, node in graph.nodes.items() if isinstance(node, SBTokenEmbedding)), None)
     if embed_name is None:
-        raise ValueError("graph has no SBTokenEmbedding node: token ids cannot be encoded; "
+        raise SpikebertError("graph has no SBTokenEmbedding node: token ids cannot be encoded; "
                          "feed a graph with a tensor Input through ReferenceExecutor.run_inputs")
     embed: SBTokenEmbedding = graph.nodes[embed_name]
     succ = [d for s, d in graph.edges if s == embed_name]
     if len(succ) != 1 or not isinstance(graph.nodes[succ[0]], nir.Threshold):
-        raise ValueError(f"{embed_name} must feed exactly one Threshold node (the spike encoder), found {succ}")
+        raise SpikebertError(f"{embed_name} must feed exactly one Threshold node (the spike encoder), found {succ}")
     ids = np.asarray(ids)
     if ids.ndim != 2 or ids.shape[1] != embed.max_len:
-        raise ValueError(f"token ids must be (batch, {embed.max_len}), got {ids.shape}; pad to max_len")
+        raise SpikebertError(f"token ids must be (batch, {embed.max_len}), got {ids.shape}; pad to max_len")
     if ids.min() < 0 or ids.max() >= embed.weight.shape[0]:
-        raise ValueError(f"token ids outside the vocabulary of {embed.weight.shape[0]}")
+        raise SpikebertError(f"token ids outside the vocabulary of {embed.weight.shape[0]}")
     threshold = graph.nodes[succ[0]].threshold
     x = (embed.weight[ids] + embed.position_weight[None]).transpose(0, 2, 1)  # (B, D, L)
     spikes = (x > threshold).astype(np.float64)
@@ -140,7 +141,7 @@ def _identity(name: str, node, dt: float | None) -> Step:
 def _affine(name: str, node: nir.Affine | nir.Linear, dt: float | None) -> Step:
     weight = _f64(node.weight)
     if weight.ndim != 2:
-        raise ValueError(f"{type(node).__name__} {name!r}: weight {weight.shape} is not (out, in); "
+        raise SpikebertError(f"{type(node).__name__} {name!r}: weight {weight.shape} is not (out, in); "
                          "batched weights are not supported, split the node")
     bias = _f64(node.bias) if isinstance(node, nir.Affine) else np.zeros(weight.shape[0])
     return _stateless(lambda x, ctx: kernels.affine(x, weight, bias))
@@ -152,7 +153,7 @@ def _conv1d(name: str, node: nir.Conv1d, dt: float | None) -> Step:
     padding = padding if isinstance(padding, str) else int(padding)
     stride, dilation, groups = int(node.stride), int(node.dilation), int(node.groups)
     if weight.ndim != 3 or weight.shape[0] % groups:
-        raise ValueError(f"Conv1d {name!r}: weight {weight.shape} must be (C_out, C_in/groups, K) with C_out "
+        raise SpikebertError(f"Conv1d {name!r}: weight {weight.shape} must be (C_out, C_in/groups, K) with C_out "
                          f"divisible by groups={groups}")
     return _stateless(lambda x, ctx: kernels.conv1d(x, weight, bias, stride=stride, padding=padding,
                                                    dilation=dilation, groups=groups))
@@ -262,7 +263,7 @@ def delay_steps(name: str, delay: np.ndarray, dt: float) -> np.ndarray:
     ratio = _f64(delay) / dt
     steps = np.rint(ratio)
     if np.any(steps < 0) or not np.allclose(ratio, steps, rtol=DELAY_TOLERANCE, atol=DELAY_TOLERANCE):
-        raise ValueError(
+        raise SpikebertError(
             f"Delay {name!r}: delays {np.unique(delay)} are not whole, non-negative numbers of steps of "
             f"dt={dt} (delay/dt = {np.unique(ratio)}); round the delays to multiples of dt, or run with a dt "
             "that divides them"
@@ -337,19 +338,19 @@ class ReferenceExecutor:
         for name in self.order:
             node = graph.nodes[name]
             if type(node) not in STEP_BUILDERS:
-                raise ValueError(
+                raise SpikebertError(
                     f"node {name!r} has type {type(node).__name__}, which the reference executor does "
                     f"not support; supported: {sorted(t.__name__ for t in SUPPORTED)}. Replace the node "
                     "(nested NIRGraphs: inline their nodes), or add a step for it in hardware/reference.py"
                 )
             if not self.preds[name] and not isinstance(node, nir.Input):
-                raise ValueError(f"node {name!r} has no incoming edge; connect it or remove it from the graph")
+                raise SpikebertError(f"node {name!r} has no incoming edge; connect it or remove it from the graph")
         check_edge_shapes(graph)
         self.fixed_point = is_quantised(graph)
         self.steps = {n: step_builder(graph.nodes[n])(n, graph.nodes[n], self.dt) for n in self.order}
         outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
         if len(outputs) != 1:
-            raise ValueError(f"graph must have exactly one Output node, found {outputs}")
+            raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
         self.output = outputs[0]
         backend = "reference-fixed_pt" if self.fixed_point else "reference"
         self.activity = Activity(backend=backend, samples=0, time_steps=self.time_steps, real_tokens=0.0,
@@ -360,19 +361,19 @@ class ReferenceExecutor:
     def _resolve_dt(graph: nir.NIRGraph, dt: float | None) -> float | None:
         meta = graph.metadata.get("dt")
         if meta is not None and dt is not None and float(meta) != float(dt):
-            raise ValueError(f"dt={dt} contradicts the graph metadata dt={float(meta)}; drop the dt argument")
+            raise SpikebertError(f"dt={dt} contradicts the graph metadata dt={float(meta)}; drop the dt argument")
         resolved = meta if meta is not None else dt
         if resolved is None:
             timed = sorted(n for n, node in graph.nodes.items() if isinstance(node, TIMED_TYPES))
             if timed:
-                raise ValueError(
+                raise SpikebertError(
                     f"nodes {timed} have time constants or delays, but the graph metadata has no 'dt' and no dt "
                     "was passed: pass ReferenceExecutor(graph, dt=...), the step the graph was exported for "
                     "(snnTorch's export_to_nir assumes dt=1e-4)"
                 )
             return None
         if not float(resolved) > 0:
-            raise ValueError(f"dt must be positive, got {resolved}")
+            raise SpikebertError(f"dt must be positive, got {resolved}")
         return float(resolved)
 
     def run(self, ids: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
@@ -397,13 +398,13 @@ class ReferenceExecutor:
         """
         inputs = [n for n in self.order if isinstance(self.graph.nodes[n], nir.Input)]
         if any(isinstance(node, SBTokenEmbedding) for node in self.graph.nodes.values()) or len(inputs) != 1:
-            raise ValueError(f"run_inputs needs a graph with exactly one Input node (found {inputs}) and no token "
+            raise SpikebertError(f"run_inputs needs a graph with exactly one Input node (found {inputs}) and no token "
                              "encoder; SpikeBERT token graphs take token ids through run(ids)")
         x = np.asarray(x, dtype=np.float64)
         expected = port_shape(self.graph.nodes[inputs[0]], "output")
         if x.ndim < 2 or x.shape[0] < 1 or (expected is not None and x.shape[2:] != expected):
             shape = "*input shape" if expected is None else ", ".join(map(str, expected))
-            raise ValueError(f"inputs for Input {inputs[0]!r} must be (T, B, {shape}), got {x.shape}")
+            raise SpikebertError(f"inputs for Input {inputs[0]!r} must be (T, B, {shape}), got {x.shape}")
         positions = int(np.prod(x.shape[3:]))  # (C,) inputs: 1; (C, L): L
         return self._simulate(inputs[0], x, mask=None, record=record, tokens=float(x.shape[1] * positions))
 
@@ -416,10 +417,10 @@ class ReferenceExecutor:
         compute = self.order[self.order.index(source) + 1:]
         unknown = sorted(set(record) - set(compute) - {source})
         if unknown:
-            raise ValueError(f"cannot record {unknown}: not nodes this run computes ({[source, *compute]})")
+            raise SpikebertError(f"cannot record {unknown}: not nodes this run computes ({[source, *compute]})")
         T, B = drive.shape[:2]
         if self.activity.samples and T != self.activity.time_steps:
-            raise ValueError(f"this executor's activity holds runs of {self.activity.time_steps} steps, got {T}; "
+            raise SpikebertError(f"this executor's activity holds runs of {self.activity.time_steps} steps, got {T}; "
                              "use one executor per number of steps")
         contexts = {n: StepContext(mask=mask, activity=self.activity.nodes.get(n)) for n in compute}
         state: dict[str, Any] = dict.fromkeys(compute)
@@ -446,6 +447,6 @@ class ReferenceExecutor:
         xs = [out[p] for p in self.preds[name]]
         if any(x.shape != xs[0].shape for x in xs[1:]):
             shapes = {p: out[p].shape[1:] for p in self.preds[name]}
-            raise ValueError(f"node {name!r} sums inputs of different shapes {shapes}; make them equal "
+            raise SpikebertError(f"node {name!r} sums inputs of different shapes {shapes}; make them equal "
                              "(a Flatten or an Affine on the odd one out)")
         return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])

@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikebert.config import AugmentConfig
+from spikebert.contract.errors import SpikebertError, UnsupportedError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def split_words(text: str, tokenizer) -> list[str]:
     """The words of ``text`` as the teacher tokenizer's normaliser and pre-tokeniser see them."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or backend.pre_tokenizer is None:
-        raise TypeError(
+        raise UnsupportedError(
             f"split_words needs a fast tokenizer with a pre-tokenizer, got {type(tokenizer).__name__}; "
             "load it with AutoTokenizer.from_pretrained(path) (fast is the default)"
         )
@@ -111,11 +112,11 @@ def neighbour_table(
     matrix, shape ``(V, H)``, rows indexed by token id.
     """
     if embeddings.dim() != 2:
-        raise ValueError(f"neighbour_table: embeddings must be (vocab, hidden), got shape {tuple(embeddings.shape)}")
+        raise SpikebertError(f"neighbour_table: embeddings must be (vocab, hidden), got shape {tuple(embeddings.shape)}")
     vocab = whole_word_vocab(tokenizer)
     too_big = max(vocab.values(), default=-1)
     if too_big >= embeddings.shape[0]:
-        raise ValueError(
+        raise SpikebertError(
             f"neighbour_table: token id {too_big} is outside the embedding matrix of {embeddings.shape[0]} rows; "
             "pass the word embeddings of the teacher that owns this tokenizer"
         )
@@ -170,7 +171,7 @@ def pos_substitutes(word_lists: Sequence[list[str]], tagger: PosTagger) -> list[
     by_tag: dict[str, dict[str, None]] = {}  # dict as an ordered set, so draws are reproducible
     for words, sent_tags in zip(word_lists, tags):
         if len(sent_tags) != len(words):
-            raise ValueError(f"pos tagger returned {len(sent_tags)} tags for {len(words)} words: {words}")
+            raise SpikebertError(f"pos tagger returned {len(sent_tags)} tags for {len(words)} words: {words}")
         for word, tag in zip(words, sent_tags):
             by_tag.setdefault(tag, {})[word] = None
     frozen = {tag: tuple(ws) for tag, ws in by_tag.items()}
@@ -219,7 +220,7 @@ def augment_corpus(
     """
     mask_token = tokenizer.mask_token
     if mask_token is None:
-        raise ValueError(f"augment_corpus: tokenizer {type(tokenizer).__name__} has no mask token")
+        raise SpikebertError(f"augment_corpus: tokenizer {type(tokenizer).__name__} has no mask token")
     word_lists = [split_words(s, tokenizer) for s in sentences]
     substitutes = _substitutes(word_lists, tokenizer=tokenizer, embeddings=embeddings, cfg=cfg, pos_tagger=pos_tagger)
 
@@ -268,7 +269,7 @@ def _substitutes(
     if cfg.replacement == "pos":
         return pos_substitutes(word_lists, pos_tagger if pos_tagger is not None else nltk_pos_tagger())
     if embeddings is None:
-        raise ValueError(
+        raise SpikebertError(
             "augment_corpus: replacement='neighbours' needs the teacher's word embeddings, e.g. "
             "embeddings=teacher.get_input_embeddings().weight (or set p_replace=0)"
         )

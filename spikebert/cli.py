@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from spikebert.contract.errors import MissingFileError, SpikebertError
+
 log = logging.getLogger("spikebert")
 
 LAVA_COMMANDS = ("demo", "simulate", "energy")
@@ -59,9 +61,9 @@ def cmd_demo(args) -> int:
 
 def cmd_export(args) -> int:
     if args.teacher and args.to != "onnx":
-        raise ValueError("--teacher: the teacher is exported to ONNX only; add --to onnx")
+        raise SpikebertError("--teacher: the teacher is exported to ONNX only; add --to onnx")
     if args.partial and args.to != "nir":
-        raise ValueError("--partial: only NIR has fragments; add --to nir")
+        raise SpikebertError("--partial: only NIR has fragments; add --to nir")
     if args.to == "nir" and args.partial:
         from spikebert.pipeline import export_nir_partial
 
@@ -80,7 +82,7 @@ def cmd_export(args) -> int:
         out = Path(args.output) if args.output else Path(args.model).with_suffix(".net")
         return _export_netx(Path(args.model), out, dt=args.dt)
     if not args.teacher and Path(args.model).is_dir():
-        raise ValueError(f"{args.model} is a folder, not a student checkpoint; for a teacher folder add --teacher")
+        raise SpikebertError(f"{args.model} is a folder, not a student checkpoint; for a teacher folder add --teacher")
     try:
         from spikebert.converters.onnx_export import export_student_onnx, export_teacher_onnx
 
@@ -109,7 +111,7 @@ def _export_netx(model: Path, out: Path, *, dt: float | None) -> int:
     from spikebert.hardware.quantize import quantize_graph
 
     if model.suffix != ".nir":
-        raise ValueError(f"--to netx takes a sequential NIR graph (.nir), got {model}; SpikeBERT students have "
+        raise SpikebertError(f"--to netx takes a sequential NIR graph (.nir), got {model}; SpikeBERT students have "
                          "residuals, attention and LayerNorm, which netx cannot host (spikebert simulate --backend "
                          "lava runs them)")
     graph = read_graph(model)
@@ -228,11 +230,11 @@ def cmd_energy(args) -> int:
 
     profiles, formats = select_profiles(args.profile), parse_formats(args.format)
     if not (args.teacher or args.teacher_config):
-        raise ValueError("name the teacher: --teacher NAME_OR_PATH (or --teacher-config its config.json)")
+        raise SpikebertError("name the teacher: --teacher NAME_OR_PATH (or --teacher-config its config.json)")
     if args.teacher_count == "onnx" and not args.teacher:
-        raise ValueError("--teacher-count onnx exports the teacher: give it as --teacher NAME_OR_PATH")
+        raise SpikebertError("--teacher-count onnx exports the teacher: give it as --teacher NAME_OR_PATH")
     if args.accuracy is not None and not (args.activity and 0 <= args.accuracy <= 1):
-        raise ValueError(f"--accuracy {args.accuracy}: a share in [0, 1], given only with --activity (otherwise the "
+        raise SpikebertError(f"--accuracy {args.accuracy}: a share in [0, 1], given only with --activity (otherwise the "
                          "reference run measures it)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,10 +242,10 @@ def cmd_energy(args) -> int:
     if model.suffix == ".pt" and _is_spikingbert(model):
         return _energy_spikingbert(args, model, out, profiles, formats)
     if args.time_steps is not None:
-        raise ValueError("--time-steps applies to SpikingBERT students; a SpikeBERT graph runs at its exported T")
+        raise SpikebertError("--time-steps applies to SpikingBERT students; a SpikeBERT graph runs at its exported T")
     checkpoint = model if model.suffix == ".pt" else None
     if args.backend == "torch" and checkpoint is None:
-        raise ValueError("--backend torch records activity with PyTorch hooks: give the model.pt checkpoint")
+        raise SpikebertError("--backend torch records activity with PyTorch hooks: give the model.pt checkpoint")
     if model.suffix == ".pt":
         from spikebert.pipeline import export_nir
 
@@ -259,7 +261,7 @@ def cmd_energy(args) -> int:
         data = load_split(args.data, args.split, data_dir=args.data_dir)
         n = activity.samples if activity else len(data) if args.limit <= 0 else min(args.limit, len(data))
         if n > len(data):
-            raise ValueError(f"{args.activity} records {n} samples, but {args.data} {args.split} has {len(data)} "
+            raise SpikebertError(f"{args.activity} records {n} samples, but {args.data} {args.split} has {len(data)} "
                              "sentences; give the split the activity was recorded on")
         sentences = data.sentences[:n]
     if activity is None:
@@ -314,7 +316,7 @@ def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_na
 
         tokenizer_name = args.teacher or tokenizer_name
         if not tokenizer_name:
-            raise ValueError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
+            raise SpikebertError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
         batcher = Batcher(load_tokenizer(str(tokenizer_name)), max_len=args.teacher_max_len)
         lengths = batcher.encode(sentences)["attention_mask"].sum(1).tolist()
         at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
@@ -335,7 +337,7 @@ def _teacher_count(args, sentences: list[str] | None, samples: int, tokenizer_na
         try:
             config = AutoConfig.from_pretrained(resolve_teacher_name(args.teacher)).to_dict()
         except OSError as err:  # what transformers raises for a missing folder or an uncached hub name
-            raise FileNotFoundError(f"teacher {args.teacher!r}: {err}") from err
+            raise MissingFileError(f"teacher {args.teacher!r}: {err}") from err
     return teacher_counts(config, lengths), at
 
 
@@ -354,20 +356,20 @@ def _energy_spikingbert(args, checkpoint: Path, out: Path, profiles, formats) ->
     from spikebert.energy.counting import PopulationActivity, spikingbert_counts
 
     if args.backend == "lava":
-        raise ValueError("--backend lava: a SpikingBERT student has no whole Lava form (softmax, LayerNorm and GELU "
+        raise SpikebertError("--backend lava: a SpikingBERT student has no whole Lava form (softmax, LayerNorm and GELU "
                          "act on its currents; docs/spikingbert.md); its activity comes from the PyTorch simulation")
     if args.residual != "mac":
-        raise ValueError("--residual: a SpikingBERT student has no integer-valued synaptic inputs to count either way")
+        raise SpikebertError("--residual: a SpikingBERT student has no integer-valued synaptic inputs to count either way")
     student, payload = load_student(checkpoint, spiking=True)
     data = load_split(args.data, args.split, data_dir=args.data_dir)
     accuracy = args.accuracy
     if args.activity:
         activity = PopulationActivity.from_json(args.activity)
         if args.time_steps is not None and args.time_steps != activity.time_steps:
-            raise ValueError(f"--time-steps {args.time_steps} but {args.activity} was recorded at "
+            raise SpikebertError(f"--time-steps {args.time_steps} but {args.activity} was recorded at "
                              f"T={activity.time_steps}")
         if activity.samples > len(data):
-            raise ValueError(f"{args.activity} records {activity.samples} samples, but {args.data} {args.split} has "
+            raise SpikebertError(f"{args.activity} records {activity.samples} samples, but {args.data} {args.split} has "
                              f"{len(data)} sentences; give the split the activity was recorded on")
         sentences = data.sentences[:activity.samples]
     else:
@@ -440,7 +442,7 @@ def _overrides(items: list[str] | None, flag: str) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+            raise SpikebertError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -459,7 +461,7 @@ def _student_config(args, tokenizer, num_classes: int, *, spiking: bool = False)
     if args.student:
         path = Path(args.student)
         if not path.is_file():
-            raise FileNotFoundError(f"student config {path} does not exist")
+            raise MissingFileError(f"student config {path} does not exist")
         base = {**base, **json.loads(path.read_text(encoding="utf-8"))}
     cls = SpikingBERTConfig if spiking else StudentConfig
     return cls.from_dict({**base, **_overrides(args.student_set, "--student-set")})
@@ -491,7 +493,7 @@ def cmd_train(args) -> int:
     _record_command(run, args.argv)
     common = {"resume": not args.no_resume, "stop_after_minutes": args.stop_after_minutes}
     if args.method == "spikingbert" and args.stage != "distill":
-        raise ValueError(f"--method spikingbert is a distillation method: use `train distill`, not "
+        raise SpikebertError(f"--method spikingbert is a distillation method: use `train distill`, not "
                          f"`train {args.stage}` (the teacher is shared; SpikingBERT's general distillation on "
                          "WikiText is not built)")
     if args.stage == "pretrain":
@@ -525,7 +527,7 @@ def cmd_train(args) -> int:
     from spikebert.teacher import load_tokenizer
 
     if not args.teacher:
-        raise ValueError("train distill needs --teacher: the fine-tuned teacher folder (from train teacher)")
+        raise SpikebertError("train distill needs --teacher: the fine-tuned teacher folder (from train teacher)")
     tok = load_tokenizer(args.teacher)
     if args.method == "spikingbert":
         from spikebert.config import SpikingDistillConfig
@@ -555,7 +557,7 @@ def cmd_eval(args) -> int:
     model, payload = load_student(args.model, spiking=True)
     tokenizer = load_tokenizer(payload["tokenizer"])
     if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
-        raise ValueError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
+        raise SpikebertError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
     data = load_split(args.data, args.split, data_dir=args.data_dir)
     batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not getattr(model.cfg, "mask_padding", True))
     result = evaluate_student(model, batcher, data, firing_rates=True, time_steps=args.time_steps)
@@ -586,7 +588,7 @@ def cmd_plot(args) -> int:
         model, payload = load_student(args.model)
         tokenizer = load_tokenizer(payload["tokenizer"])
         if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
-            raise ValueError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
+            raise SpikebertError(f"tokenizer {payload['tokenizer']} differs from the one {args.model} was trained with")
         batcher = Batcher(tokenizer, max_len=model.cfg.max_len, pad_to_max=not model.cfg.mask_padding)
         if args.figure == "attention":
             paths = figures.attention_figures(model, batcher, args.sentence, args.out, layer=args.layer,

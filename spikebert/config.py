@@ -12,6 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spikebert.contract.errors import MissingFileError, SpikebertError, UnsupportedError
+
 C = TypeVar("C", bound="ConfigBase")
 Precision = typing.Literal["no", "fp16", "bf16"]  # accelerate's mixed_precision
 
@@ -26,11 +28,11 @@ class ConfigBase:
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         if not isinstance(data, dict):
-            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+            raise UnsupportedError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ValueError(
+            raise SpikebertError(
                 f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
             )
         hints = typing.get_type_hints(cls)
@@ -52,11 +54,11 @@ class ConfigBase:
     def from_json(cls: type[C], path: str | Path) -> C:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{cls.__name__}: config file {path} does not exist")
+            raise MissingFileError(f"{cls.__name__}: config file {path} does not exist")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{cls.__name__}: {path} is not valid JSON ({err})") from err
+            raise SpikebertError(f"{cls.__name__}: {path} is not valid JSON ({err})") from err
         return cls.from_dict(data)
 
 
@@ -73,7 +75,7 @@ def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
     if origin is typing.Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ValueError(f"{owner}.{key}: {value!r} is not one of {allowed}")
+            raise SpikebertError(f"{owner}.{key}: {value!r} is not one of {allowed}")
         return
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         args = typing.get_args(hint)
@@ -82,15 +84,15 @@ def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
         hint = next(a for a in args if a is not type(None))
     if isinstance(hint, type) and issubclass(hint, ConfigBase):
         if not isinstance(value, hint):
-            raise TypeError(f"{owner}.{key}: expected a {hint.__name__} object, got {type(value).__name__}")
+            raise UnsupportedError(f"{owner}.{key}: expected a {hint.__name__} object, got {type(value).__name__}")
         return
     expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
     if expected is None:
         return
     if isinstance(value, bool) and hint is not bool:
-        raise TypeError(f"{owner}.{key}: expected {hint.__name__}, got bool {value!r}")
+        raise UnsupportedError(f"{owner}.{key}: expected {hint.__name__}, got bool {value!r}")
     if not isinstance(value, expected):
-        raise TypeError(f"{owner}.{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        raise UnsupportedError(f"{owner}.{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,14 +121,14 @@ class StudentConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
-            raise ValueError(f"StudentConfig: dim={self.dim} is not divisible by heads={self.heads}")
+            raise SpikebertError(f"StudentConfig: dim={self.dim} is not divisible by heads={self.heads}")
         for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "time_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise SpikebertError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.tau < 1.0:
-            raise ValueError(f"StudentConfig.tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
+            raise SpikebertError(f"StudentConfig.tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
         if not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"StudentConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+            raise SpikebertError(f"StudentConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
 
     @property
     def mlp_dim(self) -> int:
@@ -167,14 +169,14 @@ class AugmentConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("p_mask", "p_replace", "p_ngram"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+                raise SpikebertError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.p_mask + self.p_replace > 1.0:
-            raise ValueError(
+            raise SpikebertError(
                 f"AugmentConfig: p_mask + p_replace = {self.p_mask + self.p_replace} > 1; lower one of them"
             )
         for name in ("n_samples", "max_ngram", "neighbours"):
             if getattr(self, name) < 1:
-                raise ValueError(f"AugmentConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise SpikebertError(f"AugmentConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -258,18 +260,18 @@ class SpikingBERTConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "time_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"SpikingBERTConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise SpikebertError(f"SpikingBERTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.dim % self.heads:
-            raise ValueError(f"SpikingBERTConfig: dim={self.dim} is not divisible by heads={self.heads}")
+            raise SpikebertError(f"SpikingBERTConfig: dim={self.dim} is not divisible by heads={self.heads}")
         if not self.threshold > 0:
-            raise ValueError(f"SpikingBERTConfig.threshold must be > 0, got {self.threshold}")
+            raise SpikebertError(f"SpikingBERTConfig.threshold must be > 0, got {self.threshold}")
         if not 0 < self.leak <= 1:
-            raise ValueError(f"SpikingBERTConfig.leak must be in (0, 1] (1 = IF), got {self.leak}")
+            raise SpikebertError(f"SpikingBERTConfig.leak must be in (0, 1] (1 = IF), got {self.leak}")
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"SpikingBERTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+                raise SpikebertError(f"SpikingBERTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"SpikingBERTConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+            raise SpikebertError(f"SpikingBERTConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
 
     @property
     def mlp_dim(self) -> int:
@@ -318,9 +320,9 @@ class SpikingDistillConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("w_hid", "w_att", "w_pred", "w_ce"):
             if getattr(self, name) < 0:
-                raise ValueError(f"SpikingDistillConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise SpikebertError(f"SpikingDistillConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.w_hid + self.w_att + self.w_pred + self.w_ce > 0:
-            raise ValueError("SpikingDistillConfig: every loss weight is 0; set at least one of w_hid, w_att, "
+            raise SpikebertError("SpikingDistillConfig: every loss weight is 0; set at least one of w_hid, w_att, "
                              "w_pred, w_ce")
         if not self.temperature > 0:
-            raise ValueError(f"SpikingDistillConfig.temperature must be > 0, got {self.temperature}")
+            raise SpikebertError(f"SpikingDistillConfig.temperature must be > 0, got {self.temperature}")

@@ -12,6 +12,8 @@ import os
 import random
 from pathlib import Path
 
+from spikebert.contract.errors import MissingFileError, SpikebertError
+
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "SPIKEBERT_DATA_DIR"
@@ -27,7 +29,7 @@ class TextDataset:
 
     def __post_init__(self) -> None:
         if len(self.sentences) != len(self.labels):
-            raise ValueError(f"{self.name}: {len(self.sentences)} sentences but {len(self.labels)} labels")
+            raise SpikebertError(f"{self.name}: {len(self.sentences)} sentences but {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -56,33 +58,33 @@ def read_tsv(path: Path) -> TextDataset:
     """Read ``sentence<TAB>label`` with a header line; every error names the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"dataset file {path} does not exist")
+        raise MissingFileError(f"dataset file {path} does not exist")
     sentences, labels = [], []
     with path.open(encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         if header[:2] != ["sentence", "label"]:
-            raise ValueError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
+            raise SpikebertError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
         for lineno, line in enumerate(f, start=2):
             line = line.rstrip("\n")
             if not line:
                 continue
             text, sep, label = line.rpartition("\t")
             if not sep:
-                raise ValueError(f"{path}:{lineno}: no TAB separator in {line[:60]!r}")
+                raise SpikebertError(f"{path}:{lineno}: no TAB separator in {line[:60]!r}")
             try:
                 labels.append(int(label))
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+                raise SpikebertError(f"{path}:{lineno}: label {label!r} is not an integer") from None
             sentences.append(text)
     if not sentences:
-        raise ValueError(f"{path}: no examples")
+        raise SpikebertError(f"{path}: no examples")
     return TextDataset(sentences, labels, path.parent.name + "/" + path.stem)
 
 
 def load_split(task: str, split: str, *, data_dir: str | Path | None = None) -> TextDataset:
     """Load ``split`` of ``task``: a folder under the data dir, a folder path, or an HF dataset name."""
     if split not in SPLIT_FILES:
-        raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLIT_FILES)}")
+        raise SpikebertError(f"unknown split {split!r}; use one of {sorted(SPLIT_FILES)}")
     candidates = [Path(task)]
     if data_dir is not None or not Path(task).is_dir():
         base = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -99,7 +101,7 @@ def _load_hf(name: str, split: str) -> TextDataset:
     try:
         import datasets
     except ImportError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no local dataset folder {name!r} (looked under {default_data_dir()}, set --data-dir or "
             f"${DATA_DIR_ENV}); HF dataset names need `pip install datasets`"
         ) from None
@@ -108,7 +110,7 @@ def _load_hf(name: str, split: str) -> TextDataset:
     ds = datasets.load_dataset(name, split=hf_split)
     text_col = next((c for c in ("sentence", "text") if c in ds.column_names), None)
     if text_col is None or "label" not in ds.column_names:
-        raise ValueError(f"HF dataset {name} has columns {ds.column_names}; need sentence/text and label")
+        raise SpikebertError(f"HF dataset {name} has columns {ds.column_names}; need sentence/text and label")
     return TextDataset(list(ds[text_col]), [int(x) for x in ds["label"]], f"{name}/{split}")
 
 
@@ -124,7 +126,7 @@ def wikitext_chunks(folder: Path, *, tokenizer, max_len: int) -> list[str]:
     """
     files = [folder / f for f in WIKITEXT_FILES if (folder / f).is_file()]
     if not files:
-        raise FileNotFoundError(f"no WikiText files ({', '.join(WIKITEXT_FILES)}) in {folder}")
+        raise MissingFileError(f"no WikiText files ({', '.join(WIKITEXT_FILES)}) in {folder}")
     window = max_len - 2
     chunks = []
     for path in files:
@@ -151,17 +153,17 @@ def load_corpus(spec: str, *, task: str | None, data_dir: str | Path | None, tok
             part = wikitext_chunks(base / WIKITEXT_DIR, tokenizer=tokenizer, max_len=max_len)
         elif source == "task":
             if not task:
-                raise ValueError("corpus source 'task' needs a task (--data)")
+                raise SpikebertError("corpus source 'task' needs a task (--data)")
             part = load_split(task, "train", data_dir=data_dir).sentences
         elif source.startswith("hf:"):
             part = _load_hf_text(source[3:])
         else:
-            raise ValueError(f"unknown corpus source {source!r}; use wikitext-2, task or hf:<name>[:<config>]")
+            raise SpikebertError(f"unknown corpus source {source!r}; use wikitext-2, task or hf:<name>[:<config>]")
         log.info("corpus source %s: %d texts", source, len(part))
         texts += part
     texts = [t for t in texts if t.strip()]
     if not texts:
-        raise ValueError(f"corpus {spec!r} is empty")
+        raise SpikebertError(f"corpus {spec!r} is empty")
     return texts
 
 
@@ -169,9 +171,9 @@ def _load_hf_text(name: str) -> list[str]:
     try:
         import datasets
     except ImportError:
-        raise FileNotFoundError(f"corpus hf:{name} needs `pip install datasets` and network access") from None
+        raise MissingFileError(f"corpus hf:{name} needs `pip install datasets` and network access") from None
     path, _, config = name.partition(":")
     ds = datasets.load_dataset(path, config or None, split="train")
     if "text" not in ds.column_names:
-        raise ValueError(f"HF dataset {name} has no 'text' column (columns: {ds.column_names})")
+        raise SpikebertError(f"HF dataset {name} has no 'text' column (columns: {ds.column_names})")
     return list(ds["text"])

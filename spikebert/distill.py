@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
+from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.evaluation import evaluate_student
@@ -57,7 +58,7 @@ def teacher_layer_map(student_depth: int, teacher_layers: int) -> list[int]:
     Official rule ``hidden_states[1:][::teacher_layers // depth]``: the first layer of each group.
     """
     if student_depth > teacher_layers:
-        raise ValueError(f"student depth {student_depth} exceeds the teacher's {teacher_layers} layers")
+        raise SpikebertError(f"student depth {student_depth} exceeds the teacher's {teacher_layers} layers")
     step = teacher_layers // student_depth
     return [1 + i * step for i in range(student_depth)]
 
@@ -83,7 +84,7 @@ def init_embedding_from_teacher(student: SpikeBERT, teacher) -> None:
     """
     w = teacher.get_input_embeddings().weight.detach()
     if w.shape[0] != student.cfg.vocab_size:
-        raise ValueError(f"teacher vocab {w.shape[0]} != student vocab {student.cfg.vocab_size}")
+        raise SpikebertError(f"teacher vocab {w.shape[0]} != student vocab {student.cfg.vocab_size}")
     if w.shape[1] != student.cfg.dim:
         centred = w - w.mean(0)
         _, _, v = torch.pca_lowrank(centred, q=student.cfg.dim, center=False)
@@ -162,7 +163,7 @@ def distill_loss(
 
 def _check_vocab(student_cfg: StudentConfig, tokenizer) -> None:
     if len(tokenizer) != student_cfg.vocab_size or tokenizer.pad_token_id != student_cfg.pad_token_id:
-        raise ValueError(
+        raise SpikebertError(
             f"student vocab/pad ({student_cfg.vocab_size}, {student_cfg.pad_token_id}) do not match the "
             f"teacher tokenizer ({len(tokenizer)}, {tokenizer.pad_token_id})"
         )
@@ -272,20 +273,20 @@ def load_stage1(path: str | Path, model: DistillModel, *, tokenizer) -> None:
     classifier, which stage 1 does not train. Dynamics fields (T, tau, thresholds) may differ."""
     payload = load_checkpoint(path, expected_format=STAGE1_FORMAT)
     if payload["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
-        raise ValueError(f"{path} was pre-trained with another vocabulary than the teacher's tokenizer")
+        raise SpikebertError(f"{path} was pre-trained with another vocabulary than the teacher's tokenizer")
     stored = StudentConfig.from_dict(payload["config"])
     for name in ("vocab_size", "dim", "depth", "heads", "mlp_ratio", "max_len", "norm", "position_embedding"):
         if getattr(stored, name) != getattr(model.student.cfg, name):
-            raise ValueError(f"{path}: stage-1 student has {name}={getattr(stored, name)!r}, this one "
+            raise SpikebertError(f"{path}: stage-1 student has {name}={getattr(stored, name)!r}, this one "
                              f"{getattr(model.student.cfg, name)!r}; pre-train with the same architecture")
     try:
         result = model.student.load_state_dict(payload["student"], strict=False)
         model.projector.load_state_dict(payload["projector"], strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: stage-1 weights do not fit this student: {err}") from err
+        raise SpikebertError(f"{path}: stage-1 weights do not fit this student: {err}") from err
     missing = [k for k in result.missing_keys if not k.startswith("classifier.")]
     if missing or result.unexpected_keys:
-        raise ValueError(f"{path}: stage-1 weights do not fit: missing {missing}, "
+        raise SpikebertError(f"{path}: stage-1 weights do not fit: missing {missing}, "
                          f"unexpected {result.unexpected_keys}")
     log.info("stage 1 weights loaded from %s (dev FEAT %.4f)", path,
              payload["metrics"].get("dev_feat_mse", float("nan")))
@@ -367,7 +368,7 @@ def task_teacher(student_cfg, teacher_dir: str):
     _check_vocab(student_cfg, tokenizer)
     teacher = load_teacher(teacher_dir).eval().requires_grad_(False).to(_device())
     if teacher.config.num_labels != student_cfg.num_classes:
-        raise ValueError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
+        raise SpikebertError(f"teacher {teacher_dir} has {teacher.config.num_labels} classes, the student "
                          f"{student_cfg.num_classes}: fine-tune the teacher on this task first")
     return tokenizer, teacher
 
@@ -431,14 +432,14 @@ def load_student(path: str | Path, *, spiking: bool = False) -> tuple[nn.Module,
     payload = load_checkpoint(path, expected_format=(CHECKPOINT_FORMAT, SPIKING_CHECKPOINT_FORMAT))
     if payload["format"] == SPIKING_CHECKPOINT_FORMAT:
         if not spiking:
-            raise ValueError(f"{path} is a SpikingBERT student: {SPIKINGBERT_LIMITS}")
+            raise SpikebertError(f"{path} is a SpikingBERT student: {SPIKINGBERT_LIMITS}")
         model = SpikingBERT(SpikingBERTConfig.from_dict(payload["config"]))
     else:
         model = SpikeBERT(StudentConfig.from_dict(payload["config"]))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the stored config: {err}") from err
+        raise SpikebertError(f"{path}: weights do not match the stored config: {err}") from err
     return model.eval(), payload
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.fileio import atomic_write_text
 from spikebert.io import load_checkpoint, save_checkpoint
 
@@ -83,7 +84,7 @@ def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int =
     batches = list(order.split(batch_size))
     per_rank = len(batches) // world if world > 1 else len(batches)  # equal step counts under DDP
     if per_rank == 0:
-        raise ValueError(f"{n} examples make {len(batches)} batches of {batch_size}, fewer than the {world} processes")
+        raise SpikebertError(f"{n} examples make {len(batches)} batches of {batch_size}, fewer than the {world} processes")
     return batches[rank::world][:per_rank]
 
 
@@ -94,7 +95,7 @@ def _schedule(kind: str, total: int, warmup: int) -> Callable[[int], float]:
         return lambda s: s / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
     if kind == "constant":
         return lambda s: s / max(warmup, 1) if s < warmup else 1.0
-    raise ValueError(f"unknown schedule {kind!r}; use 'cosine', 'linear' or 'constant'")
+    raise SpikebertError(f"unknown schedule {kind!r}; use 'cosine', 'linear' or 'constant'")
 
 
 class Trainer:
@@ -109,7 +110,7 @@ class Trainer:
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         if n_examples < 1:
-            raise ValueError(f"{desc}: no training examples")
+            raise SpikebertError(f"{desc}: no training examples")
         self.run_dir, self.cfg, self.n, self.desc = Path(run_dir), cfg, n_examples, desc
         # stage 1 leaves the classifier unused: DDP must not wait for its gradients
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
@@ -166,14 +167,14 @@ class Trainer:
         if payload["fingerprint"] != json.dumps(self.fingerprint, sort_keys=True):
             saved = json.loads(payload["fingerprint"])
             differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
-            raise ValueError(
+            raise SpikebertError(
                 f"{path} belongs to a different run ({', '.join(differ)} differ from this one); "
                 "pass another output folder, or --no-resume to start over in this one"
             )
         try:
             self.acc.unwrap_model(self.model).load_state_dict(payload["model"], strict=True)
         except RuntimeError as err:
-            raise ValueError(f"{path}: saved weights do not match the model: {err}") from err
+            raise SpikebertError(f"{path}: saved weights do not match the model: {err}") from err
         self.opt.load_state_dict(payload["optimizer"])
         self.sched.load_state_dict(payload["scheduler"])
         self.state = LoopState(**payload["loop"])
@@ -215,7 +216,7 @@ class Trainer:
         every epoch (for stages whose metric does not judge what they train), so ``best_metric`` and
         ``best_epoch`` are the last epoch's."""
         if keep not in ("best", "last"):
-            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+            raise SpikebertError(f"keep must be 'best' or 'last', got {keep!r}")
         cfg, st = self.cfg, self.state
         t_start, steps_this_run = time.monotonic(), 0
         seconds_before = st.seconds

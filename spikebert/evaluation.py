@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
 from spikebert.model import SpikeBERT
 from spikebert.neurons import LIF, HeavisideEncoder
@@ -26,7 +27,7 @@ def evaluate_student(model: SpikeBERT | SpikingBERT, batcher: Batcher, data: Tex
         return _evaluate_spiking(model, batcher, data, batch_size=batch_size, firing_rates=firing_rates,
                                  time_steps=time_steps)
     if time_steps is not None:
-        raise ValueError("time_steps: a SpikeBERT student runs at its config's T (set time_steps in its config)")
+        raise SpikebertError("time_steps: a SpikeBERT student runs at its config's T (set time_steps in its config)")
     model.eval()
     device = next(model.parameters()).device
     counts: dict[str, list[float]] = {}

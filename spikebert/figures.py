@@ -23,6 +23,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from spikebert.contract.errors import MissingFileError, SpikebertError
 from spikebert.contract.fileio import atomic_write
 from spikebert.model import SpikeBERT
 from spikebert.recording import record_attention, record_spikes, step_rates
@@ -82,11 +83,11 @@ def plot_attention(counts: np.ndarray, tokens: Sequence[str], *, heads: Sequence
     """
     counts = np.asarray(counts, dtype=float)
     if counts.ndim != 4 or counts.shape[2] != counts.shape[3] or counts.shape[2] != len(tokens):
-        raise ValueError(f"attention counts must be (T, H, L, L) with L = {len(tokens)} tokens, got {counts.shape}")
+        raise SpikebertError(f"attention counts must be (T, H, L, L) with L = {len(tokens)} tokens, got {counts.shape}")
     T, H = counts.shape[:2]
     heads = list(range(H)) if heads is None else list(heads)
     if not heads or any(not 0 <= h < H for h in heads):
-        raise ValueError(f"heads {heads}: the block has heads 0..{H - 1}")
+        raise SpikebertError(f"heads {heads}: the block has heads 0..{H - 1}")
     maps = counts[:, heads] if per_step else counts[:, heads].sum(axis=0, keepdims=True)  # (T or 1, h, L, L)
     panels = [(t, h) for h in range(len(heads)) for t in range(maps.shape[0])]  # (step, head) in reading order
     cols = T if per_step else min(len(heads), MAX_COLUMNS)  # per step: one row per head
@@ -114,10 +115,10 @@ def plot_token_rates(rates: dict[str, np.ndarray], tokens: Sequence[str], *, tit
     ``tokens`` the L tick labels.
     """
     if not rates:
-        raise ValueError("plot_token_rates needs at least one population")
+        raise SpikebertError("plot_token_rates needs at least one population")
     for name, r in rates.items():
         if np.ndim(r) != 2 or np.shape(r)[1] != len(tokens):
-            raise ValueError(f"rates of {name!r} must be (neurons, {len(tokens)} tokens), got {np.shape(r)}")
+            raise SpikebertError(f"rates of {name!r} must be (neurons, {len(tokens)} tokens), got {np.shape(r)}")
     fig, axes = _panels(len(rates), min(len(rates), MAX_COLUMNS), width=_panel_inches(len(tokens)),
                         height=PANEL_INCHES, title=title)
     for ax, (name, r) in zip(axes.flat, rates.items()):
@@ -133,7 +134,7 @@ def plot_token_rates(rates: dict[str, np.ndarray], tokens: Sequence[str], *, tit
 def plot_step_rates(rates: dict[str, np.ndarray], *, title: str = "") -> Figure:
     """Population x step heat map of firing rates: ``rates`` name -> (T,), rows in the given order."""
     if not rates:
-        raise ValueError("plot_step_rates needs at least one population")
+        raise SpikebertError("plot_step_rates needs at least one population")
     names = list(rates)
     grid = np.stack([np.asarray(rates[n], dtype=float) for n in names])  # (populations, T)
     P, T = grid.shape
@@ -159,14 +160,14 @@ def load_results(path: str | Path) -> list[dict]:
     object with such a list under ``"results"``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"results file {path} does not exist")
+        raise MissingFileError(f"results file {path} does not exist")
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as f:
             return list(csv.DictReader(f))
     data = json.loads(path.read_text(encoding="utf-8"))
     rows = data.get("results") if isinstance(data, dict) else data
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"{path}: expected a list of objects, or an object with one under 'results'")
+        raise SpikebertError(f"{path}: expected a list of objects, or an object with one under 'results'")
     return rows
 
 
@@ -174,15 +175,15 @@ def _number(rows: list[dict], i: int, key: str) -> float:
     try:
         return float(rows[i][key])
     except KeyError:
-        raise ValueError(f"result row {i} has no {key!r}; its keys are {sorted(rows[i])}") from None
+        raise SpikebertError(f"result row {i} has no {key!r}; its keys are {sorted(rows[i])}") from None
     except (TypeError, ValueError):
-        raise ValueError(f"result row {i}: {key}={rows[i][key]!r} is not a number") from None
+        raise SpikebertError(f"result row {i}: {key}={rows[i][key]!r} is not a number") from None
 
 
 def plot_sweep(rows: list[dict], *, x: str, y: str, group: str | None = None, title: str = "") -> Figure:
     """``y`` against ``x`` over result rows (:func:`load_results`), one line per value of ``group``."""
     if not rows:
-        raise ValueError("plot_sweep got no result rows")
+        raise SpikebertError("plot_sweep got no result rows")
     lines: dict[str, list[tuple[float, float]]] = {}
     for i, row in enumerate(rows):
         label = "" if group is None else f"{group}={row.get(group)}"
@@ -220,7 +221,7 @@ def attention_figures(model: SpikeBERT, batcher: Batcher, sentence: str, out_dir
     ``attention_b{i}.png/.pdf``. Pads are not drawn."""
     depth = model.cfg.depth
     if layer is not None and not 0 <= layer < depth:
-        raise ValueError(f"layer {layer}: the student has blocks 0..{depth - 1}")
+        raise SpikebertError(f"layer {layer}: the student has blocks 0..{depth - 1}")
     ids, real, tokens = _one_sentence(model, batcher, sentence)
     maps = record_attention(model, ids)
     paths = []
@@ -237,7 +238,7 @@ def rate_figures(model: SpikeBERT, batcher: Batcher, sentences: Sequence[str], o
     """Firing rates: ``rates_by_step`` (population x step over all ``sentences``, real tokens only)
     and ``rates_by_token_b{i}`` (neurons x tokens of the first sentence, one figure per block)."""
     if not sentences:
-        raise ValueError("rate_figures needs at least one sentence")
+        raise SpikebertError("rate_figures needs at least one sentence")
     batches = (batcher.encode(sentences[i:i + batch_size])["input_ids"] for i in range(0, len(sentences), batch_size))
     rates = {name: r.numpy() for name, r in step_rates(model, batches).items()}
     paths = save_figure(plot_step_rates(rates, title=f"firing rates over {len(sentences)} sentences"),

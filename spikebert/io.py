@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from spikebert.contract.errors import MissingFileError, SpikebertError
 from spikebert.contract.fileio import atomic_write
 
 CHECKPOINT_FORMAT = "spikebert-student/1"
@@ -53,18 +54,18 @@ def load_checkpoint(path: str | Path, *,
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(
+        raise SpikebertError(
             f"{path} is not a loadable spikebert checkpoint (truncated, corrupt, or not saved "
             f"with plain tensors): {err}"
         ) from err
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format
     if not isinstance(payload, dict) or payload.get("format") not in formats:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(
+        raise SpikebertError(
             f"{path} is not a {' or '.join(formats)} checkpoint (found format {found!r}); "
             "train one with `spikebert train distill` or pass the right file"
         )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import StudentConfig
+from spikebert.contract.errors import SpikebertError
 from spikebert.neurons import LIF, HeavisideEncoder
 from spikebert.outputs import StudentOutput
 
@@ -224,9 +225,9 @@ class SpikeBERT(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> StudentOutput:
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            raise SpikebertError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         if input_ids.shape[1] > self.cfg.max_len:
-            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
+            raise SpikebertError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
         return StudentOutput(**self.core(input_ids, self.token_mask(input_ids)))
 
     def core(self, input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:

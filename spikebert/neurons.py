@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from spikebert.contract.errors import SpikebertError
+
 DT = 1.0  # one time step of the discrete-time network; recorded in every exported NIR graph
 
 
@@ -205,7 +207,7 @@ def _drop_snntorch_buffers(module: LIF, state_dict: dict, prefix: str, *args) ->
     for name in _SNNTORCH_BUFFERS:
         value = state_dict.pop(f"{prefix}neuron.{name}", None)
         if value is not None and not math.isclose(float(value), expected[name], rel_tol=1e-6):
-            raise ValueError(f"{prefix}neuron.{name}={float(value)!r} in the checkpoint disagrees with the "
+            raise SpikebertError(f"{prefix}neuron.{name}={float(value)!r} in the checkpoint disagrees with the "
                              f"config ({expected[name]!r}); rebuild the model from the checkpoint's own config")
 
 

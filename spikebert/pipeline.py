@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.fileio import atomic_write_text, replace_folder
 from spikebert.data import TextDataset, load_split
 
@@ -46,11 +47,11 @@ def export_nir_partial(model_path: Path, out_dir: Path) -> list[Path]:
 
     model, payload = load_student(model_path, spiking=True)
     if not isinstance(model, SpikingBERT):
-        raise ValueError(f"{model_path} is a SpikeBERT student, which exports whole: drop --partial")
+        raise SpikebertError(f"{model_path} is a SpikeBERT student, which exports whole: drop --partial")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file; --partial writes a folder of graphs: give -o a folder")
+        raise SpikebertError(f"{out_dir} is a file; --partial writes a folder of graphs: give -o a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "fragments.json").is_file():
-        raise ValueError(f"{out_dir} holds files that are not an earlier fragment export (no fragments.json); "
+        raise SpikebertError(f"{out_dir} holds files that are not an earlier fragment export (no fragments.json); "
                          "give -o a new or empty folder")
     meta = {k: payload[k] for k in ("tokenizer", "tokenizer_sha256", "task")}
     graphs = export_fragments(model, metadata={**meta, "checkpoint": str(model_path)})
@@ -84,16 +85,16 @@ def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
     if not any(isinstance(node, SBTokenEmbedding) for node in graph.nodes.values()):
         what = (f"the SpikingBERT fragment {graph.metadata['fragment']!r}, whose input is {graph.metadata.get('input')}"
                 if graph.metadata.get("fragment") else "a graph without a token encoder (SBTokenEmbedding)")
-        raise ValueError(f"this is {what}: it takes spike tensors, not sentences. Run it from Python with "
+        raise SpikebertError(f"this is {what}: it takes spike tensors, not sentences. Run it from Python with "
                          "spikebert.hardware.reference.ReferenceExecutor(graph).run_inputs(x) or "
                          "spikebert.hardware.lava_runner.run_lava("
                          "graph, inputs=x), x of shape (T, N, *input shape)")
     name = graph.metadata.get("tokenizer")
     if not name:
-        raise ValueError("the NIR graph records no tokenizer; export it with spikebert-export")
+        raise SpikebertError("the NIR graph records no tokenizer; export it with spikebert-export")
     tokenizer = load_tokenizer(str(name))
     if tokenizer_fingerprint(tokenizer) != graph.metadata.get("tokenizer_sha256"):
-        raise ValueError(f"tokenizer {name} does not match the one the graph was trained with")
+        raise SpikebertError(f"tokenizer {name} does not match the one the graph was trained with")
     embed = next(n for n in graph.nodes.values() if isinstance(n, SBTokenEmbedding))
     return Batcher(tokenizer, max_len=embed.max_len, pad_to_max=True).encode(sentences)["input_ids"].numpy()
 

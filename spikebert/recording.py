@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBTokenEmbedding
 from spikebert.contract.graph import SYNAPSE_TYPES
 from spikebert.converters.torch_to_nir import export_student, node_name
@@ -151,7 +152,7 @@ class ActivityRecorder:
         self.synapses = [n for n, node in self.graph.nodes.items() if isinstance(node, SYNAPSE_TYPES)]
         embed = next((node for node in self.graph.nodes.values() if isinstance(node, SBTokenEmbedding)), None)
         if embed is None:
-            raise ValueError("the graph has no SBTokenEmbedding node: it is not a SpikeBERT student's graph; "
+            raise SpikebertError("the graph has no SBTokenEmbedding node: it is not a SpikeBERT student's graph; "
                              "pass graph=export_student(model)")
         self.pad_token_id = int(embed.pad_token_id)
         self.masked = any(getattr(node, "mask_padding", False) for node in self.graph.nodes.values())
@@ -177,7 +178,7 @@ class ActivityRecorder:
 
     def _add(self, name: str, values: torch.Tensor, fields: slice) -> None:
         if name not in self.synapses:
-            raise ValueError(f"module {name!r} of the student is not a synapse node of the graph "
+            raise SpikebertError(f"module {name!r} of the student is not a synapse node of the graph "
                              f"({self.synapses}); pass graph=export_student(model) for this model")
         counts = self._counts.setdefault(name, torch.zeros(len(_FIELDS), dtype=COUNT_DTYPE, device=values.device))
         counts[fields] += values
@@ -215,7 +216,7 @@ class ActivityRecorder:
     def __call__(self, ids: torch.Tensor) -> StudentOutput:
         """Run the student on ids (B, L) in eval mode, adding to :attr:`activity`; its output."""
         if self._stack is None:
-            raise ValueError("ActivityRecorder records inside its context only: `with ActivityRecorder(model) as rec:`")
+            raise SpikebertError("ActivityRecorder records inside its context only: `with ActivityRecorder(model) as rec:`")
         device = next(self.model.parameters()).device
         ids = torch.as_tensor(ids).to(device)
         real = ids != self.pad_token_id  # (B, L)
@@ -236,7 +237,7 @@ class ActivityRecorder:
         """The totals so far, in the reference executor's record (``backend="torch"``)."""
         missing = sorted(set(self.synapses) - set(self._counts))
         if self._samples and missing:
-            raise ValueError(f"graph synapse nodes {missing} got no input from the student: the graph is not "
+            raise SpikebertError(f"graph synapse nodes {missing} got no input from the student: the graph is not "
                              "this model's; pass graph=export_student(model)")
         nodes = {}
         for name in self.synapses:
@@ -303,5 +304,5 @@ def step_rates(model: SpikeBERT, batches: Iterable[torch.Tensor]) -> dict[str, t
             fired[name] = fired.get(name, 0) + counts.sum(dim=-1) / s.shape[-1]
         positions += float(real.sum())
     if not positions:
-        raise ValueError("step_rates got no real token: pass at least one non-empty batch")
+        raise SpikebertError("step_rates got no real token: pass at least one non-empty batch")
     return {name: f.cpu() / positions for name, f in fired.items()}

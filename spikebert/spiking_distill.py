@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import SpikingBERTConfig, SpikingDistillConfig
+from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
 from spikebert.distill import (
     _cache,
@@ -41,7 +42,7 @@ def spiking_layer_map(depth: int, teacher_layers: int) -> tuple[list[int], list[
     """(``hidden_states`` indices for [embedding, layer 1..depth], encoder-layer indices of the
     attention scores for layers 1..depth): student layer m <-> teacher layer m k, k = teacher / depth."""
     if depth > teacher_layers or teacher_layers % depth:
-        raise ValueError(f"the teacher's {teacher_layers} layers must be a multiple of the student depth {depth} "
+        raise SpikebertError(f"the teacher's {teacher_layers} layers must be a multiple of the student depth {depth} "
                          "(the official uniform map, which asserts it); choose a depth dividing "
                          f"{teacher_layers}")
     k = teacher_layers // depth
@@ -51,7 +52,7 @@ def spiking_layer_map(depth: int, teacher_layers: int) -> tuple[list[int], list[
 def head_groups(student_heads: int, teacher_heads: int) -> int:
     """How many teacher heads are averaged into one student head for the attention MSE."""
     if teacher_heads % student_heads:
-        raise ValueError(f"attention distillation needs the teacher's {teacher_heads} heads to be a multiple of "
+        raise SpikebertError(f"attention distillation needs the teacher's {teacher_heads} heads to be a multiple of "
                          f"the student's {student_heads}: choose heads dividing {teacher_heads}, or --set w_att=0")
     return teacher_heads // student_heads
 
@@ -136,7 +137,7 @@ def distill_spikingbert(
     """
     run_dir = Path(run_dir)
     if student_cfg.leak != 1.0:
-        raise ValueError(f"leak={student_cfg.leak}: training backpropagates through the IF equilibrium "
+        raise SpikebertError(f"leak={student_cfg.leak}: training backpropagates through the IF equilibrium "
                          "clamp(I/theta, 0, 1), which a leaky neuron does not reach (its rate is lower and zero "
                          "below a current of (1 - leak) theta / leak); train with leak=1 (the paper's IF). A leaky "
                          "student can be evaluated and simulated, not trained here")
@@ -201,10 +202,10 @@ def _load_init(student: SpikingBERT, path: str | Path) -> None:
     """Weights of an earlier SpikingBERT run of the same architecture (dynamics fields may differ)."""
     previous, _ = load_student(path, spiking=True)
     if not isinstance(previous, SpikingBERT):
-        raise ValueError(f"--init {path} is a SpikeBERT student; a SpikingBERT run starts from a SpikingBERT model.pt")
+        raise SpikebertError(f"--init {path} is a SpikeBERT student; a SpikingBERT run starts from a SpikingBERT model.pt")
     for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "mlp_ratio"):
         if getattr(previous.cfg, name) != getattr(student.cfg, name):
-            raise ValueError(f"--init {path}: its {name}={getattr(previous.cfg, name)!r}, this student's "
+            raise SpikebertError(f"--init {path}: its {name}={getattr(previous.cfg, name)!r}, this student's "
                              f"{getattr(student.cfg, name)!r}; continue with the same architecture")
     student.load_state_dict(previous.state_dict(), strict=True)
     log.info("initialised from %s", path)

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebert.config import SpikingBERTConfig
+from spikebert.contract.errors import SpikebertError
 from spikebert.outputs import StudentOutput
 
 MASK_VALUE = -10000.0  # BERT's additive mask on padded keys (the official extended attention mask)
@@ -204,7 +205,7 @@ class SpikingBERT(nn.Module):
         sentences of spikes x real length). No gradient flows through it."""
         T = self.cfg.time_steps if time_steps is None else time_steps
         if T < 1:
-            raise ValueError(f"time_steps must be >= 1, got {T}")
+            raise SpikebertError(f"time_steps must be >= 1, got {T}")
         mask = self.token_mask(input_ids)
         with torch.no_grad():
             current = self.embeddings(input_ids)
@@ -241,11 +242,11 @@ class SpikingBERT(nn.Module):
         """Training: simulation values with rate-network gradients (eq. IDE), scores from the rate
         network. Evaluation: the simulation alone; ``record`` adds spike counts per population."""
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            raise SpikebertError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         if input_ids.shape[1] > self.cfg.max_len:
-            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
+            raise SpikebertError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.cfg.max_len}")
         if time_steps is not None and time_steps < 1:
-            raise ValueError(f"time_steps must be >= 1, got {time_steps}")
+            raise SpikebertError(f"time_steps must be >= 1, got {time_steps}")
         if not self.training or not torch.is_grad_enabled():
             hidden, counts = self.simulate(input_ids, time_steps=time_steps)
             return StudentOutput(self.head(hidden[-1], self.token_mask(input_ids)), hidden,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.fileio import replace_folder
 from spikebert.io import text_sha256, weights_identity
 from spikebert.outputs import TeacherTargets
@@ -110,7 +111,7 @@ class CachedTargets:
         for row, i in enumerate(idx):
             a, b = self.offsets[i], self.offsets[i + 1]
             if b - a != int(enc["attention_mask"][row].sum()):
-                raise ValueError(f"teacher cache {self.folder}: sentence {i} has {b - a} tokens cached but "
+                raise SpikebertError(f"teacher cache {self.folder}: sentence {i} has {b - a} tokens cached but "
                                  f"{int(enc['attention_mask'][row].sum())} now; delete the cache to rebuild it")
             feats[row, : b - a] = self.features[a:b]
         logits = torch.from_numpy(np.ascontiguousarray(self.logits[idx])) if self.logits.shape[1] else None
@@ -136,7 +137,7 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
             return cached
         log.info("teacher cache %s: stale (different teacher, data or layers), rebuilding", folder)
     if batcher.tokenizer.padding_side != "right":
-        raise ValueError("the teacher cache stores real tokens first: the tokenizer must pad on the right")
+        raise SpikebertError("the teacher cache stores real tokens first: the tokenizer must pad on the right")
     teacher.eval()
     lengths = np.array([len(x) for x in batcher.tokenizer(sentences, truncation=True, max_length=batcher.max_len)
                         ["input_ids"]], dtype=np.int64)
@@ -148,7 +149,7 @@ def build_cache(folder: Path, *, teacher, teacher_dir: str, batcher: Batcher, se
     need = int(offsets[-1]) * len(layers) * H * 2 + len(sentences) * (num_labels * 4 + 8)
     free = shutil.disk_usage(folder.parent).free
     if need > 0.9 * free:
-        raise ValueError(f"the teacher cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
+        raise SpikebertError(f"the teacher cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
                          f"{free / 2**30:.1f} GiB free; set teacher_cache=false (the teacher then runs "
                          "every step), or fewer train_samples / augmentation copies")
     for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a killed build

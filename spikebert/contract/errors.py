@@ -13,3 +13,12 @@ class SpikebertError(ValueError):
 
     A ``ValueError`` subclass so library callers that catch ``ValueError`` keep working.
     """
+
+
+class MissingFileError(SpikebertError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class UnsupportedError(SpikebertError, TypeError):
+    """A model, node or value of a kind this operation does not take (a NIR node without a mapping,
+    a module without an exporter, a config field of the wrong type)."""

@@ -16,6 +16,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from spikebert.contract.errors import MissingFileError, SpikebertError
+
 EXTENSION_VERSION = "2"  # 2 adds SBIF (SpikingBERT's neuron); every version-1 graph is a version-2 graph
 
 
@@ -36,13 +38,13 @@ class SBTokenEmbedding(nir.NIRNode):
     def __post_init__(self):
         self.weight = np.asarray(self.weight)
         if self.weight.ndim != 2:
-            raise ValueError(f"SBTokenEmbedding.weight must be (vocab, dim), got shape {self.weight.shape}")
+            raise SpikebertError(f"SBTokenEmbedding.weight must be (vocab, dim), got shape {self.weight.shape}")
         self.max_len, self.pad_token_id = int(self.max_len), int(self.pad_token_id)
         if self.position_weight is None:
             self.position_weight = np.zeros((self.max_len, self.weight.shape[1]))
         self.position_weight = np.asarray(self.position_weight)
         if self.position_weight.shape != (self.max_len, self.weight.shape[1]):
-            raise ValueError(f"SBTokenEmbedding.position_weight must be (max_len, dim) = "
+            raise SpikebertError(f"SBTokenEmbedding.position_weight must be (max_len, dim) = "
                              f"{(self.max_len, self.weight.shape[1])}, got {self.position_weight.shape}")
         self.input_type = {"input": np.array([self.max_len])}
         self.output_type = {"output": np.array([self.weight.shape[1], self.max_len])}
@@ -68,7 +70,7 @@ class SBLayerNorm(nir.NIRNode):
         self.weight, self.bias = np.asarray(self.weight), np.asarray(self.bias)
         self.groups, self.eps, self.tokens = int(self.groups), float(self.eps), int(self.tokens)
         if self.weight.shape != self.bias.shape or self.weight.ndim != 1 or self.weight.size % self.groups:
-            raise ValueError(
+            raise SpikebertError(
                 f"SBLayerNorm: weight {self.weight.shape} and bias {self.bias.shape} must be equal 1-D "
                 f"shapes divisible by groups={self.groups}"
             )
@@ -98,7 +100,7 @@ class SBSpikeAttention(nir.NIRNode):
         self.dim, self.heads, self.tokens = int(self.dim), int(self.heads), int(self.tokens)
         self.scale, self.mask_padding = float(self.scale), bool(self.mask_padding)
         if self.dim % self.heads:
-            raise ValueError(f"SBSpikeAttention: dim {self.dim} not divisible by heads {self.heads}")
+            raise SpikebertError(f"SBSpikeAttention: dim {self.dim} not divisible by heads {self.heads}")
         self.input_type = {"input": np.array([3 * self.dim, self.tokens])}
         self.output_type = {"output": np.array([self.dim, self.tokens])}
 
@@ -140,12 +142,12 @@ class SBIF(nir.NIRNode):
         self.v_threshold = np.asarray(self.v_threshold, dtype=np.float64)
         self.leak = np.asarray(self.leak, dtype=np.float64)
         if not self.r.shape == self.v_threshold.shape == self.leak.shape:
-            raise ValueError(f"SBIF: r {self.r.shape}, v_threshold {self.v_threshold.shape} and leak "
+            raise SpikebertError(f"SBIF: r {self.r.shape}, v_threshold {self.v_threshold.shape} and leak "
                              f"{self.leak.shape} must share one shape")
         if not np.all(self.v_threshold > 0):
-            raise ValueError("SBIF: v_threshold must be positive")
+            raise SpikebertError("SBIF: v_threshold must be positive")
         if not np.all((self.leak > 0) & (self.leak <= 1)):
-            raise ValueError("SBIF: leak must lie in (0, 1]")
+            raise SpikebertError("SBIF: leak must lie in (0, 1]")
         shape = np.array(self.r.shape)
         self.input_type, self.output_type = {"input": shape}, {"output": shape.copy()}
 
@@ -178,7 +180,7 @@ def _node_from_dict(data: dict) -> nir.NIRNode:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=data.get("metadata", {}))
     cls = EXTENSION_NODES.get(kind) or (getattr(nir, kind, None) if kind in nir.ir.__all__ else None)
     if cls is None:
-        raise ValueError(
+        raise SpikebertError(
             f"unknown NIR node type {kind!r}: not a NIR {nir.version} primitive nor a SpikeBERT "
             f"extension node ({sorted(EXTENSION_NODES)})"
         )
@@ -195,16 +197,16 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"NIR file {path} does not exist")
+        raise MissingFileError(f"NIR file {path} does not exist")
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f:
-                raise ValueError(f"{path} is an HDF5 file but not a NIR graph (no /node group)")
+                raise SpikebertError(f"{path} is an HDF5 file but not a NIR graph (no /node group)")
             data = nir.serialization.hdf2dict(f["node"])
     except OSError as err:
-        raise ValueError(f"{path} is not a readable NIR/HDF5 file (truncated or corrupt?): {err}") from err
+        raise SpikebertError(f"{path} is not a readable NIR/HDF5 file (truncated or corrupt?): {err}") from err
     if data.get("type") != "NIRGraph":
-        raise ValueError(f"{path}: top-level NIR node is {data.get('type')!r}, expected a NIRGraph")
+        raise SpikebertError(f"{path}: top-level NIR node is {data.get('type')!r}, expected a NIRGraph")
     return _node_from_dict(data)
 
 

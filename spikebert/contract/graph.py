@@ -8,6 +8,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
 
 # nodes with synaptic weights: the rows of an activity record
@@ -31,7 +32,7 @@ def topological_order(graph: nir.NIRGraph) -> list[str]:
             if indeg[m] == 0:
                 ready.append(m)
     if len(order) != len(graph.nodes):
-        raise ValueError(f"graph has a cycle through {sorted(set(graph.nodes) - set(order))}; "
+        raise SpikebertError(f"graph has a cycle through {sorted(set(graph.nodes) - set(order))}; "
                          "recurrent graphs are not supported by this executor yet")
     return order
 
@@ -41,7 +42,7 @@ def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
     for src, dst in graph.edges:
         for end in (src, dst):
             if end not in graph.nodes:
-                raise ValueError(f"edge ({src!r}, {dst!r}) names node {end!r}, which the graph does not have")
+                raise SpikebertError(f"edge ({src!r}, {dst!r}) names node {end!r}, which the graph does not have")
         preds[dst].append(src)
     return preds
 
@@ -66,7 +67,7 @@ def check_edge_shapes(graph: nir.NIRGraph) -> None:
     for src, dst in graph.edges:
         out, inp = port_shape(graph.nodes[src], "output"), port_shape(graph.nodes[dst], "input")
         if out is not None and inp is not None and out != inp:
-            raise ValueError(
+            raise SpikebertError(
                 f"shape mismatch on edge ({src!r}, {dst!r}): {type(graph.nodes[src]).__name__} {src!r} outputs "
                 f"{out} per sample, but {type(graph.nodes[dst]).__name__} {dst!r} takes {inp}; fix the parameter "
                 "shapes of one of them, or insert a Flatten node between them"
