@@ -56,7 +56,6 @@ def _run_record(run: Path) -> dict:
 
 def evaluate_run(run: Path, *, data_dir: str | None, test: bool) -> dict | None:
     from spikebert.data import load_split
-    from spikebert.evaluation import evaluate_student
     from spikebert.teacher import evaluate_teacher, load_teacher, load_tokenizer
     from spikebert.tokenize import Batcher
 
@@ -72,13 +71,13 @@ def evaluate_run(run: Path, *, data_dir: str | None, test: bool) -> dict | None:
             record[f"{split}_accuracy"] = evaluate_teacher(model, batcher, load_split(task, split, data_dir=data_dir))
         return {"kind": "teacher", "task": task, **record}
     if (run / "model.pt").is_file() and (run / "distill_config.json").is_file():
-        from spikebert.distill import load_student
+        from spikebert.students import kind_of, load_student
 
         model, payload = load_student(run / "model.pt")
         tok = load_tokenizer(payload["tokenizer"])
         batcher = Batcher(tok, max_len=model.cfg.max_len, pad_to_max=not model.cfg.mask_padding)
         for split in splits:
-            r = evaluate_student(model, batcher, load_split(task, split, data_dir=data_dir), firing_rates=True)
+            r = kind_of(model).evaluate(model, batcher, load_split(task, split, data_dir=data_dir), firing_rates=True)
             record[f"{split}_accuracy"] = r["accuracy"]
             rates = r["firing_rates"]
             record[f"{split}_mean_firing_rate"] = sum(rates.values()) / len(rates)

@@ -18,9 +18,9 @@ from spikebert.hardware.lava_runner import prepare_lava
 
 prepare_lava()
 
-from spikebert.cli import DEMO_STUDENT, _setup_logging  # noqa: E402
+from spikebert.cli import _setup_logging  # noqa: E402
 from spikebert.io import atomic_write_text  # noqa: E402
-from spikebert.pipeline import run_demo  # noqa: E402
+from spikebert.workflows import DEMO_STUDENT, run_demo  # noqa: E402
 
 
 def machine() -> dict:

@@ -46,13 +46,13 @@ def main() -> None:
 
     from spikebert.contract.extension import read_graph
     from spikebert.data import load_split
-    from spikebert.distill import load_student
-    from spikebert.pipeline import export_nir, tokenize_for_graph
+    from spikebert.students import load_student
+    from spikebert.workflows import export_nir, tokenize_for_graph
 
     tmp = Path(tempfile.mkdtemp(prefix="spikebert-bench-"))
     timings = {}
     t0 = time.perf_counter()
-    nir_path = export_nir(Path(args.model), tmp / "model.nir")
+    nir_path = export_nir(model=Path(args.model), out=tmp / "model.nir")
     timings["export_nir_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     graph = read_graph(nir_path)

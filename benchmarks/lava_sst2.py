@@ -44,14 +44,14 @@ def main(argv=None) -> int:
     from spikebert.hardware.quantize import quantize_graph
     from spikebert.hardware.reference import ReferenceExecutor
 
-    from spikebert.cli import _torch_logits
     from spikebert.contract.extension import read_graph
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
-    from spikebert.pipeline import export_nir, tokenize_for_graph
+    from spikebert.workflows import export_nir, tokenize_for_graph, torch_logits
 
     out = Path(args.out)
-    graph = read_graph(export_nir(Path(args.checkpoint), Path(args.checkpoint).with_suffix(".nir")))  # beside model.pt
+    nir_path = Path(args.checkpoint).with_suffix(".nir")  # beside model.pt
+    graph = read_graph(export_nir(model=Path(args.checkpoint), out=nir_path))
     data = load_split(args.data, "dev")
     n = len(data) if args.limit <= 0 else min(args.limit, len(data))
     ids = tokenize_for_graph(graph, data.sentences[:n])
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         logits = ex.run_batches(ids, batch_size=B, progress=False)
         return logits, ex.activity, time.perf_counter() - t
 
-    torch_logits = _torch_logits(args.checkpoint, ids, B)
+    t_logits = torch_logits(args.checkpoint, ids, batch_size=B)
     for mode, g in (("float", graph), ("fixed", quantize_graph(graph))):
         t = time.perf_counter()
         lava = run_lava(g, ids, batch_size=B, fuse="blocks")
@@ -83,8 +83,8 @@ def main(argv=None) -> int:
             "max_logit_diff_vs_reference": float(np.abs(lava.logits - ref_logits).max()),
             "spike_counts_equal_reference": lava.activity.same_counts(ref_activity),
             "reference_s": round(ref_s, 2),
-            "predictions_equal_pytorch_fp64": float((pred == torch_logits.argmax(-1)).mean()),
-            "max_logit_diff_vs_pytorch_fp64": float(np.abs(lava.logits - torch_logits).max()),
+            "predictions_equal_pytorch_fp64": float((pred == t_logits.argmax(-1)).mean()),
+            "max_logit_diff_vs_pytorch_fp64": float(np.abs(lava.logits - t_logits).max()),
         }
         log.info("%s: %s", mode, result[mode])
     drop = result["fixed"]["accuracy"] - result["float"]["accuracy"]

@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     from spikebert.contract.extension import write_graph
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
-    from spikebert.distill import load_student
     from spikebert.figures import sweep_figure
-    from spikebert.pipeline import tokenize_for_graph
     from spikebert.recording import ActivityRecorder
+    from spikebert.students import load_student
+    from spikebert.workflows import tokenize_for_graph
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def _require(module: str, package: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f"ONNX export needs the package {package!r}: pip install {package}") from err
+        raise SpikebertError(f"ONNX export needs the package {package!r}: pip install {package}") from err
 
 
 @dataclasses.dataclass(frozen=True)

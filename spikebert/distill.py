@@ -33,15 +33,8 @@ from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
 from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
 from spikebert.engine import LoopConfig, Trainer
-from spikebert.evaluation import evaluate_student
-from spikebert.io import (
-    CHECKPOINT_FORMAT,
-    SPIKING_CHECKPOINT_FORMAT,
-    load_checkpoint,
-    save_checkpoint,
-    text_sha256,
-    weights_identity,
-)
+from spikebert.evaluation import evaluate_spikebert
+from spikebert.io import load_checkpoint, save_checkpoint, save_student, text_sha256, weights_identity
 from spikebert.model import SpikeBERT
 from spikebert.targets import OnlineTargets, build_cache
 from spikebert.teacher import load_encoder, load_teacher, load_tokenizer
@@ -373,11 +366,13 @@ def task_teacher(student_cfg, teacher_dir: str):
     return tokenizer, teacher
 
 
-def dev_selection(batcher: Batcher, dev: TextDataset, *, run_dir: Path, tokenizer, teacher_dir: str, task: str, cfg):
-    """(eval_fn, on_best) for ``Trainer.fit``: dev accuracy of the student, which goes to ``run_dir/model.pt``."""
+def dev_selection(batcher: Batcher, dev: TextDataset, *, run_dir: Path, tokenizer, teacher_dir: str, task: str, cfg,
+                  evaluate_fn=evaluate_spikebert):
+    """(eval_fn, on_best) for ``Trainer.fit``: dev accuracy of the student (``evaluate_fn``, its kind's
+    evaluation), which goes to ``run_dir/model.pt``."""
 
     def evaluate(m):
-        result = evaluate_student(m.student, batcher, dev)
+        result = evaluate_fn(m.student, batcher, dev)
         return {"metric": result["accuracy"], "dev_accuracy": result["accuracy"]}
 
     def save_best(m, metrics):
@@ -401,51 +396,3 @@ def training_data(train: TextDataset, cfg, *, tokenizer,
     log.info("task data: %d sentences + %d augmented", len(train), len(augmented))
     data = TextDataset(train.sentences + augmented, train.labels + [0] * len(augmented), train.name + "+aug")
     return train, data, is_aug
-
-
-def save_student(path: Path, model: nn.Module, *, tokenizer, tokenizer_name: str, task: str,
-                 metrics: dict[str, float], distill_cfg=None) -> None:
-    """``model.pt``: config + weights + tokenizer identity; loadable with ``weights_only=True``. The
-    format names the architecture (SpikeBERT or SpikingBERT)."""
-    from spikebert.spikingbert import SpikingBERT
-
-    save_checkpoint(Path(path), {
-        "format": SPIKING_CHECKPOINT_FORMAT if isinstance(model, SpikingBERT) else CHECKPOINT_FORMAT,
-        "config": model.cfg.to_dict(),
-        "state_dict": model.state_dict(),
-        "tokenizer": str(tokenizer_name),
-        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        "task": task,
-        "metrics": metrics,
-        "distill_config": distill_cfg.to_dict() if distill_cfg else {},
-    })
-
-
-def load_student(path: str | Path, *, spiking: bool = False) -> tuple[nn.Module, dict]:
-    """Rebuild the student from ``model.pt``; the state dict must match the config exactly.
-
-    A SpikeBERT student by default; with ``spiking=True`` a SpikingBERT student is accepted too
-    (for the commands that handle both: eval, energy)."""
-    from spikebert.config import SpikingBERTConfig
-    from spikebert.spikingbert import SpikingBERT
-
-    payload = load_checkpoint(path, expected_format=(CHECKPOINT_FORMAT, SPIKING_CHECKPOINT_FORMAT))
-    if payload["format"] == SPIKING_CHECKPOINT_FORMAT:
-        if not spiking:
-            raise SpikebertError(f"{path} is a SpikingBERT student: {SPIKINGBERT_LIMITS}")
-        model = SpikingBERT(SpikingBERTConfig.from_dict(payload["config"]))
-    else:
-        model = SpikeBERT(StudentConfig.from_dict(payload["config"]))
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as err:
-        raise SpikebertError(f"{path}: weights do not match the stored config: {err}") from err
-    return model.eval(), payload
-
-
-SPIKINGBERT_LIMITS = (
-    "this command needs a SpikeBERT student. SpikingBERT keeps softmax attention over a real-valued query, "
-    "and LayerNorm and GELU on the input currents of its populations; those have no neuromorphic "
-    "(NIR/Lava/ONNX-spiking) form here (docs/spikingbert.md). `spikebert eval` and `spikebert energy` take it; "
-    "`spikebert-export --to nir --partial` writes the populations that do have one (K and V of every layer)."
-)

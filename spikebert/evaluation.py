@@ -7,6 +7,7 @@ from torch import nn
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
+from spikebert.energy.counting import PopulationActivity
 from spikebert.model import SpikeBERT
 from spikebert.neurons import LIF, HeavisideEncoder
 from spikebert.spikingbert import SpikingBERT
@@ -14,18 +15,14 @@ from spikebert.tokenize import Batcher
 
 
 @torch.no_grad()
-def evaluate_student(model: SpikeBERT | SpikingBERT, batcher: Batcher, data: TextDataset, *, batch_size: int = 64,
-                     firing_rates: bool = False, time_steps: int | None = None) -> dict:
-    """``{"accuracy", "predictions", "firing_rates"?}``.
+def evaluate_spikebert(model: SpikeBERT, batcher: Batcher, data: TextDataset, *, batch_size: int = 64,
+                       firing_rates: bool = False, time_steps: int | None = None) -> dict:
+    """``{"accuracy", "predictions", "firing_rates"?}`` of a SpikeBERT student.
 
     A firing rate is the fraction of (neuron, real token, step) triples that spike, for every LIF
-    population and the input encoder (SpikeBERT, named by module path) or every IF population
-    (SpikingBERT, named as it records them); pads are left out. ``time_steps`` overrides the
-    SpikingBERT student's T (SpikeBERT's is part of its config).
+    population and the input encoder, named by module path; pads are left out. ``time_steps`` must
+    be None: SpikeBERT's T is part of its config. (Both kinds: ``spikebert.students``.)
     """
-    if isinstance(model, SpikingBERT):
-        return _evaluate_spiking(model, batcher, data, batch_size=batch_size, firing_rates=firing_rates,
-                                 time_steps=time_steps)
     if time_steps is not None:
         raise SpikebertError("time_steps: a SpikeBERT student runs at its config's T (set time_steps in its config)")
     model.eval()
@@ -65,23 +62,55 @@ def evaluate_student(model: SpikeBERT | SpikingBERT, batcher: Batcher, data: Tex
     return result
 
 
-def _evaluate_spiking(model: SpikingBERT, batcher: Batcher, data: TextDataset, *, batch_size: int,
-                      firing_rates: bool, time_steps: int | None) -> dict:
+def _population_batch(model: SpikingBERT, ids: torch.Tensor, mask: torch.Tensor, T: int,
+                      record: bool) -> tuple[torch.Tensor, PopulationActivity | None]:
+    """(logits, this batch's population spike counts or None) of the simulation at T steps."""
+    out = model(ids, time_steps=T, record=record)
+    if not record:
+        return out.logits, None
+    lengths = mask.sum(1).double()
+    return out.logits, PopulationActivity(len(ids), T, float(lengths.sum()), float((lengths**2).sum()),
+                                          out.spike_counts)
+
+
+@torch.no_grad()
+def record_populations(model: SpikingBERT, ids: torch.Tensor, *, batch_size: int = 64, graph=None,
+                       time_steps: int | None = None) -> tuple[torch.Tensor, PopulationActivity]:
+    """(logits (N, C), population spike counts) of a SpikingBERT student's simulation on token ids
+    (N, L) at ``time_steps`` (default its trained T). ``graph`` must be None: it has no whole graph."""
+    if graph is not None:
+        raise SpikebertError("a SpikingBERT student has no whole NIR graph to record on; its spikes come from "
+                             "its PyTorch simulation")
     model.eval()
     device = next(model.parameters()).device
-    from spikebert.energy.counting import PopulationActivity
+    T = model.cfg.time_steps if time_steps is None else time_steps
+    activity, logits = PopulationActivity(0, T, 0.0, 0.0, {}), []
+    for chunk in ids.split(batch_size):
+        chunk = chunk.to(device)
+        batch_logits, counts = _population_batch(model, chunk, model.token_mask(chunk), T, True)
+        logits.append(batch_logits.cpu())
+        activity = activity.add(counts)
+    return torch.cat(logits), activity
 
+
+@torch.no_grad()
+def evaluate_spikingbert(model: SpikingBERT, batcher: Batcher, data: TextDataset, *, batch_size: int = 64,
+                         firing_rates: bool = False, time_steps: int | None = None) -> dict:
+    """``{"accuracy", "predictions", "firing_rates"?, "activity"?}`` of a SpikingBERT student: its
+    PyTorch simulation at ``time_steps`` (default its trained T); firing rates per IF population over
+    real tokens, and the population spike counts (:class:`~spikebert.energy.counting.PopulationActivity`)."""
+    model.eval()
+    device = next(model.parameters()).device
     T = model.cfg.time_steps if time_steps is None else time_steps
     activity = PopulationActivity(0, T, 0.0, 0.0, {})
     preds = []
     for idx in torch.arange(len(data)).split(batch_size):
         enc, _ = batcher(data, idx)
-        out = model(enc["input_ids"].to(device), time_steps=T, record=firing_rates)
-        preds.append(out.logits.argmax(-1).cpu())
+        logits, counts = _population_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), T,
+                                           firing_rates)
+        preds.append(logits.argmax(-1).cpu())
         if firing_rates:
-            lengths = enc["attention_mask"].sum(1).double()
-            activity = activity.add(PopulationActivity(len(idx), T, float(lengths.sum()),
-                                                       float((lengths**2).sum()), out.spike_counts))
+            activity = activity.add(counts)
     pred = torch.cat(preds)
     result = {"accuracy": float((pred == torch.tensor(data.labels)).float().mean()), "predictions": pred.tolist()}
     if firing_rates:

@@ -12,9 +12,6 @@ from typing import Any
 from spikebert.contract.errors import MissingFileError, SpikebertError
 from spikebert.contract.fileio import atomic_write
 
-CHECKPOINT_FORMAT = "spikebert-student/1"
-SPIKING_CHECKPOINT_FORMAT = "spikingbert-student/1"  # the SpikingBERT student (spikebert.spikingbert)
-
 
 def text_sha256(texts) -> str:
     """SHA-256 of a list of texts (order-sensitive): identifies the data a run or cache was built on."""
@@ -44,8 +41,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path, *,
-                    expected_format: str | tuple[str, ...] = CHECKPOINT_FORMAT) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, expected_format: str | tuple[str, ...]) -> dict[str, Any]:
     """Load a checkpoint of one of the ``expected_format`` kinds without executing code; raise a clear
     error for anything else."""
     import pickle
@@ -70,3 +66,40 @@ def load_checkpoint(path: str | Path, *,
             "train one with `spikebert train distill` or pass the right file"
         )
     return payload
+
+
+def save_student(path: Path, model, *, tokenizer, tokenizer_name: str, task: str, metrics: dict[str, float],
+                 distill_cfg=None) -> None:
+    """``model.pt``: format (the model class's ``CHECKPOINT_FORMAT``), config, weights, tokenizer identity,
+    task and metrics; loadable with ``weights_only=True``."""
+    from spikebert.tokenize import tokenizer_fingerprint
+
+    save_checkpoint(Path(path), {
+        "format": type(model).CHECKPOINT_FORMAT,
+        "config": model.cfg.to_dict(),
+        "state_dict": model.state_dict(),
+        "tokenizer": str(tokenizer_name),
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "task": task,
+        "metrics": metrics,
+        "distill_config": distill_cfg.to_dict() if distill_cfg else {},
+    })
+
+
+def build_student(path: str | Path, payload: dict[str, Any], model_cls):
+    """The ``model_cls`` student of a loaded checkpoint ``payload``; the weights must match its config."""
+    if payload.get("format") != model_cls.CHECKPOINT_FORMAT:
+        raise SpikebertError(f"{path} is a {payload.get('format')!r} checkpoint, not {model_cls.CHECKPOINT_FORMAT!r}")
+    model = model_cls(model_cls.CONFIG.from_dict(payload["config"]))
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise SpikebertError(f"{path}: weights do not match the stored config: {err}") from err
+    return model.eval()
+
+
+def load_model(path: str | Path, model_cls):
+    """``(model, payload)`` of a checkpoint that must hold a ``model_cls`` student (for training code that
+    knows its kind; ``spikebert.students.load_student`` takes any registered kind)."""
+    payload = load_checkpoint(path, expected_format=model_cls.CHECKPOINT_FORMAT)
+    return build_student(path, payload, model_cls), payload

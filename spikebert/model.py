@@ -191,6 +191,10 @@ class Block(nn.Module):
 class SpikeBERT(nn.Module):
     """The student. ``forward(input_ids)`` with ids of shape (B, L)."""
 
+    KIND = "spikebert"  # its name in the student registry (spikebert.students)
+    CHECKPOINT_FORMAT = "spikebert-student/1"
+    CONFIG = StudentConfig
+
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg

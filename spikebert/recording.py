@@ -255,6 +255,20 @@ def record_activity(model: SpikeBERT, ids: torch.Tensor, *, graph: nir.NIRGraph 
     return recorder.activity
 
 
+@torch.no_grad()
+def record_batches(model: SpikeBERT, ids: torch.Tensor, *, batch_size: int = 64, graph: nir.NIRGraph | None = None,
+                   time_steps: int | None = None) -> tuple[torch.Tensor, Activity]:
+    """(logits (N, C), activity) of the student on token ids (N, L), ``batch_size`` rows at a time, in
+    float64 (the reference executor's precision, so the counts agree exactly). ``time_steps`` must be
+    None: a SpikeBERT student runs at its config's T."""
+    if time_steps is not None:
+        raise SpikebertError("time_steps: a SpikeBERT student runs at its config's T (its graph was exported at it)")
+    model = model.double()
+    with ActivityRecorder(model, graph=graph) as recorder:
+        logits = torch.cat([recorder(chunk).logits for chunk in ids.split(batch_size)])
+    return logits, recorder.activity
+
+
 # ---- spikes and attention maps, for figures ------------------------------------------------------
 
 def record_spikes(model: SpikeBERT, ids: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -24,12 +24,12 @@ from spikebert.distill import (
     dev_selection,
     feature_loss,
     init_embedding_from_teacher,
-    load_student,
     task_teacher,
     training_data,
 )
 from spikebert.engine import Trainer
-from spikebert.io import text_sha256, weights_identity
+from spikebert.evaluation import evaluate_spikingbert
+from spikebert.io import load_model, text_sha256, weights_identity
 from spikebert.outputs import StudentOutput
 from spikebert.spikingbert import SpikingBERT
 from spikebert.targets import OnlineScoredTargets, OnlineTargets
@@ -191,7 +191,7 @@ def distill_spikingbert(
                                     labels=labels.to(device), mask=enc["attention_mask"].bool())
 
     evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
-                                        task=task, cfg=cfg)
+                                        task=task, cfg=cfg, evaluate_fn=evaluate_spikingbert)
     state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
                         stop_after_steps=stop_after_steps, keep="best" if head_trained else "last")
     return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
@@ -200,9 +200,7 @@ def distill_spikingbert(
 
 def _load_init(student: SpikingBERT, path: str | Path) -> None:
     """Weights of an earlier SpikingBERT run of the same architecture (dynamics fields may differ)."""
-    previous, _ = load_student(path, spiking=True)
-    if not isinstance(previous, SpikingBERT):
-        raise SpikebertError(f"--init {path} is a SpikeBERT student; a SpikingBERT run starts from a SpikingBERT model.pt")
+    previous, _ = load_model(path, SpikingBERT)  # a SpikeBERT checkpoint: an error naming both formats
     for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "mlp_ratio"):
         if getattr(previous.cfg, name) != getattr(student.cfg, name):
             raise SpikebertError(f"--init {path}: its {name}={getattr(previous.cfg, name)!r}, this student's "

@@ -158,6 +158,10 @@ class SpikingEncoderLayer(nn.Module):
 class SpikingBERT(nn.Module):
     """The student. ``forward(input_ids)`` with ids of shape (B, L)."""
 
+    KIND = "spikingbert"  # its name in the student registry (spikebert.students)
+    CHECKPOINT_FORMAT = "spikingbert-student/1"
+    CONFIG = SpikingBERTConfig
+
     def __init__(self, cfg: SpikingBERTConfig) -> None:
         super().__init__()
         self.cfg = cfg

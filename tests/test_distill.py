@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from spikebert.config import DistillConfig
-from spikebert.distill import distill_loss, load_student, save_student, teacher_layer_map
+from spikebert.distill import distill_loss, teacher_layer_map
 from spikebert.io import load_checkpoint
 from spikebert.model import SpikeBERT
+from spikebert.students import load_student, save_student
 
 
 class _Tok:
@@ -65,18 +66,18 @@ def test_checkpoint_refuses_code_and_wrong_kinds(tmp_path, tiny_cfg):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "spikebert-student/1", "x": Evil()}, evil)
     with pytest.raises(ValueError, match="not a loadable spikebert checkpoint"):
-        load_checkpoint(evil)
+        load_checkpoint(evil, expected_format="spikebert-student/1")
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
     with pytest.raises(ValueError, match="not a spikebert-student/1 checkpoint"):
-        load_checkpoint(other)
+        load_checkpoint(other, expected_format="spikebert-student/1")
     truncated = tmp_path / "trunc.pt"
     save_student(truncated, SpikeBERT(tiny_cfg), tokenizer=_Tok(), tokenizer_name="t", task="t", metrics={})
     truncated.write_bytes(truncated.read_bytes()[:100])
     with pytest.raises(ValueError, match="truncated, corrupt"):
-        load_checkpoint(truncated)
+        load_checkpoint(truncated, expected_format="spikebert-student/1")
     with pytest.raises(FileNotFoundError):
-        load_checkpoint(tmp_path / "none.pt")
+        load_checkpoint(tmp_path / "none.pt", expected_format="spikebert-student/1")
 
 
 def test_mismatched_weights_are_rejected(tmp_path, tiny_cfg):

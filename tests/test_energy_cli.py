@@ -15,8 +15,8 @@ from tests.conftest import scale_up_linears
 def tiny_student(tmp_path, tiny_teacher):
     """A firing tiny student (random weights scaled up) on the tiny teacher's tokenizer, saved as model.pt."""
     from spikebert.config import StudentConfig
-    from spikebert.distill import save_student
     from spikebert.model import SpikeBERT
+    from spikebert.students import save_student
     from spikebert.teacher import load_tokenizer
 
     tok = load_tokenizer(tiny_teacher)
@@ -82,6 +82,7 @@ def test_energy_cli(tmp_path, tiny_student, tiny_teacher, tiny_task, capsys, cap
     assert "unknown energy profile '7nm'" in caplog.text
 
 
+@pytest.mark.lava
 def test_energy_reports_agree_across_backends(tmp_path, tiny_student, tiny_teacher, tiny_task):
     """Reference executor, Lava processes and PyTorch hooks record the same activity: the same report."""
     data = ["--data", "toy", "--data-dir", str(tiny_task), "--limit", "6"]
@@ -100,10 +101,12 @@ def test_energy_reports_agree_across_backends(tmp_path, tiny_student, tiny_teach
         assert [row["acs"] for row in r["layers"]] == pytest.approx([row["acs"] for row in ref["layers"]], rel=1e-12)
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_simulate_lava_reports_agreement(tmp_path, tiny_student, tiny_task, capsys):
-    from spikebert.pipeline import export_nir
+    from spikebert.workflows import export_nir
 
-    graph = export_nir(tiny_student, tmp_path / "model.nir")
+    graph = export_nir(model=tiny_student, out=tmp_path / "model.nir")
     data = ["--data", "toy", "--data-dir", str(tiny_task), "--limit", "6", "--batch-size", "4"]
     for fuse in ("blocks", "none"):
         assert main(["simulate", str(graph), "--backend", "lava", "--fuse", fuse, *data,

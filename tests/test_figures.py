@@ -93,8 +93,8 @@ def tiny_checkpoint(tmp_path_factory):
     """A tiny student saved with save_student, with the tiny_teacher fixture's tokenizer (module-wide:
     loading it is the slow part)."""
     from spikebert.config import StudentConfig
-    from spikebert.distill import save_student
     from spikebert.model import SpikeBERT
+    from spikebert.students import save_student
     from spikebert.teacher import load_tokenizer
 
     folder = tmp_path_factory.mktemp("ckpt")

@@ -25,6 +25,7 @@ def assert_same_activity(got, expected, *, only=None):
 
 
 @pytest.mark.parametrize("fuse", ["none", "blocks", "all"])
+@pytest.mark.lava
 def test_spikebert_float_equals_reference(trained_like_model, fuse):
     graph = export_student(trained_like_model)
     ids = make_ids(7, 8, trained_like_model.cfg.vocab_size).numpy()
@@ -49,6 +50,7 @@ def batchnorm_student(tiny_cfg):
 
 
 @pytest.mark.parametrize("fuse", ["none", "blocks"])
+@pytest.mark.lava
 def test_spikebert_fixed_point_is_bit_exact(batchnorm_student, fuse):
     graph = quantize_graph(export_student(batchnorm_student))
     ids = make_ids(5, 8, batchnorm_student.cfg.vocab_size).numpy()
@@ -61,6 +63,7 @@ def test_spikebert_fixed_point_is_bit_exact(batchnorm_student, fuse):
     assert_same_activity(lava.activity, ref.activity)
 
 
+@pytest.mark.lava
 def test_fixed_point_stays_close_to_float(batchnorm_student):
     graph = export_student(batchnorm_student)
     ids = make_ids(16, 8, batchnorm_student.cfg.vocab_size, seed=3).numpy()
@@ -114,6 +117,7 @@ def spike_inputs(T=6, n=5, width=5, seed=1):
 @pytest.mark.parametrize("make", [sequential_graph, residual_graph])
 @pytest.mark.parametrize("quantised", [False, True])
 @pytest.mark.parametrize("fuse", ["none", "blocks"])
+@pytest.mark.lava
 def test_standard_graphs_equal_reference(make, quantised, fuse):
     graph = quantize_graph(make()) if quantised else make()
     x = spike_inputs()
@@ -137,6 +141,7 @@ def test_naive_build_uses_lava_processes_and_aligns_branches():
     assert [u.kind for u in units] == ["dense", "lif", "dense", "lif", "group", "dense", "lif"]
 
 
+@pytest.mark.lava
 def test_unsupported_node_is_refused():
     graph = sequential_graph()
     graph.nodes["fc1"] = nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([1, 1]), padding=np.array([0, 0]))
@@ -144,6 +149,7 @@ def test_unsupported_node_is_refused():
         run_lava(graph, inputs=spike_inputs(), progress=False)
 
 
+@pytest.mark.lava
 def test_failure_inside_a_process_stops_the_runtime():
     graph = quantize_graph(residual_graph())
     graph.nodes["join"].scale = np.full(6, 0.5)  # halves of spikes: not integers, refused in a fixed-point process
@@ -154,6 +160,7 @@ def test_failure_inside_a_process_stops_the_runtime():
     gc.collect()  # lava's __del__ of the abandoned network must not wait on the dead processes
 
 
+@pytest.mark.lava
 def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, batchnorm_student, tmp_path):
     from spikebert.contract.extension import read_graph, write_graph
 
@@ -172,6 +179,7 @@ def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, ba
                                   ReferenceExecutor(graph).run(ids).step_outputs)
 
 
+@pytest.mark.lava
 def test_ctrl_c_stops_every_lava_process():
     import os
     import signal
@@ -204,6 +212,8 @@ def test_ctrl_c_stops_every_lava_process():
     gc.collect()
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_interpreter_exits_after_a_failed_run():
     """lava-nc's __del__ would wait forever on the killed processes at exit; the runner abandons the runtime."""
     import subprocess

@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                  "spikebert.spiking_distill", "spikebert.finetune", "spikebert.evaluation", "spikebert.recording",
                  "spikebert.figures"),
     "students": ("spikebert.students",),
-    "workflows": ("spikebert.workflows", "spikebert.pipeline"),
+    "workflows": ("spikebert.workflows",),
     "cli": ("spikebert.cli",),
 }
 # layer -> the layers it may import (besides itself)

@@ -39,6 +39,7 @@ def sequential_graph(*, seed: int = 0, integrator: bool = False) -> nir.NIRGraph
 
 
 @pytest.mark.parametrize("integrator", [False, True])
+@pytest.mark.lava
 def test_netx_runs_spike_for_spike(tmp_path, integrator):
     graph = quantize_graph(sequential_graph(integrator=integrator), bias_exp_min=6)
     path = tmp_path / "net.net"
@@ -61,12 +62,14 @@ def test_netx_runs_spike_for_spike(tmp_path, integrator):
 
 
 @pytest.mark.parametrize("weight", [[[100, -50], [6, 0]], [[40, 20], [0, 255]], [[-63, -8], [-1, -20]]])
+@pytest.mark.lava
 def test_netx_weights_round_trip(weight):
     """netx re-derives mantissa and exponent (here x2, x4 with exponents -1, -2); Lava's Dense computes the same."""
     check_netx_weights("fc", np.array(weight))
 
 
 @pytest.mark.parametrize("weight", [[[-64, -8]], [[-32, -5, 0]]])
+@pytest.mark.lava
 def test_netx_weights_quirk_without_positive_weight(weight):
     with pytest.raises(ValueError, match="netx cannot hold these weights exactly"):
         check_netx_weights("fc", np.array(weight))
@@ -77,12 +80,14 @@ def test_netx_refuses_float_graph(tmp_path):
         export_netx(sequential_graph(), tmp_path / "net.net")
 
 
+@pytest.mark.lava
 def test_netx_refuses_bias_off_the_weight_grid(tmp_path):
     graph = quantize_graph(sequential_graph(), bias_exp_min=0)
     with pytest.raises(ValueError, match=r"'lif1'.*not a multiple of 64.*bias_exp_min=6"):
         export_netx(graph, tmp_path / "net.net")
 
 
+@pytest.mark.lava
 def test_netx_refuses_residual(tmp_path):
     rng = np.random.default_rng(0)
     nodes = {"input": nir.Input(np.array([4])),
@@ -107,6 +112,7 @@ def test_netx_refuses_spikebert_node():
         netx_layers(chain(nodes, type_check=False))  # SBLayerNorm works on (C, L)
 
 
+@pytest.mark.lava
 def test_export_cli_quantises_and_writes_netx(tmp_path):
     from spikebert.cli import export_main
 

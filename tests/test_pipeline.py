@@ -7,10 +7,12 @@ import pytest
 from spikebert.cli import export_main, main
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_full_tiny_pipeline(tmp_path, tiny_teacher, tiny_task, monkeypatch, capsys):
-    import spikebert.cli as cli
+    import spikebert.workflows as workflows
 
-    monkeypatch.setattr(cli, "DEMO_STUDENT", {"dim": 16, "depth": 1, "heads": 2, "max_len": 8, "time_steps": 2})
+    monkeypatch.setattr(workflows, "DEMO_STUDENT", {"dim": 16, "depth": 1, "heads": 2, "max_len": 8, "time_steps": 2})
     out = tmp_path / "run"
     rc = main(["demo", "--data", "toy", "--data-dir", str(tiny_task), "--teacher", tiny_teacher,
                "--out", str(out), "--teacher-samples", "64", "--student-samples", "96", "--sim-sentences", "24"])

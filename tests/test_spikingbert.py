@@ -110,6 +110,7 @@ def test_training_forward_is_the_simulation_and_its_gradient_the_rate_networks()
     assert any(g.abs().sum() > 0 for g in grads.values())
 
 
+@pytest.mark.slow
 def test_rate_network_approaches_the_simulation_as_t_grows():
     """Softmax, LayerNorm and GELU make eq. EQ approximate: the gap shrinks with T (the diagnostic of the notes)."""
     model = firing_model(tiny()).eval()
@@ -217,6 +218,7 @@ def test_population_activity_record_errors(tmp_path):
         PopulationActivity.from_json(path)
 
 
+@pytest.mark.slow
 def test_train_eval_energy_and_export_cli(tmp_path, tiny_teacher, tiny_task, capsys, caplog):
     """`train distill --method spikingbert` -> eval at another T -> energy report; NIR/ONNX export refuse."""
     common = ["--data", "toy", "--data-dir", str(tiny_task), "--teacher", tiny_teacher]
@@ -258,6 +260,7 @@ def test_train_eval_energy_and_export_cli(tmp_path, tiny_teacher, tiny_task, cap
     assert main(["train", "teacher", "--method", "spikingbert", *common, "--out", str(tmp_path / "t")]) == 2
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights_with_dropout(tmp_path, tiny_teacher, tiny_task):
     """Dropout draws a new mask every simulated step: the engine's RNG state makes the resume exact."""
     from spikebert.data import load_split
@@ -291,6 +294,7 @@ def test_interrupted_run_resumes_to_the_same_weights_with_dropout(tmp_path, tiny
         distill_spikingbert(leaky, cfg, run_dir=tmp_path / "e", **kw)
 
 
+@pytest.mark.slow
 def test_intermediate_stage_keeps_the_last_epoch(tmp_path, tiny_teacher, tiny_task):
     """w_pred = w_ce = 0 (official IKD): the head is untrained, so model.pt is the last epoch's, also
     when the run is resumed after it finished."""

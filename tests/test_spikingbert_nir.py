@@ -90,6 +90,7 @@ def test_fragments_reproduce_the_simulated_key_and_value_spikes(tmp_path, leak):
 
 
 @pytest.mark.parametrize("fuse", ["none", "blocks"])
+@pytest.mark.lava
 def test_fragment_runs_in_lava_as_the_reference(fuse):
     from spikebert.hardware.lava_runner import run_lava
 
@@ -125,11 +126,12 @@ def test_partial_export_cli(tmp_path, caplog, tiny_task):
     """Whole export refuses and points at --partial; --partial writes one graph per layer and a manifest;
     a SpikeBERT checkpoint or another format with --partial is refused."""
     from spikebert.cli import main
-    from spikebert.io import SPIKING_CHECKPOINT_FORMAT, save_checkpoint
+    from spikebert.io import save_checkpoint
+    from spikebert.spikingbert import SpikingBERT
 
     model = firing_model(tiny()).float()
     ckpt = tmp_path / "model.pt"
-    save_checkpoint(ckpt, {"format": SPIKING_CHECKPOINT_FORMAT, "config": model.cfg.to_dict(),
+    save_checkpoint(ckpt, {"format": SpikingBERT.CHECKPOINT_FORMAT, "config": model.cfg.to_dict(),
                            "state_dict": model.state_dict(), "tokenizer": "tok", "tokenizer_sha256": "0" * 64,
                            "task": "toy", "metrics": {}, "distill_config": {}})
     caplog.clear()

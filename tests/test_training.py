@@ -72,6 +72,7 @@ def test_teacher_cache_equals_online_teacher(tmp_path, tiny_teacher):
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tiny_task, norm):
     tok = load_tokenizer(tiny_teacher)
     train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
@@ -93,6 +94,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tin
         distill(_student(tok, norm=norm), _distill_cfg(lr=1e-3), run_dir=tmp_path / "b", **kw)
 
 
+@pytest.mark.slow
 def test_teacher_fine_tuning_resumes_exactly_with_dropout(tmp_path, tiny_teacher, tiny_task):
     """Dropout draws from the global RNG: the state file restores it, so the weights match exactly."""
     from safetensors.torch import load_file
@@ -112,6 +114,7 @@ def test_teacher_fine_tuning_resumes_exactly_with_dropout(tmp_path, tiny_teacher
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_stage1_loads_strictly_into_stage2(tmp_path, tiny_teacher, tiny_task):
     tok = load_tokenizer(tiny_teacher)
     corpus = load_corpus("task", task="toy", data_dir=tiny_task, tokenizer=tok, max_len=8)
@@ -172,6 +175,7 @@ def test_augmented_sentences_take_teacher_labels(tmp_path, tiny_teacher, tiny_ta
     assert torch.equal(labels[~aug], torch.tensor(train.labels)[order[~aug]])
 
 
+@pytest.mark.slow
 def test_cli_stages_and_eval(tmp_path, tiny_teacher, tiny_task, capsys):
     sset = [a for k, v in STUDENT.items() for a in ("--student-set", f"{k}={v}")]
     common = ["--data", "toy", "--data-dir", str(tiny_task), "--teacher", tiny_teacher]
@@ -191,6 +195,7 @@ def test_cli_stages_and_eval(tmp_path, tiny_teacher, tiny_task, capsys):
     assert main(["train", "distill", *common, "--out", str(tmp_path / "s4"), "--set", "epochs=x"]) == 2
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_on_cpu(tmp_path, tiny_teacher, tiny_task):
     """`accelerate launch` with two CPU processes (gloo): the epoch's batches are sharded over them."""
     import os
