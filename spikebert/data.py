@@ -46,12 +46,17 @@ class TextDataset:
         return TextDataset([self.sentences[i] for i in idx], [self.labels[i] for i in idx], f"{self.name}[{n}]")
 
 
-def default_data_dir() -> Path:
-    """``$SPIKEBERT_DATA_DIR``, else ``../shared/data`` beside the project checkout."""
+def default_data_dir() -> Path | None:
+    """``$SPIKEBERT_DATA_DIR``, else ``../shared/data`` beside the project checkout when this package runs
+    from a checkout (its ``pyproject.toml`` beside the package folder), else None: an installed wheel
+    takes ``--data-dir`` or the environment variable, never a path guessed from site-packages."""
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "spikebert" / "__init__.py").is_file():
+        return checkout.parent / "shared" / "data"
+    return None
 
 
 def read_tsv(path: Path) -> TextDataset:
@@ -86,8 +91,8 @@ def load_split(task: str, split: str, *, data_dir: str | Path | None = None) -> 
     if split not in SPLIT_FILES:
         raise SpikebertError(f"unknown split {split!r}; use one of {sorted(SPLIT_FILES)}")
     candidates = [Path(task)]
-    if data_dir is not None or not Path(task).is_dir():
-        base = Path(data_dir) if data_dir is not None else default_data_dir()
+    base = Path(data_dir) if data_dir is not None else default_data_dir()
+    if base is not None and (data_dir is not None or not Path(task).is_dir()):
         if split == "test":
             base = base.parent / "holdout"  # test splits live apart, for final reporting only
         candidates.insert(0, base / task)
@@ -102,8 +107,8 @@ def _load_hf(name: str, split: str) -> TextDataset:
         import datasets
     except ImportError:
         raise MissingFileError(
-            f"no local dataset folder {name!r} (looked under {default_data_dir()}, set --data-dir or "
-            f"${DATA_DIR_ENV}); HF dataset names need `pip install datasets`"
+            f"no local dataset folder {name!r} (looked under {default_data_dir() or 'no data dir'}: give --data-dir "
+            f"or set ${DATA_DIR_ENV}); HF dataset names need `pip install datasets`"
         ) from None
     hf_split = "validation" if split == "dev" else split
     log.info("loading HF dataset %s split %s", name, hf_split)
@@ -150,6 +155,9 @@ def load_corpus(spec: str, *, task: str | None, data_dir: str | Path | None, tok
     for source in filter(None, spec.split("+")):
         if source == "wikitext-2":
             base = Path(data_dir) if data_dir is not None else default_data_dir()
+            if base is None:
+                raise MissingFileError(f"corpus source 'wikitext-2' needs the data dir: give --data-dir or set "
+                                       f"${DATA_DIR_ENV}")
             part = wikitext_chunks(base / WIKITEXT_DIR, tokenizer=tokenizer, max_len=max_len)
         elif source == "task":
             if not task:

@@ -42,7 +42,26 @@ def test_subset_is_seeded(tmp_path):
     assert len(data.subset(0, seed=1)) == 50
 
 
-@pytest.mark.skipif(not (default_data_dir() / "sst-2").is_dir(), reason="shared data not present")
+@pytest.mark.skipif(default_data_dir() is None or not (default_data_dir() / "sst-2").is_dir(),
+                    reason="shared data not present")
 def test_shared_sst2_dev_loads():
     dev = load_split("sst-2", "dev")
     assert len(dev) == 872 and set(dev.labels) == {0, 1}
+
+
+def test_an_installed_package_guesses_no_data_dir(monkeypatch, tmp_path):
+    """Outside a checkout (a wheel in site-packages) there is no ../shared/data guess: the error says
+    to give --data-dir or $SPIKEBERT_DATA_DIR."""
+    import spikebert.data as data
+
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    fake = tmp_path / "site-packages" / "spikebert" / "data.py"
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(data, "__file__", str(fake))
+    monkeypatch.chdir(tmp_path)
+    assert data.default_data_dir() is None
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)
+    with pytest.raises(FileNotFoundError, match="give --data-dir or set \\$SPIKEBERT_DATA_DIR"):
+        load_split("sst-2", "dev")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert data.default_data_dir() == tmp_path / "elsewhere"
