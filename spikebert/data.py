@@ -17,19 +17,47 @@ from spikebert.contract.errors import MissingFileError, SpikebertError
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "SPIKEBERT_DATA_DIR"
-TASKS = ("sst-2", "sst-2-sentence", "sst-5", "mr", "subj", "chnsenti", "waimai")
+TASK_CLASSES = {"sst-2": 2, "sst-2-sentence": 2, "sst-5": 5, "mr": 2, "subj": 2, "chnsenti": 2, "waimai": 2}
+"""The six tasks' class counts (../shared/data/README.md): a label outside them is an error at read time."""
+TASKS = tuple(TASK_CLASSES)
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 
 @dataclasses.dataclass(frozen=True)
 class TextDataset:
+    """Sentences and integer labels 0..C-1. ``label_lines``: for data read from a file, the first line of
+    each label value (``path:line``), so that a label error can name where it is."""
+
     sentences: list[str]
     labels: list[int]
     name: str
+    label_lines: dict[int, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.sentences) != len(self.labels):
             raise SpikebertError(f"{self.name}: {len(self.sentences)} sentences but {len(self.labels)} labels")
+
+    def where(self, label: int) -> str:
+        return self.label_lines.get(label, self.name)
+
+    def check_labels(self, num_classes: int, *, what: str) -> None:
+        """Every label in 0..num_classes-1, else an error naming the file and line (``what`` names whose
+        classes they are: a model's, a task's)."""
+        bad = sorted({y for y in self.labels if not 0 <= y < num_classes})
+        if bad:
+            raise SpikebertError(f"{self.where(bad[0])}: label {bad[0]} is outside the {num_classes} classes of "
+                                 f"{what} (0..{num_classes - 1}){f'; also {bad[1:]}' if len(bad) > 1 else ''}")
+
+    def check_contiguous(self) -> int:
+        """The class count of a training split whose classes are not known in advance: labels must be
+        0..C-1 with every class present (a stray label would otherwise add classes). Returns C."""
+        present = set(self.labels)
+        count = max(present) + 1
+        missing = sorted(set(range(count)) - present)
+        if missing:
+            raise SpikebertError(f"{self.where(count - 1)}: label {count - 1} implies {count} classes, but "
+                                 f"{missing} never occur in {self.name}; labels must be 0..C-1 (a stray label?)")
+        return count
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -43,7 +71,8 @@ class TextDataset:
         if n <= 0 or n >= len(self):
             return self
         idx = sorted(random.Random(seed).sample(range(len(self)), n))
-        return TextDataset([self.sentences[i] for i in idx], [self.labels[i] for i in idx], f"{self.name}[{n}]")
+        return TextDataset([self.sentences[i] for i in idx], [self.labels[i] for i in idx], f"{self.name}[{n}]",
+                           self.label_lines)
 
 
 def default_data_dir() -> Path | None:
@@ -59,31 +88,51 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def read_tsv(path: Path) -> TextDataset:
-    """Read ``sentence<TAB>label`` with a header line; every error names the file and line."""
+def read_tsv(path: Path, *, num_classes: int | None = None) -> TextDataset:
+    """Read ``sentence<TAB>label`` with a header line; every error names the file and line. Labels are
+    integers >= 0, and below ``num_classes`` when given."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"dataset file {path} does not exist")
-    sentences, labels = [], []
-    with path.open(encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header[:2] != ["sentence", "label"]:
-            raise SpikebertError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
+    sentences, labels, label_lines = [], [], {}
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise SpikebertError(f"{path}:{lineno}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                                     "dataset files are UTF-8") from None
+            if lineno == 1:
+                header = line.split("\t")
+                if header[:2] != ["sentence", "label"]:
+                    raise SpikebertError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
+                continue
             if not line:
                 continue
             text, sep, label = line.rpartition("\t")
             if not sep:
                 raise SpikebertError(f"{path}:{lineno}: no TAB separator in {line[:60]!r}")
             try:
-                labels.append(int(label))
+                y = int(label)
             except ValueError:
                 raise SpikebertError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+            if y < 0 or (num_classes is not None and y >= num_classes):
+                classes = f"0..{num_classes - 1}" if num_classes is not None else "0, 1, ..."
+                raise SpikebertError(f"{path}:{lineno}: label {y} is outside this task's classes ({classes})")
+            label_lines.setdefault(y, f"{path}:{lineno}")
+            labels.append(y)
             sentences.append(text)
     if not sentences:
         raise SpikebertError(f"{path}: no examples")
-    return TextDataset(sentences, labels, path.parent.name + "/" + path.stem)
+    return TextDataset(sentences, labels, path.parent.name + "/" + path.stem, label_lines)
+
+
+def task_classes(train: TextDataset, dev: TextDataset) -> int:
+    """The class count of a task from its training split (labels 0..C-1, each present), with the dev
+    labels checked against it: a stray label in either is an error naming its file and line."""
+    count = train.check_contiguous()
+    dev.check_labels(count, what=f"the training split {train.name}")
+    return count
 
 
 def load_split(task: str, split: str, *, data_dir: str | Path | None = None) -> TextDataset:
@@ -98,7 +147,7 @@ def load_split(task: str, split: str, *, data_dir: str | Path | None = None) -> 
         candidates.insert(0, base / task)
     for folder in candidates:
         if folder.is_dir():
-            return read_tsv(folder / SPLIT_FILES[split])
+            return read_tsv(folder / SPLIT_FILES[split], num_classes=TASK_CLASSES.get(folder.name))
     return _load_hf(task, split)
 
 

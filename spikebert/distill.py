@@ -78,11 +78,17 @@ def init_embedding_from_teacher(student: SpikeBERT, teacher) -> None:
     w = teacher.get_input_embeddings().weight.detach()
     if w.shape[0] != student.cfg.vocab_size:
         raise SpikebertError(f"teacher vocab {w.shape[0]} != student vocab {student.cfg.vocab_size}")
-    if w.shape[1] != student.cfg.dim:
+    D = student.cfg.dim
+    if w.shape[1] != D:
         centred = w - w.mean(0)
-        _, _, v = torch.pca_lowrank(centred, q=student.cfg.dim, center=False)
-        w = centred @ v  # (V, D)
+        q = min(D, *centred.shape)  # PCA has at most min(V, H) components
+        _, _, v = torch.pca_lowrank(centred, q=q, center=False)
+        w = centred @ v  # (V, q)
         w = w / w.std()
+        if q < D:  # a student wider than its teacher: the teacher's whole space, the rest small random
+            log.info("student width %d > teacher width %d: embedding = the teacher's %d principal components "
+                     "+ %d columns N(0, 0.02)", D, q, q, D - q)
+            w = torch.cat([w, 0.02 * torch.randn(w.shape[0], D - q, dtype=w.dtype)], dim=1)
     student.embed.weight.data.copy_(w)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from spikebert.config import TeacherConfig
 from spikebert.contract.fileio import replace_folder
-from spikebert.data import TextDataset
+from spikebert.data import TextDataset, task_classes
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.io import text_sha256, weights_identity
 from spikebert.teacher import evaluate_teacher, load_teacher, load_tokenizer
@@ -26,7 +26,7 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, r
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_teacher(cfg.model, num_labels=max(train.num_classes, dev.num_classes))
+    model = load_teacher(cfg.model, num_labels=task_classes(train, dev))
     batcher = Batcher(tokenizer, max_len=cfg.max_len)
     train = train.subset(cfg.train_samples, seed=cfg.seed)
     loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -28,7 +28,7 @@ import torch
 from spikebert.config import DistillConfig, StudentConfig, TeacherConfig
 from spikebert.contract.errors import MissingFileError, SpikebertError
 from spikebert.contract.fileio import atomic_write_text, replace_folder
-from spikebert.data import TextDataset, load_split
+from spikebert.data import TextDataset, load_split, task_classes
 from spikebert.students import kind_of, load_student
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def run_demo(*, out_dir: Path, data_dir: str | None, task: str, teacher: str, te
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(str(teacher_dir))
     scfg = StudentConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         num_classes=max(train.num_classes, dev.num_classes), **student)
+                         num_classes=task_classes(train, dev), **student)
     dcfg = DistillConfig(train_samples=student_samples, epochs=epochs, augment=None, emb_rows="batch")
     best = distill(scfg, dcfg, teacher_dir=str(teacher_dir), train=train, dev=dev, run_dir=out_dir / "student",
                    task=task)
@@ -197,6 +197,18 @@ def torch_logits(checkpoint: str | Path, ids: np.ndarray, *, batch_size: int) ->
     with torch.no_grad():
         return np.concatenate([student(torch.from_numpy(ids[i:i + batch_size])).logits.numpy()
                                for i in range(0, len(ids), batch_size)])
+
+
+def _graph_classes(graph) -> int:
+    """The class count of a classifier graph: its output size."""
+    from spikebert.contract.graph import port_shape
+
+    outputs = [node for node in graph.nodes.values() if type(node).__name__ == "Output"]
+    shape = port_shape(outputs[0], "output") if len(outputs) == 1 else None
+    if shape is None or len(shape) != 1:
+        raise SpikebertError(f"the graph's output is {shape}, not one vector of class scores: a sentence classifier "
+                             "graph (spikebert-export) is needed to score a labelled split")
+    return shape[0]
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -315,6 +327,7 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
     if checkpoint is not None:  # checked before any simulation: a bad checkpoint fails at once
         load_student(checkpoint, need_graph="simulate --checkpoint")
     dataset = load_split(data, split, data_dir=data_dir)
+    dataset.check_labels(_graph_classes(nir_graph), what=f"the graph {graph}")
     n = _limit(len(dataset), limit)
     ids = tokenize_for_graph(nir_graph, dataset.sentences[:n])
     labels = np.array(dataset.labels[:n])
@@ -373,6 +386,7 @@ def evaluate(*, model: str | Path, data: str = "sst-2", split: str = "dev", data
     student, payload = load_student(model)
     batcher = _student_batcher(student, payload, model)
     dataset = load_split(data, split, data_dir=data_dir)
+    dataset.check_labels(student.cfg.num_classes, what=f"the student {model}")
     result = kind_of(student).evaluate(student, batcher, dataset, firing_rates=True, time_steps=time_steps)
     result.pop("predictions")
     result.pop("activity", None)  # SpikingBERT's spike counts: `spikebert energy` prices them
@@ -497,6 +511,7 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
                                  "give the split the activity was recorded on")
         sentences, labels = dataset.sentences[:n], np.array(dataset.labels[:n])
     if recorded is None:
+        dataset.check_labels(_graph_classes(graph), what=f"the graph {model}")
         ids = tokenize_for_graph(graph, sentences)
         if backend == "lava":
             from spikebert.hardware.lava_runner import run_lava
@@ -552,7 +567,8 @@ def _energy_without_graph(student, payload: dict, *, model: Path, out: Path, tea
         sentences = dataset.sentences[:recorded.samples]
     else:
         n = _limit(len(dataset), limit)
-        dataset = TextDataset(dataset.sentences[:n], dataset.labels[:n], dataset.name)
+        dataset.check_labels(student.cfg.num_classes, what=f"the student {model}")
+        dataset = TextDataset(dataset.sentences[:n], dataset.labels[:n], dataset.name, dataset.label_lines)
         sentences = dataset.sentences
         result = kind_of(student).evaluate(student, _student_batcher(student, payload, model), dataset,
                                            batch_size=batch_size, firing_rates=True, time_steps=time_steps)
@@ -680,7 +696,7 @@ def train(*, stage: str, data: str, out: str | Path, teacher: str | None = None,
         cfg = _stage_config(PretrainConfig, config, overrides, teacher=teacher)
         tok = load_tokenizer(cfg.teacher)
         dev = load_split(data, "dev", data_dir=data_dir)
-        student_cfg = _student_config("spikebert", student, student_overrides, tok, dev.num_classes)
+        student_cfg = _student_config("spikebert", student, student_overrides, tok, dev.check_contiguous())
         corpus = load_corpus(cfg.corpus, task=data, data_dir=data_dir, tokenizer=tok, max_len=student_cfg.max_len)
         if cfg.max_samples:
             import random
@@ -701,7 +717,7 @@ def train(*, stage: str, data: str, out: str | Path, teacher: str | None = None,
     if not teacher:
         raise SpikebertError("train distill needs --teacher: the fine-tuned teacher folder (from train teacher)")
     tok = load_tokenizer(teacher)
-    classes = max(train_set.num_classes, dev.num_classes)
+    classes = task_classes(train_set, dev)
     student_cfg = _student_config(method, student, student_overrides, tok, classes)
     if method == "spikingbert":
         from spikebert.spiking_distill import distill_spikingbert

@@ -65,3 +65,56 @@ def test_an_installed_package_guesses_no_data_dir(monkeypatch, tmp_path):
         load_split("sst-2", "dev")
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
     assert data.default_data_dir() == tmp_path / "elsewhere"
+
+
+def _tsv(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows), encoding="utf-8")
+    return path
+
+
+def test_labels_outside_the_classes_name_file_and_line(tmp_path):
+    from spikebert.contract.errors import SpikebertError
+    from spikebert.data import task_classes
+
+    with pytest.raises(SpikebertError, match=r"bad\.tsv:3: label -1 is outside"):
+        read_tsv(_tsv(tmp_path / "bad.tsv", [("a", 0), ("b", -1)]))
+    # a known task: its class count is fixed (sst-2: 2)
+    _tsv(tmp_path / "sst-2" / "dev.tsv", [("a", 0), ("b", 1), ("c", 7)])
+    with pytest.raises(SpikebertError, match=r"sst-2/dev\.tsv:4: label 7 is outside this task's classes \(0\.\.1\)"):
+        load_split("sst-2", "dev", data_dir=tmp_path)
+    # an unknown task: a stray 7 does not make 8 classes
+    train = read_tsv(_tsv(tmp_path / "toy" / "train.tsv", [("a", 0), ("b", 1), ("c", 7)]))
+    dev = read_tsv(_tsv(tmp_path / "toy" / "dev.tsv", [("a", 0), ("b", 1)]))
+    with pytest.raises(SpikebertError, match=r"toy/train\.tsv:4: label 7 implies 8 classes, but \[2, 3, 4, 5, 6\] never"):
+        task_classes(train, dev)
+    good = read_tsv(_tsv(tmp_path / "toy2" / "train.tsv", [("a", 0), ("b", 1), ("c", 2)]))
+    dev3 = read_tsv(_tsv(tmp_path / "toy2" / "dev.tsv", [("a", 0), ("b", 3)]))
+    with pytest.raises(SpikebertError, match=r"toy2/dev\.tsv:3: label 3 is outside the 3 classes"):
+        task_classes(good, dev3)
+    assert task_classes(good, read_tsv(_tsv(tmp_path / "toy2" / "dev2.tsv", [("a", 2)]))) == 3
+
+
+def test_non_utf8_tsv_names_file_and_line(tmp_path):
+    from spikebert.contract.errors import SpikebertError
+
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes("sentence\tlabel\nok\t0\ncaf\xe9\t1\n".encode("latin-1"))
+    with pytest.raises(SpikebertError, match=r"latin1\.tsv:3: not UTF-8"):
+        read_tsv(path)
+
+
+def test_eval_refuses_labels_outside_the_model(tmp_path, tiny_teacher):
+    """`spikebert eval` on rows labelled 7 used to exit 0 and count them as wrong."""
+    from spikebert.cli import main
+    from spikebert.config import StudentConfig
+    from spikebert.model import SpikeBERT
+    from spikebert.students import save_student
+    from spikebert.teacher import load_tokenizer
+
+    tok = load_tokenizer(tiny_teacher)
+    model = SpikeBERT(StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, num_classes=2, max_len=8,
+                                    dim=16, depth=1, heads=2, time_steps=2))
+    save_student(tmp_path / "m.pt", model, tokenizer=tok, tokenizer_name=tiny_teacher, task="toy", metrics={})
+    _tsv(tmp_path / "data" / "toy" / "dev.tsv", [("a good film", 0), ("bad", 7)])
+    assert main(["eval", str(tmp_path / "m.pt"), "--data", "toy", "--data-dir", str(tmp_path / "data")]) == 2

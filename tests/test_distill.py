@@ -90,3 +90,27 @@ def test_mismatched_weights_are_rejected(tmp_path, tiny_cfg):
     torch.save(payload, path)
     with pytest.raises(ValueError, match="weights do not match"):
         load_student(path)
+
+
+@pytest.mark.parametrize("dim", [16, 32, 48])
+def test_embedding_init_takes_any_teacher_width(tiny_teacher, dim):
+    """A 32-wide teacher initialises 16-, 32- and 48-wide students (the wider one used to stop in
+    torch.pca_lowrank: q must not exceed min(V, H))."""
+    from spikebert.config import StudentConfig
+    from spikebert.distill import init_embedding_from_teacher
+    from spikebert.model import SpikeBERT
+    from spikebert.teacher import load_teacher
+
+    teacher = load_teacher(tiny_teacher)
+    w = teacher.get_input_embeddings().weight.detach()
+    student = SpikeBERT(StudentConfig(vocab_size=w.shape[0], dim=dim, depth=1, heads=2, max_len=8))
+    init_embedding_from_teacher(student, teacher)
+    e = student.embed.weight.detach()
+    assert e.shape == (w.shape[0], dim) and torch.isfinite(e).all()
+    if dim == 32:
+        torch.testing.assert_close(e, w)  # equal widths: the teacher's own table
+    else:  # the principal subspace of the teacher's table, in its first min(dim, 32) columns
+        q = min(dim, 32)
+        assert e[:, :q].std() == pytest.approx(1.0, rel=1e-4)
+        if dim > 32:
+            assert e[:, 32:].std() < 0.05
