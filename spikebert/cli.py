@@ -93,7 +93,7 @@ def cmd_simulate(args) -> int:
     report = simulate(graph=args.graph, backend=args.backend, fixed_point=args.fixed_point, fuse=args.fuse,
                       data=args.data, data_dir=args.data_dir, split=args.split, limit=args.limit,
                       batch_size=args.batch_size, check=args.check, checkpoint=args.checkpoint,
-                      activity_out=args.activity, out=args.out)
+                      activity_out=args.activity, out=args.out, tokenizer=args.tokenizer)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -114,7 +114,7 @@ def cmd_energy(args) -> int:
                     teacher_length=args.teacher_length, data=args.data, data_dir=args.data_dir, split=args.split,
                     limit=args.limit, backend=args.backend, batch_size=args.batch_size, time_steps=args.time_steps,
                     activity=args.activity, accuracy=args.accuracy, profile=args.profile, formats=args.format,
-                    plots=args.plots, residual=args.residual)
+                    plots=args.plots, residual=args.residual, tokenizer=args.tokenizer)
     if result.accuracy is not None:
         print(f"student accuracy ({result.samples} sentences): {result.accuracy:.4f}")
     for p in result.report.profiles:
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default=None, help="the student's model.pt: also report agreement with PyTorch")
     s.add_argument("--activity", default=None, help="write recorded activity JSON here (for spikebert energy)")
     s.add_argument("--out", default=None, help="write the report JSON here")
+    s.add_argument("--tokenizer", default=None, help="tokenizer folder or HF name instead of the one the graph "
+                                                     "carries (its vocabulary must match)")
     s.set_defaults(func=cmd_simulate)
 
     qz = sub.add_parser("quantize", help="quantise a NIR graph to Loihi fixed point (a NIR file again)")
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--residual", choices=["mac", "accumulate"], default="mac",
                    help="integer residual-stream inputs as dense MACs, or as k accumulates per value k")
     n.add_argument("--out", default=".", help="folder for the reports (and model.nir, activity.json, teacher.onnx)")
+    n.add_argument("--tokenizer", default=None, help="tokenizer folder or HF name instead of the one the graph "
+                                                     "carries (its vocabulary must match)")
     n.set_defaults(func=cmd_energy)
     return p
 

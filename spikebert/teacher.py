@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from spikebert.contract.errors import MissingFileError
+from spikebert.contract.errors import MissingFileError, SpikebertError
 from spikebert.data import TextDataset
 from spikebert.tokenize import Batcher
 
@@ -33,7 +34,51 @@ def resolve_teacher_name(name: str) -> str:
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_teacher_name(name))
+    try:
+        return AutoTokenizer.from_pretrained(resolve_teacher_name(name))
+    except (OSError, ValueError) as err:  # transformers' errors for a missing folder or an unknown hub name
+        raise MissingFileError(f"tokenizer {name!r} is neither a tokenizer folder nor a Hugging Face name available "
+                               f"here ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+
+
+TOKENIZER_FILES_FORMAT = "spikebert-tokenizer-files/1"
+
+
+def pack_tokenizer(tokenizer) -> str:
+    """The tokenizer's own files (``save_pretrained``) as one JSON string, for a NIR graph's metadata:
+    an exported graph tokenises anywhere, with no path to a training folder."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    return json.dumps({"format": TOKENIZER_FILES_FORMAT, "files": files})
+
+
+def unpack_tokenizer(packed: str, *, where: str):
+    """The tokenizer of :func:`pack_tokenizer`'s string; ``where`` names the file it came from."""
+    import json
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    try:
+        data = json.loads(packed)
+        files = data["files"] if data.get("format") == TOKENIZER_FILES_FORMAT else None
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError):
+        files = None
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) and "/" not in k
+                                              and k not in ("", ".", "..") for k, v in files.items()):
+        raise SpikebertError(f"{where}: metadata 'tokenizer_files' is not a {TOKENIZER_FILES_FORMAT} record; "
+                             "re-export the graph or give --tokenizer")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        try:
+            return AutoTokenizer.from_pretrained(tmp)
+        except (OSError, ValueError) as err:
+            raise SpikebertError(f"{where}: the embedded tokenizer does not load: {err}") from err
 
 
 def load_teacher(name: str, *, num_labels: int | None = None):

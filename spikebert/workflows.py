@@ -34,10 +34,12 @@ from spikebert.students import kind_of, load_student
 log = logging.getLogger(__name__)
 
 
-def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
-    """Token ids (N, max_len) with the tokenizer recorded in the graph, padded to the graph's length."""
+def tokenize_for_graph(graph, sentences: list[str], *, tokenizer: str | None = None) -> np.ndarray:
+    """Token ids (N, max_len), padded to the graph's length, with ``tokenizer`` (a folder or HF name) if
+    given, else the tokenizer files the graph carries (``tokenizer_files``), else the name it records
+    (graphs exported before the files were embedded). The vocabulary must be the one trained with."""
     from spikebert.contract.extension import SBTokenEmbedding
-    from spikebert.teacher import load_tokenizer
+    from spikebert.teacher import load_tokenizer, unpack_tokenizer
     from spikebert.tokenize import Batcher, tokenizer_fingerprint
 
     if not any(isinstance(node, SBTokenEmbedding) for node in graph.nodes.values()):
@@ -47,14 +49,23 @@ def tokenize_for_graph(graph, sentences: list[str]) -> np.ndarray:
                          "spikebert.hardware.reference.ReferenceExecutor(graph).run_inputs(x) or "
                          "spikebert.hardware.lava_runner.run_lava("
                          "graph, inputs=x), x of shape (T, N, *input shape)")
-    name = graph.metadata.get("tokenizer")
-    if not name:
-        raise SpikebertError("the NIR graph records no tokenizer; export it with spikebert-export")
-    tokenizer = load_tokenizer(str(name))
-    if tokenizer_fingerprint(tokenizer) != graph.metadata.get("tokenizer_sha256"):
-        raise SpikebertError(f"tokenizer {name} does not match the one the graph was trained with")
+    if tokenizer is not None:
+        name, tok = tokenizer, load_tokenizer(str(tokenizer))
+    elif graph.metadata.get("tokenizer_files"):
+        name, tok = "the tokenizer embedded in the graph", unpack_tokenizer(str(graph.metadata["tokenizer_files"]),
+                                                                            where="the NIR graph")
+    elif graph.metadata.get("tokenizer"):
+        name = str(graph.metadata["tokenizer"])
+        tok = load_tokenizer(name)
+    else:
+        raise SpikebertError("the NIR graph records no tokenizer: give --tokenizer, or export it with spikebert-export")
+    expected = graph.metadata.get("tokenizer_sha256")
+    if expected and tokenizer_fingerprint(tok) != expected:
+        raise SpikebertError(f"tokenizer {name} does not match the vocabulary the graph was trained with")
     embed = next(n for n in graph.nodes.values() if isinstance(n, SBTokenEmbedding))
-    return Batcher(tokenizer, max_len=embed.max_len, pad_to_max=True).encode(sentences)["input_ids"].numpy()
+    if len(tok) > embed.weight.shape[0]:
+        raise SpikebertError(f"tokenizer {name} has {len(tok)} tokens but the graph's embedding {embed.weight.shape[0]}")
+    return Batcher(tok, max_len=embed.max_len, pad_to_max=True).encode(sentences)["input_ids"].numpy()
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -219,10 +230,25 @@ def export_nir(*, model: str | Path, out: str | Path) -> Path:
     from spikebert.contract.extension import write_graph
 
     student, payload = load_student(model, need_graph="spikebert-export --to nir (without --partial)")
-    graph = kind_of(student).export_nir(student, metadata={k: payload[k] for k in ("tokenizer", "tokenizer_sha256",
-                                                                                   "task")})
+    graph = kind_of(student).export_nir(student, metadata=_tokenizer_metadata(payload, model))
     write_graph(Path(out), graph)
     return Path(out)
+
+
+def _tokenizer_metadata(payload: dict, model) -> dict:
+    """What a graph needs to tokenise anywhere: the tokenizer's files, its vocabulary fingerprint, and
+    its name (an absolute path for a local folder, for information only), plus the task."""
+    from spikebert.teacher import load_tokenizer, pack_tokenizer
+    from spikebert.tokenize import tokenizer_fingerprint
+
+    name = str(payload["tokenizer"])
+    tokenizer = load_tokenizer(name)
+    if tokenizer_fingerprint(tokenizer) != payload["tokenizer_sha256"]:
+        raise SpikebertError(f"tokenizer {name} differs from the one {model} was trained with; export where it is")
+    if Path(name).exists():
+        name = str(Path(name).resolve())
+    return {"tokenizer": name, "tokenizer_sha256": payload["tokenizer_sha256"], "tokenizer_files": pack_tokenizer(
+        tokenizer), "task": payload["task"]}
 
 
 def export_nir_fragments(*, model: str | Path, out: str | Path) -> list[Path]:
@@ -309,7 +335,8 @@ def export_netx(*, graph: str | Path, out: str | Path | None = None, dt: float |
 def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = False, fuse: str = "blocks",
              data: str = "sst-2", data_dir: str | Path | None = None, split: str = "dev", limit: int = 0,
              batch_size: int = 64, check: bool = True, checkpoint: str | Path | None = None,
-             activity_out: str | Path | None = None, out: str | Path | None = None) -> dict:
+             activity_out: str | Path | None = None, out: str | Path | None = None,
+             tokenizer: str | None = None) -> dict:
     """Run a NIR graph on a split through Lava or the reference executor. Returns the report: accuracy,
     agreement with the reference executor (and with PyTorch given ``checkpoint``), per-layer
     activity, steps, processes and wall time; also written to ``out`` and the activity to ``activity_out``."""
@@ -327,9 +354,9 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
     if checkpoint is not None:  # checked before any simulation: a bad checkpoint fails at once
         load_student(checkpoint, need_graph="simulate --checkpoint")
     dataset = load_split(data, split, data_dir=data_dir)
-    dataset.check_labels(_graph_classes(nir_graph), what=f"the graph {graph}")
     n = _limit(len(dataset), limit)
-    ids = tokenize_for_graph(nir_graph, dataset.sentences[:n])
+    ids = tokenize_for_graph(nir_graph, dataset.sentences[:n], tokenizer=tokenizer)
+    dataset.check_labels(_graph_classes(nir_graph), what=f"the graph {graph}")
     labels = np.array(dataset.labels[:n])
     t0 = time.perf_counter()
     report: dict = {"graph": str(graph), "backend": backend, "fixed_point": is_quantised(nir_graph), "data": data,
@@ -448,7 +475,8 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
            data: str = "sst-2", data_dir: str | Path | None = None, split: str = "dev", limit: int = 0,
            backend: str = "reference", batch_size: int = 64, time_steps: int | None = None,
            activity: str | Path | None = None, accuracy: float | None = None, profile: str = "45nm-fp32",
-           formats: str = "md,json", plots: bool = False, residual: str = "mac") -> EnergyResult:
+           formats: str = "md,json", plots: bool = False, residual: str = "mac",
+           tokenizer: str | None = None) -> EnergyResult:
     """Energy report of a student against its teacher on the same sentences of a split.
 
     A student with a whole graph (``model.pt`` is exported to ``out/model.nir`` first, or a NIR file)
@@ -511,8 +539,8 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
                                  "give the split the activity was recorded on")
         sentences, labels = dataset.sentences[:n], np.array(dataset.labels[:n])
     if recorded is None:
+        ids = tokenize_for_graph(graph, sentences, tokenizer=tokenizer)
         dataset.check_labels(_graph_classes(graph), what=f"the graph {model}")
-        ids = tokenize_for_graph(graph, sentences)
         if backend == "lava":
             from spikebert.hardware.lava_runner import run_lava
 
@@ -531,7 +559,8 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
     # 2. the teacher on the same sentences
     counts, at = _teacher_count(teacher=teacher, teacher_config=teacher_config, teacher_count=teacher_count,
                                 teacher_max_len=teacher_max_len, teacher_length=teacher_length, sentences=sentences,
-                                samples=recorded.samples, tokenizer_name=graph.metadata.get("tokenizer"), out=out)
+                                samples=recorded.samples, tokenizer_name=tokenizer or graph.metadata.get("tokenizer"),
+                                tokenizer_files=None if tokenizer else graph.metadata.get("tokenizer_files"), out=out)
 
     # 3. the report
     extra = {"student": str(model), "teacher": teacher or str(teacher_config)}
@@ -591,20 +620,26 @@ def _energy_without_graph(student, payload: dict, *, model: Path, out: Path, tea
 
 
 def _teacher_count(*, teacher, teacher_config, teacher_count: str, teacher_max_len: int, teacher_length: int | None,
-                   sentences: list[str] | None, samples: int, tokenizer_name: str | None, out: Path):
+                   sentences: list[str] | None, samples: int, tokenizer_name: str | None, out: Path,
+                   tokenizer_files: str | None = None):
     """(teacher counts, how) for ``samples`` sentences: at their real token lengths or a fixed one."""
     from spikebert.energy.counting import teacher_counts
 
     if teacher_length is not None:
         lengths, at = [teacher_length] * samples, f"at a fixed {teacher_length} tokens"
     else:
-        from spikebert.teacher import load_tokenizer
+        from spikebert.teacher import load_tokenizer, unpack_tokenizer
         from spikebert.tokenize import Batcher
 
-        tokenizer_name = teacher or tokenizer_name
-        if not tokenizer_name:
+        if teacher:
+            tok = load_tokenizer(str(teacher))
+        elif tokenizer_files:
+            tok = unpack_tokenizer(str(tokenizer_files), where="the NIR graph")
+        elif tokenizer_name:
+            tok = load_tokenizer(str(tokenizer_name))
+        else:
             raise SpikebertError("the NIR graph records no tokenizer to measure the teacher's lengths: give --teacher")
-        batcher = Batcher(load_tokenizer(str(tokenizer_name)), max_len=teacher_max_len)
+        batcher = Batcher(tok, max_len=teacher_max_len)
         lengths = batcher.encode(sentences)["attention_mask"].sum(1).tolist()
         at = (f"at the same {len(lengths)} sentences' real token lengths (mean {np.mean(lengths):.1f}, "
               f"at most {teacher_max_len})")

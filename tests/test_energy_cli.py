@@ -117,3 +117,38 @@ def test_simulate_lava_reports_agreement(tmp_path, tiny_student, tiny_task, caps
         assert report["agreement_vs_pytorch_fp64"] == 1.0 and report["fuse"] == fuse
         assert report["sentences"] == 6 and report["layers"]["b0_qkv"]["input_spikes"] > 0
     assert main(["simulate", str(graph), "--backend", "lava", "--fixed-point", *data]) == 2  # LayerNorm student
+
+
+def test_exported_graph_tokenises_anywhere(tmp_path, tiny_task, monkeypatch):
+    """The graph carries its tokenizer's files: it simulates from another working directory after the
+    training folder (a relative path in the checkpoint) is gone; --tokenizer overrides it, and a
+    tokenizer with another vocabulary is refused."""
+    import shutil
+
+    from spikebert.config import StudentConfig
+    from spikebert.model import SpikeBERT
+    from spikebert.students import save_student
+    from spikebert.teacher import load_tokenizer
+
+    work = tmp_path / "work"
+    (work / "runs" / "teacher").mkdir(parents=True)
+    tok = load_tokenizer("minilm-offline")
+    tok.save_pretrained(work / "runs" / "teacher")
+    monkeypatch.chdir(work)
+    model = SpikeBERT(StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=1, heads=2,
+                                    max_len=8, num_classes=2, time_steps=2))
+    save_student(Path("model.pt"), model, tokenizer=tok, tokenizer_name="runs/teacher", task="toy", metrics={})
+    assert main(["export", "model.pt", "-o", "model.nir"]) == 0
+    shutil.rmtree(work / "runs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = ["simulate", str(work / "model.nir"), "--backend", "reference", "--data", "toy", "--data-dir",
+            str(tiny_task), "--limit", "4", "--out", "r.json"]
+    assert main(args) == 0
+    assert json.loads(Path("r.json").read_text())["sentences"] == 4
+    assert main([*args, "--tokenizer", "minilm-offline"]) == 0
+    other = tmp_path / "other-tok"
+    tok.add_tokens(["zzzunseen"])
+    tok.save_pretrained(other)
+    assert main([*args, "--tokenizer", str(other)]) == 2
