@@ -182,12 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="teacher -> student -> NIR -> Lava -> energy report, on real data")
     _add_data_args(d)
-    d.add_argument("--teacher", default="minilm-offline", help="HF name or path of a BERT-family model")
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument("--teacher-samples", type=int, default=6000)
-    d.add_argument("--student-samples", type=int, default=8000)
-    d.add_argument("--epochs", type=int, default=1)
-    d.add_argument("--sim-sentences", type=int, default=200)
+    d.add_argument("--teacher", default="minilm-offline", help="HF name or path of a BERT-family model to fine-tune "
+                                                                "(default %(default)s: all-MiniLM-L6-v2, offline)")
+    d.add_argument("--out", default="runs/demo", help="run folder; a finished stage in it is reused (default "
+                                                      "%(default)s)")
+    d.add_argument("--teacher-samples", type=int, default=6000,
+                   help="train sentences the teacher is fine-tuned on, one epoch (default %(default)s)")
+    d.add_argument("--student-samples", type=int, default=8000,
+                   help="train sentences the student is distilled on (default %(default)s)")
+    d.add_argument("--epochs", type=int, default=1, help="student distillation epochs (default %(default)s)")
+    d.add_argument("--sim-sentences", type=int, default=200,
+                   help="first dev sentences run as Lava processes and counted for energy (default %(default)s)")
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="fine-tune the teacher | stage-1 pretrain | stage-2 distill")
@@ -365,6 +370,9 @@ def _run(parser: argparse.ArgumentParser, argv) -> int:
         prepare_lava()
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; Lava's processes are stopped by its runner
+        log.warning("interrupted")
+        return 130
     except SpikebertError as err:  # a user error: one line; anything else is a bug and keeps its traceback
         log.debug("traceback", exc_info=True)  # -v shows where it came from
         log.error("%s", err)

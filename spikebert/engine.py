@@ -134,6 +134,7 @@ class Trainer:
         self.sched = sched
         self.state = LoopState()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         if resume and (self.run_dir / STATE_FILE).is_file():
             self._load_state()
         else:
@@ -160,6 +161,14 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         save_checkpoint(self.run_dir / STATE_FILE, payload)
+
+    def _remove_stale_temporaries(self) -> None:
+        """A kill during an atomic write leaves its temporary file (``.state.pt.*.tmp``, ``.model.pt.*.tmp``)
+        beside the target; the finished file was never replaced, so the temporary is garbage."""
+        for tmp in self.run_dir.glob(".*.pt.*.tmp"):
+            if tmp.is_file():
+                log.info("removing %s, left by an interrupted write", tmp.name)
+                tmp.unlink(missing_ok=True)
 
     def _load_state(self) -> None:
         path = self.run_dir / STATE_FILE

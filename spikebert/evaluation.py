@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.data import TextDataset
@@ -46,7 +47,7 @@ def evaluate_spikebert(model: SpikeBERT, batcher: Batcher, data: TextDataset, *,
                  if isinstance(m, (LIF, HeavisideEncoder))]
     preds = []
     try:
-        for idx in torch.arange(len(data)).split(batch_size):
+        for idx in tqdm(torch.arange(len(data)).split(batch_size), desc=f"eval {data.name}", unit="batch", leave=False):
             enc, _ = batcher(data, idx)
             ids = enc["input_ids"].to(device)
             mask_box["mask"] = enc["attention_mask"].to(device)
@@ -104,7 +105,7 @@ def evaluate_spikingbert(model: SpikingBERT, batcher: Batcher, data: TextDataset
     T = model.cfg.time_steps if time_steps is None else time_steps
     activity = PopulationActivity(0, T, 0.0, 0.0, {})
     preds = []
-    for idx in torch.arange(len(data)).split(batch_size):
+    for idx in tqdm(torch.arange(len(data)).split(batch_size), desc=f"eval {data.name}", unit="batch", leave=False):
         enc, _ = batcher(data, idx)
         logits, counts = _population_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), T,
                                            firing_rates)

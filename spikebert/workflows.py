@@ -483,7 +483,26 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
     runs on the reference executor, Lava or PyTorch hooks (``backend``), or its activity is read from
     ``activity`` (recorded by ``simulate`` on the split's first N sentences); a student without one
     (SpikingBERT) runs its PyTorch simulation. The teacher is counted at those sentences' real token
-    lengths (or ``teacher_length``), analytically or from its ONNX graph (``teacher_count``)."""
+    lengths (or ``teacher_length``), analytically or from its ONNX graph (``teacher_count``).
+
+    Every file reaches ``out`` only when the whole report succeeded (``staged_outputs``)."""
+    from spikebert.contract.fileio import staged_outputs
+
+    args = dict(locals())
+    del args["staged_outputs"]
+    final = Path(args.pop("out"))
+    with staged_outputs(final) as stage:
+        result = _energy(out=stage, shown=final, **args)
+        result.paths = [final / path.relative_to(stage) for path in result.paths]
+    return result
+
+
+def _energy(*, model: str | Path, out: Path, shown: Path, teacher: str | None, teacher_config: str | Path | None,
+            teacher_count: str, teacher_max_len: int, teacher_length: int | None, data: str,
+            data_dir: str | Path | None, split: str, limit: int, backend: str, batch_size: int, time_steps: int | None,
+            activity: str | Path | None, accuracy: float | None, profile: str, formats: str, plots: bool,
+            residual: str, tokenizer: str | None) -> EnergyResult:
+    """``energy``'s work, writing into the staging folder ``out``; ``shown`` is the folder named in reports."""
     from spikebert.contract.activity import Activity
     from spikebert.contract.extension import read_graph
     from spikebert.energy.counting import count_operations
@@ -504,8 +523,6 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
     if accuracy is not None and not (activity and 0 <= accuracy <= 1):
         raise SpikebertError(f"--accuracy {accuracy}: a share in [0, 1], given only with --activity (otherwise the "
                              "reference run measures it)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     model = Path(model)
     student = payload = None
     if model.suffix == ".pt":
@@ -524,8 +541,9 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
     if backend == "torch" and student is None:
         raise SpikebertError("--backend torch records activity with PyTorch hooks: give the model.pt checkpoint")
     checkpoint = model if student is not None else None
+    shown_model = model
     if student is not None:
-        model = export_nir(model=model, out=out / "model.nir")
+        model, shown_model = export_nir(model=model, out=out / "model.nir"), shown / "model.nir"
     graph = read_graph(model)
 
     # 1. the sentences, and the student's activity on them
@@ -563,7 +581,7 @@ def energy(*, model: str | Path, out: str | Path = ".", teacher: str | None = No
                                 tokenizer_files=None if tokenizer else graph.metadata.get("tokenizer_files"), out=out)
 
     # 3. the report
-    extra = {"student": str(model), "teacher": teacher or str(teacher_config)}
+    extra = {"student": str(shown_model), "teacher": teacher or str(teacher_config)}
     if sentences is not None:
         extra["data"] = f"{data} {split}"
     return _write_energy(out, profiles, format_list, plots=plots,

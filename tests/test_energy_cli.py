@@ -152,3 +152,14 @@ def test_exported_graph_tokenises_anywhere(tmp_path, tiny_task, monkeypatch):
     tok.add_tokens(["zzzunseen"])
     tok.save_pretrained(other)
     assert main([*args, "--tokenizer", str(other)]) == 2
+
+
+def test_failed_energy_leaves_no_output(tmp_path, tiny_student, tiny_task):
+    """A report that fails half-way (here: the teacher config is missing, after the student ran) leaves
+    no --out folder and no staging folder behind."""
+    out = tmp_path / "energy-out"
+    rc = main(["energy", str(tiny_student), "--teacher-config", str(tmp_path / "missing.json"), "--data", "toy",
+               "--data-dir", str(tiny_task), "--limit", "4", "--out", str(out)])
+    assert rc == 2
+    assert not out.exists()
+    assert not list(tmp_path.glob(".energy-out.staged.*"))

@@ -214,3 +214,17 @@ def test_two_process_ddp_run_on_cpu(tmp_path, tiny_teacher, tiny_task):
     assert (tmp_path / "ddp" / "model.pt").is_file()
     steps = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1]["global_step"] == 3  # 96 sentences / 16 per batch / 2 processes
+
+
+def test_trainer_removes_temporaries_left_by_a_kill(tmp_path):
+    """A kill during an atomic write of state.pt leaves `.state.pt.*.tmp`; the next run removes it (and
+    nothing else)."""
+    from spikebert.engine import LoopConfig, Trainer
+
+    stale = tmp_path / ".state.pt.k1ll3d.tmp"
+    stale.write_bytes(b"")
+    other = tmp_path / "notes.tmp"
+    other.write_text("mine")
+    Trainer(run_dir=tmp_path, model=torch.nn.Linear(2, 2), n_examples=4, desc="t", fingerprint={},
+            cfg=LoopConfig(epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, seed=0))
+    assert not stale.exists() and other.read_text() == "mine"

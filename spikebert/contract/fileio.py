@@ -5,10 +5,11 @@ No torch: the contract layer and everything above write through these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -39,3 +40,25 @@ def replace_folder(tmp: Path, folder: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: Path) -> Iterator[Path]:
+    """Write a command's outputs into a temporary folder beside ``folder``; on success move each file
+    into ``folder`` (created if needed, other files in it kept), on any error delete them all: the
+    outputs appear only when the whole command succeeded."""
+    folder = Path(folder)
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.resolve().name}.staged.", dir=parent))
+    try:
+        yield stage
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(stage.rglob("*")):
+            target = folder / path.relative_to(stage)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
