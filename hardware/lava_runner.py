@@ -2,9 +2,12 @@
 
 The network is compiled once for ``batch_size`` samples; batch k occupies steps kT+1 .. kT+T at
 the network's input (later at deeper processes, see ``spikebert.hardware.nir_to_lava``) and all state
-resets at the start of each batch. A graph quantised by ``spikebert.hardware.quantize`` runs Lava's
-``fixed_pt`` models (bit-accurate Loihi LIF and Dense), any other graph ``floating_pt``. The
-runtime is stopped on every exit path (errors, Ctrl-C), so no Lava process outlives a run.
+resets at the start of each batch. T is decided once per run (:func:`run_time_steps`: the input's
+for a tensor input, the metadata's ``time_steps`` for token ids) and every process is built from
+it; ``dt`` is checked by the reference executor's rule before any process starts. A graph
+quantised by ``spikebert.hardware.quantize`` runs Lava's ``fixed_pt`` models (bit-accurate Loihi
+LIF and Dense), any other graph ``floating_pt``. The runtime is stopped on every exit path (errors,
+Ctrl-C), so no Lava process outlives a run.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import nir
 import numpy as np
 from spikebert.hardware.fixed_point import is_quantised
 from spikebert.hardware.lava_env import lava_available, require_lava
-from spikebert.hardware.reference import encode_tokens
+from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt
 from tqdm.auto import tqdm
 
 from spikebert.contract.activity import Activity, NodeActivity
@@ -80,26 +83,47 @@ def _batched(x: np.ndarray, B: int, fill=0) -> np.ndarray:
 
 
 def run_lava(graph: nir.NIRGraph, ids: np.ndarray | None = None, *, inputs: np.ndarray | None = None,
-             batch_size: int = 64, fuse: str = "blocks", progress: bool = True) -> LavaRun:
+             batch_size: int = 64, fuse: str = "blocks", dt: float | None = None, progress: bool = True) -> LavaRun:
     """Simulate token ``ids`` (N, L) of a SpikeBERT graph, or ``inputs`` (T, N, *input shape) of a
-    graph with a tensor Input, through ``graph`` in Lava; returns per-step outputs and activity."""
+    graph with a tensor Input, through ``graph`` in Lava; returns per-step outputs and activity.
+
+    T: the metadata ``time_steps`` for token ids (the T the student was exported for, 1 if absent),
+    the input's first axis for ``inputs`` (whatever the metadata says; a disagreement is logged).
+    ``dt``: as :class:`~spikebert.hardware.reference.ReferenceExecutor` (metadata ``"dt"``, else this
+    argument; :func:`~spikebert.hardware.reference.resolve_dt`), checked before any Lava process starts.
+    """
     require_lava("the Lava backend (--backend lava)")
     prepare_lava()
     if (ids is None) == (inputs is None):
         raise SpikebertError("give token ids (SpikeBERT graphs) or inputs (T, N, ...) for a graph with a tensor Input")
+    dt = resolve_dt(graph, dt)
     with tempfile.TemporaryDirectory(prefix="spikebert-lava-") as tmp:
-        return _run(graph, ids, inputs, batch_size=batch_size, fuse=fuse, progress=progress,
+        return _run(graph, ids, inputs, batch_size=batch_size, fuse=fuse, dt=dt, progress=progress,
                     error_path=str(Path(tmp) / "errors.txt"))
 
 
-def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaRun:
+def run_time_steps(graph: nir.NIRGraph, inputs: np.ndarray | None) -> int:
+    """The one T of a run: every process of the network (sources, resets, sentence windows, the sink)
+    is built from it. Token ids: the metadata's; a tensor input: its own, logged when the metadata
+    says otherwise."""
+    if inputs is None:
+        return metadata_time_steps(graph)
+    T = int(np.shape(inputs)[0])
+    meta = graph.metadata.get("time_steps")
+    if meta is not None and int(meta) != T:
+        log.warning("the input has T=%d steps, the graph metadata time_steps=%d: running T=%d steps (the input wins)",
+                    T, int(meta), T)
+    return T
+
+
+def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> LavaRun:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from spikebert.hardware.nir_to_lava import build_network
 
     fixed = is_quantised(graph)
-    T = int(graph.metadata.get("time_steps", 1))
     if ids is not None:
+        T = run_time_steps(graph, None)
         enc = encode_tokens(graph, ids)
         N, L = len(ids), enc.spikes.shape[2]
         B = max(1, min(batch_size, N))
@@ -110,11 +134,14 @@ def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaR
         source = _token_source(_batched(enc.spikes, B), T, error_path)
     else:
         x = np.asarray(inputs, dtype=np.float64)
-        T, N = x.shape[:2]
-        source_node = next(n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Input))
+        source_node = next((n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Input)), None)
+        if source_node is None:
+            raise SpikebertError("the graph has no Input node to feed inputs (T, N, ...) to")
         expected = port_shape(graph.nodes[source_node], "output")
-        if expected is not None and x.shape[2:] != expected:
-            raise SpikebertError(f"inputs must be (T, N, {', '.join(map(str, expected))}), got {x.shape}")
+        if x.ndim < 2 or 0 in x.shape[:2] or (expected is not None and x.shape[2:] != expected):
+            shape = "*input shape" if expected is None else ", ".join(map(str, expected))
+            raise SpikebertError(f"inputs must be (T, N, {shape}) with T, N >= 1, got {x.shape}")
+        T, N = run_time_steps(graph, x), x.shape[1]
         B = max(1, min(batch_size, N))
         positions = int(np.prod(x.shape[3:]))
         masks = _batched(np.ones((N, positions), dtype=bool), B, fill=False)
@@ -124,7 +151,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, progress, error_path) -> LavaR
         source = _tensor_source(drive, fixed, tail=len(graph.nodes))
     t0 = time.perf_counter()
     net = build_network(graph, source_node=source_node, source=source, batch=B, n_batches=n_batches,
-                        masks=masks, fuse=fuse, error_path=error_path)
+                        time_steps=T, dt=dt, masks=masks, fuse=fuse, error_path=error_path)
     cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt", select_sub_proc_model=False,
                        exception_proc_model_map=net.exceptions)
     log.info("Lava network (%s, fuse=%s): %d processes, %d steps (%d batches of %d, T=%d, output latency %d)",

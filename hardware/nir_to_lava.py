@@ -38,7 +38,7 @@ import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 from spikebert.hardware.quantize import SPIKING, population_constants
-from spikebert.hardware.reference import SUPPORTED
+from spikebert.hardware.reference import SUPPORTED, resolve_dt
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBTokenMean
@@ -140,18 +140,26 @@ def plan(graph: nir.NIRGraph, compute: list[str], fuse: str) -> list[_Unit]:
     return units
 
 
-def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n_batches: int,
-                  masks: np.ndarray | None, fuse: str = "blocks", error_path: str | None = None) -> LavaNetwork:
+def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n_batches: int, time_steps: int,
+                  dt: float | None, masks: np.ndarray | None, fuse: str = "blocks",
+                  error_path: str | None = None) -> LavaNetwork:
     """Processes for every node after ``source_node``, whose output the Lava process ``source`` sends
-    (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None."""
+    (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None.
+
+    ``time_steps``: the T of this run, the one the source streams each batch over (the caller's, never
+    the graph metadata's: a tensor input may have any T); every sentence window, ``LIFReset``
+    interval and the sink's length follow from it. ``dt``: the run's step, as
+    :func:`spikebert.hardware.reference.resolve_dt` resolves it (the metadata's, else this argument).
+    """
     require_lava("the Lava backend (--backend lava)")
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
     from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
 
     fixed = is_quantised(graph)
-    dt = graph.metadata.get("dt")
-    dt = float(dt) if dt is not None else None
-    T = int(graph.metadata.get("time_steps", 1))
+    dt = resolve_dt(graph, dt)
+    T = int(time_steps)
+    if T < 1 or n_batches < 1:
+        raise SpikebertError(f"a Lava run needs at least one step and one batch, got T={T}, {n_batches} batches")
     order = topological_order(graph)
     for name in order:
         if type(graph.nodes[name]) not in SUPPORTED:

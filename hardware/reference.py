@@ -3,8 +3,10 @@
 Time. Every step advances the graph by ``dt``. ``dt`` comes from the graph metadata (``"dt"``),
 else from the ``dt`` argument of :class:`ReferenceExecutor`; a graph with time constants or
 delays and neither is rejected (NIR stores no dt; snnTorch's ``export_to_nir`` writes none and
-derives its time constants from dt = 1e-4). Continuous NIR dynamics are discretised by forward
-Euler, with the equations of ``spikebert.hardware.kernels``.
+derives its time constants from dt = 1e-4). :func:`resolve_dt` is that rule, for the Lava
+backend too. The number of steps T is the input's (``run_inputs``), or the metadata's
+``"time_steps"`` for token ids (``run``, :func:`metadata_time_steps`). Continuous NIR dynamics
+are discretised by forward Euler, with the equations of ``spikebert.hardware.kernels``.
 
 Steps. At every step the nodes run in topological order; a node's input I is the sum of its
 predecessors' outputs in the same step (edges carry no delay, only Delay nodes do). All state
@@ -321,6 +323,37 @@ def step_builder(node: nir.NIRNode) -> Callable[[str, Any, float | None], Step]:
 # --- the executor ---------------------------------------------------------------------------------
 
 
+def resolve_dt(graph: nir.NIRGraph, dt: float | None) -> float | None:
+    """The step of a run, for every backend (the reference executor, Lava): the graph's metadata ``"dt"``,
+    else the ``dt`` argument; None for a graph with no time constants or delays and neither.
+
+    Raises SpikebertError for a graph with time constants or delays and no dt, a dt argument that
+    contradicts the metadata, or a dt that is not positive.
+    """
+    meta = graph.metadata.get("dt")
+    if meta is not None and dt is not None and float(meta) != float(dt):
+        raise SpikebertError(f"dt={dt} contradicts the graph metadata dt={float(meta)}; drop the dt argument")
+    resolved = meta if meta is not None else dt
+    if resolved is None:
+        timed = sorted(n for n, node in graph.nodes.items() if isinstance(node, TIMED_TYPES))
+        if timed:
+            raise SpikebertError(
+                f"nodes {timed} have time constants or delays, but the graph metadata has no 'dt' and no dt "
+                "was passed: pass ReferenceExecutor(graph, dt=...) or run_lava(graph, ..., dt=...), the step the "
+                "graph was exported for (snnTorch's export_to_nir assumes dt=1e-4)"
+            )
+        return None
+    if not float(resolved) > 0:
+        raise SpikebertError(f"dt must be positive, got {resolved}")
+    return float(resolved)
+
+
+def metadata_time_steps(graph: nir.NIRGraph) -> int:
+    """T of a token-id run (``run(ids)``): the graph's ``"time_steps"``, the T the student was exported
+    for (1 if absent). A run on a tensor input takes T from the input instead."""
+    return int(graph.metadata.get("time_steps", 1))
+
+
 class ReferenceExecutor:
     """Run a NIR graph of the supported node set batch by batch, recording activity.
 
@@ -331,8 +364,8 @@ class ReferenceExecutor:
 
     def __init__(self, graph: nir.NIRGraph, *, dt: float | None = None) -> None:
         self.graph = graph
-        self.dt = self._resolve_dt(graph, dt)
-        self.time_steps = int(graph.metadata.get("time_steps", 1))
+        self.dt = resolve_dt(graph, dt)
+        self.time_steps = metadata_time_steps(graph)
         self.order = topological_order(graph)
         self.preds = predecessors(graph)
         for name in self.order:
@@ -356,25 +389,6 @@ class ReferenceExecutor:
         self.activity = Activity(backend=backend, samples=0, time_steps=self.time_steps, real_tokens=0.0,
                                  nodes={n: NodeActivity() for n in self.order
                                         if isinstance(graph.nodes[n], SYNAPSE_TYPES)})
-
-    @staticmethod
-    def _resolve_dt(graph: nir.NIRGraph, dt: float | None) -> float | None:
-        meta = graph.metadata.get("dt")
-        if meta is not None and dt is not None and float(meta) != float(dt):
-            raise SpikebertError(f"dt={dt} contradicts the graph metadata dt={float(meta)}; drop the dt argument")
-        resolved = meta if meta is not None else dt
-        if resolved is None:
-            timed = sorted(n for n, node in graph.nodes.items() if isinstance(node, TIMED_TYPES))
-            if timed:
-                raise SpikebertError(
-                    f"nodes {timed} have time constants or delays, but the graph metadata has no 'dt' and no dt "
-                    "was passed: pass ReferenceExecutor(graph, dt=...), the step the graph was exported for "
-                    "(snnTorch's export_to_nir assumes dt=1e-4)"
-                )
-            return None
-        if not float(resolved) > 0:
-            raise SpikebertError(f"dt must be positive, got {resolved}")
-        return float(resolved)
 
     def run(self, ids: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
         """Token ids (B, L) through a SpikeBERT graph: encoded once, held for ``time_steps`` steps."""

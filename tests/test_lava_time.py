@@ -8,11 +8,13 @@ import multiprocessing
 import nir
 import numpy as np
 import pytest
+from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.lava_runner import run_lava
 from spikebert.hardware.quantize import quantize_graph
 from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
+from tests.conftest import make_ids
 from tests.test_lava import residual_graph, sequential_graph, spike_inputs
 
 META_T = 6  # the time_steps of tests.test_lava's graphs
@@ -47,7 +49,8 @@ def split(fuse: str) -> tuple[int, int]:
 @pytest.mark.lava
 def test_input_steps_differ_from_metadata_float(make, fuse, T):
     n, batch = split(fuse)
-    assert_lava_equals_reference(make(), spike_inputs(T=T, n=n, seed=T), batch_size=batch, fuse=fuse)
+    x = spike_inputs(T=T, n=n, seed=T) if T > 1 else spike_inputs(T=1, n=n, seed=3) * 2  # one step: fire at once
+    assert_lava_equals_reference(make(), x, batch_size=batch, fuse=fuse)
 
 
 @pytest.mark.parametrize("T", [5, 10])
@@ -70,13 +73,16 @@ def test_one_batch_of_any_length(fuse, T):
     assert_lava_equals_reference(residual_graph(), spike_inputs(T=T, n=n, seed=T), batch_size=8, fuse=fuse)
 
 
+@pytest.mark.parametrize("quantised", [False, True])
 @pytest.mark.parametrize("make", [sequential_graph, residual_graph])
 @pytest.mark.parametrize("fuse", ["none", "blocks", "all"])
 @pytest.mark.lava
-def test_graph_without_time_steps_takes_them_from_the_input(make, fuse):
+def test_graph_without_time_steps_takes_them_from_the_input(make, fuse, quantised):
     """A standard NIR graph (nir alone, snnTorch's export_to_nir) states no time_steps."""
     n, batch = split(fuse)
     graph = without(make(), "time_steps")
+    graph = quantize_graph(graph) if quantised else graph
+    assert "time_steps" not in graph.metadata
     assert_lava_equals_reference(graph, spike_inputs(T=7, n=n, seed=2), batch_size=batch, fuse=fuse)
 
 
@@ -145,7 +151,6 @@ def test_input_steps_win_over_the_metadata_and_say_so(caplog):
 
 
 @pytest.mark.lava
-@pytest.mark.slow
 def test_snntorch_export_runs_in_lava():
     """snnTorch's export_to_nir writes neither dt nor time_steps; per-neuron beta needs the fused build."""
     import torch
@@ -157,3 +162,21 @@ def test_snntorch_export_runs_in_lava():
     assert "dt" not in graph.metadata and "time_steps" not in graph.metadata
     x = (torch.rand(9, 5, 6, generator=torch.Generator().manual_seed(0)) < 0.5).double().numpy()
     assert_lava_equals_reference(graph, x, batch_size=2, fuse="blocks", dt=SNNTORCH_DT)
+
+
+@pytest.mark.parametrize("time_steps", [None, 3, 7])
+@pytest.mark.lava
+def test_token_ids_run_the_metadata_steps(trained_like_model, time_steps):
+    """run(ids) holds the encoded tokens for the metadata's T (1 when absent), in both backends, over several
+    batches, the last one partial."""
+    graph = export_student(trained_like_model)
+    if time_steps is None:
+        graph = without(graph, "time_steps")
+    else:
+        graph.metadata["time_steps"] = time_steps
+    ids = make_ids(5, 8, trained_like_model.cfg.vocab_size).numpy()
+    expected = ReferenceExecutor(graph).run(ids).step_outputs
+    run = run_lava(graph, ids, batch_size=2, fuse="blocks", progress=False)
+    T = time_steps or 1
+    assert expected.shape[0] == T and run.num_steps == 3 * T and run.activity.time_steps == T
+    np.testing.assert_array_equal(run.step_outputs, expected)
