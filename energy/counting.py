@@ -204,20 +204,32 @@ class PopulationActivity:
 
     @classmethod
     def from_json(cls, path) -> PopulationActivity:
-        import json
-        from pathlib import Path
+        """Read a record written by :meth:`to_json`; anything else (a wrong key or type, a negative or non-finite
+        count, a file that is not such JSON) raises ``SpikebertError`` naming the file."""
+        from spikebert.contract.jsonfile import check_keys, count, integer, read_json, require_object
 
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            record = cls(**data)
-        except (TypeError, json.JSONDecodeError) as err:
-            raise SpikebertError(f"{path} is not a SpikingBERT population activity record: {err}") from err
+        what = "SpikingBERT population activity record"
+        data = require_object(read_json(path, what=what), path, what=what)
+        check_keys(data, path, where=f"the {what}", required={"samples", "time_steps", "real_tokens", "token_pairs",
+                                                               "populations"}, optional={"backend"})
+        backend = data.get("backend", "torch-simulation")
+        if not isinstance(backend, str):
+            raise SpikebertError(f"{path}: backend must be a string, got {backend!r:.40}")
         fields = {"spikes", "neuron_steps", "spikes_x_tokens"}
-        broken = sorted(n for n, p in record.populations.items() if not isinstance(p, dict) or fields - set(p))
+        pops = require_object(data["populations"], path, what=what + " (its populations)")
+        broken = sorted(n for n, p in pops.items() if not isinstance(p, dict) or fields - set(p))
         if broken:
             raise SpikebertError(f"{path}: populations {broken} lack some of {sorted(fields)}; record it again with "
-                             "`spikebert energy model.pt` (it writes activity.json)")
-        return record
+                                 "`spikebert energy model.pt` (it writes activity.json)")
+        populations = {}
+        for name, pop in pops.items():
+            check_keys(pop, path, where=f"population {name!r}", required=fields)
+            populations[name] = {k: count(v, path, where=f"{name}.{k}") for k, v in pop.items()}
+        return cls(samples=integer(data["samples"], path, where="samples", minimum=0),
+                   time_steps=integer(data["time_steps"], path, where="time_steps", minimum=1),
+                   real_tokens=count(data["real_tokens"], path, where="real_tokens"),
+                   token_pairs=count(data["token_pairs"], path, where="token_pairs"),
+                   populations=populations, backend=backend)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,3 +71,37 @@ def require_lava_dl(feature: str) -> None:
     if problem is not None:
         raise SpikebertError(f"{feature} needs lava-dl 0.6 (netx) and Lava (lava-nc 0.10), which run on Python 3.10 "
                              f"only: {INSTALL_LAVA_DL} ({problem})")
+
+
+class LavaLogging:
+    """Leave the logging configuration as lava-nc found it.
+
+    lava-nc 0.10 adds a ``StreamHandler`` with its own format to the *root* logger for every
+    Process it builds (``AbstractProcess.__init__``; a ``log_config`` only changes its level and
+    format, it cannot stop it), and one to ``lava.magma.compiler.compiler``'s logger on every
+    compile. After a build, every ERROR line would then print once more per Process in Lava's
+    format, and the root's new handlers would stop ``logging.basicConfig`` and Python's last-resort
+    handler from showing warnings. Used as a context manager, this removes the handlers added
+    inside the block (and restores the loggers' levels) on exit; :meth:`restore` does it earlier,
+    e.g. right after a build, before the run.
+    """
+
+    LOGGERS = ("", "lava.magma.compiler.compiler")
+
+    def __init__(self) -> None:
+        import logging
+
+        self._saved = [(logging.getLogger(name), None) for name in self.LOGGERS]
+
+    def __enter__(self) -> LavaLogging:
+        self._saved = [(logger, (list(logger.handlers), logger.level)) for logger, _ in self._saved]
+        return self
+
+    def restore(self) -> None:
+        for logger, (handlers, level) in self._saved:
+            for handler in [h for h in logger.handlers if h not in handlers]:
+                logger.removeHandler(handler)
+            logger.setLevel(level)
+
+    def __exit__(self, *exc) -> None:
+        self.restore()

@@ -26,7 +26,7 @@ from pathlib import Path
 import nir
 import numpy as np
 from spikebert.hardware.fixed_point import is_quantised
-from spikebert.hardware.lava_env import lava_available, require_lava
+from spikebert.hardware.lava_env import LavaLogging, lava_available, require_lava
 from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt
 from tqdm.auto import tqdm
 
@@ -97,9 +97,9 @@ def run_lava(graph: nir.NIRGraph, ids: np.ndarray | None = None, *, inputs: np.n
     if (ids is None) == (inputs is None):
         raise SpikebertError("give token ids (SpikeBERT graphs) or inputs (T, N, ...) for a graph with a tensor Input")
     dt = resolve_dt(graph, dt)
-    with tempfile.TemporaryDirectory(prefix="spikebert-lava-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="spikebert-lava-") as tmp, LavaLogging() as logs:
         return _run(graph, ids, inputs, batch_size=batch_size, fuse=fuse, dt=dt, progress=progress,
-                    error_path=str(Path(tmp) / "errors.txt"))
+                    error_path=str(Path(tmp) / "errors.txt"), logs=logs)
 
 
 def run_time_steps(graph: nir.NIRGraph, inputs: np.ndarray | None) -> int:
@@ -116,7 +116,7 @@ def run_time_steps(graph: nir.NIRGraph, inputs: np.ndarray | None) -> int:
     return T
 
 
-def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> LavaRun:
+def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs: LavaLogging) -> LavaRun:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from spikebert.hardware.nir_to_lava import build_network
@@ -125,6 +125,9 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> L
     if ids is not None:
         T = run_time_steps(graph, None)
         enc = encode_tokens(graph, ids)
+        if fixed and not np.isin(enc.spikes, (0.0, 1.0)).all():
+            raise SpikebertError("this graph's encoder sends real-valued currents (residual = 'membrane'), which the "
+                                 "fixed-point token source cannot carry; run it in floating point")
         N, L = len(ids), enc.spikes.shape[2]
         B = max(1, min(batch_size, N))
         mask = enc.mask if enc.mask is not None else np.ones((N, L), dtype=bool)
@@ -152,6 +155,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> L
     t0 = time.perf_counter()
     net = build_network(graph, source_node=source_node, source=source, batch=B, n_batches=n_batches,
                         time_steps=T, dt=dt, masks=masks, fuse=fuse, error_path=error_path)
+    logs.restore()  # lava-nc's root-logger handlers, one per Process built
     cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt", select_sub_proc_model=False,
                        exception_proc_model_map=net.exceptions)
     log.info("Lava network (%s, fuse=%s): %d processes, %d steps (%d batches of %d, T=%d, output latency %d)",
@@ -161,6 +165,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> L
     try:
         with _watch(error_path):
             net.source.create_runtime(run_cfg=cfg)
+            logs.restore()  # and the compiler's
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             for k in tqdm(range(n_batches), desc="lava batches", disable=not progress, leave=False):
@@ -170,9 +175,9 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path) -> L
             data = net.sink.data.get()  # (B, *out, steps)
             stats = {name: p.stats.get() for name, p in net.groups.items()}
             net.source.stop()
-    except BaseException:
-        _kill(set(multiprocessing.active_children()) - before)
-        _abandon_runtime(net)
+    except BaseException as err:
+        _release(net, set(multiprocessing.active_children()) - before,
+                 why="Ctrl-C" if isinstance(err, KeyboardInterrupt) else "an error")
         raise
     lat = net.output_latency
     data = np.moveaxis(data[..., lat:lat + n_batches * T], -1, 0)  # (n_batches T, B, *out)
@@ -212,14 +217,19 @@ def _watch(error_path: str, poll: float = 0.2):
     lava-nc 0.10 does not recover from a ProcessModel that raises: the failed process waits on its
     ports and the runtime waits on it. Our models append the traceback to ``error_path``; a thread
     polls it and interrupts the main thread (SIGINT), whose handler raises :class:`LavaProcessError`
-    (a real Ctrl-C still raises KeyboardInterrupt). The caller then kills the processes.
+    (a real Ctrl-C still raises KeyboardInterrupt). The caller then kills the processes. Lava's
+    processes, forked while the handler is installed, ignore SIGINT: a terminal's Ctrl-C reaches
+    the whole process group, and this process alone decides how they stop (no traceback per process).
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; run without the watchdog
         return
     done = threading.Event()
+    owner = os.getpid()
 
     def handler(signum, frame):
+        if os.getpid() != owner:
+            return  # a Lava process forked under this handler (a terminal's Ctrl-C reaches them all): the owner stops it
         path = Path(error_path)
         if path.exists() and path.stat().st_size:
             raise LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
@@ -255,7 +265,44 @@ def _abandon_runtime(net) -> None:
         proc.runtime = None
 
 
-def _kill(processes) -> None:
+def _release(net, children: set, *, why: str) -> None:
+    """After a failure or Ctrl-C, when Lava's runtime cannot stop: terminate its processes, then shut its
+    shared-memory manager down, which unlinks every channel's segment (a killed manager would leave
+    them to the resource tracker, which warns "N leaked shared_memory objects" at exit), and forget
+    the runtime."""
+    manager = _shared_memory_manager(net)
+    server = getattr(getattr(manager, "_manager", None), "_process", None)
+    _kill(children - {server}, why=why)
+    if manager is not None:
+        _shutdown_shared_memory(manager)
+    _abandon_runtime(net)
+
+
+def _shared_memory_manager(net):
+    """lava-nc's SharedMemoryManager of a network's runtime (lava-nc has no public call for it), or None
+    when the runtime was not built far enough to have one."""
+    runtime = getattr(net.source, "runtime", None)
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    return getattr(infrastructure, "smm", None)
+
+
+def _shutdown_shared_memory(manager) -> None:
+    """lava-nc's ``SharedMemoryManager.shutdown``, robust to handles still exported in this process: close
+    our mappings where possible, then stop the manager server (it unlinks every segment it created)."""
+    for handle in getattr(manager, "_shared_memory_handles", []):
+        with contextlib.suppress(BufferError, OSError):
+            handle.close()
+    server = getattr(manager, "_manager", None)
+    if server is not None:
+        try:
+            server.shutdown()
+        except Exception as err:  # the server died with the run: nothing left to unlink through it
+            log.warning("Lava's shared memory manager did not shut down cleanly: %s", err)
+        manager._manager = None
+    manager._shared_memory_handles = []
+
+
+def _kill(processes, *, why: str = "an error") -> None:
     """Terminate Lava's processes after a failure or Ctrl-C, when its runtime cannot stop them."""
     for p in processes:
         p.terminate()
@@ -265,7 +312,7 @@ def _kill(processes) -> None:
             p.kill()
             multiprocessing.Process.join(p, 5)
     if processes:
-        log.warning("stopped %d Lava processes after an error", len(processes))
+        log.warning("stopped %d Lava processes after %s", len(processes), why)
 
 
 def _tensor_source(drive: np.ndarray, fixed: bool, *, tail: int):

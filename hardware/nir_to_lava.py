@@ -160,6 +160,8 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     T = int(time_steps)
     if T < 1 or n_batches < 1:
         raise SpikebertError(f"a Lava run needs at least one step and one batch, got T={T}, {n_batches} batches")
+    if fuse == "none" and not fixed:
+        graph = _own_gain_stages(graph, source_node)
     order = topological_order(graph)
     for name in order:
         if type(graph.nodes[name]) not in SUPPORTED:
@@ -251,6 +253,28 @@ def _shape(graph: nir.NIRGraph, name: str, port: str) -> tuple[int, ...]:
 def _binary(graph: nir.NIRGraph, name: str) -> bool:
     """Whether ``name`` outputs spikes: a lava Dense after it needs no graded messages."""
     return isinstance(graph.nodes[name], (*SPIKING, nir.Threshold))
+
+
+def _own_gain_stages(graph: nir.NIRGraph, source_node: str) -> nir.NIRGraph:
+    """The graph with a ``Scale(1)`` node ``{lif}__in`` before every LIF whose producer cannot apply its
+    input gain (the producer is the host source, or also feeds other nodes: a membrane-residual join).
+    The naive build applies a lava LIF's gain as its producer's last operation; these stages give each
+    such LIF a producer of its own. Node names and the computed values are unchanged."""
+    preds = predecessors(graph)
+    consumers: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        consumers[src].append(dst)
+    isolate = [n for n, node in graph.nodes.items() if isinstance(node, (nir.LIF, nir.IF)) and len(preds[n]) == 1
+               and (preds[n][0] == source_node or len(consumers[preds[n][0]]) > 1)]
+    if not isolate:
+        return graph
+    nodes, edges = dict(graph.nodes), list(graph.edges)
+    for name in isolate:
+        stage, producer = f"{name}__in", preds[name][0]
+        shape = port_shape(graph.nodes[name], "input")
+        nodes[stage] = nir.Scale(scale=np.ones(shape or (1,)))
+        edges = [(src, stage if (src, dst) == (producer, name) else dst) for src, dst in edges] + [(stage, name)]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata))
 
 
 def _lif_gains(graph, units, dt, fixed) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -43,7 +43,7 @@ import nir
 import numpy as np
 from spikebert.hardware import kernels
 from spikebert.hardware.fixed_point import fixed_params, is_quantised, neuron_bias
-from spikebert.hardware.lava_env import require_lava_dl
+from spikebert.hardware.lava_env import LavaLogging, require_lava_dl
 from spikebert.hardware.quantize import SPIKING
 
 from spikebert.contract.errors import SpikebertError
@@ -218,15 +218,22 @@ def run_netx(path: str | Path, x: np.ndarray) -> np.ndarray:
     require_lava_dl("running netx networks")
     prepare_lava()  # before Lava's runtime import fixes the multiprocessing start method
     from lava.lib.dl.netx.hdf5 import Network
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
 
     x = np.asarray(x)
     if x.ndim != 3 or not np.isin(x, (0, 1)).all():
         raise SpikebertError(f"x must hold binary spikes shaped (T, B, n_in), got shape {x.shape} with values "
                          f"{np.unique(x)[:5]}; netx's first dense layer reads unary spikes")
+    T, B, n_in = x.shape
+    with LavaLogging():  # lava-nc's handlers on the root logger, one per Process: removed after the run
+        return _run_netx(Network, path, x)
+
+
+def _run_netx(Network, path, x: np.ndarray) -> np.ndarray:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
     T, B, n_in = x.shape
     net = Network(net_config=str(path), reset_interval=T, reset_offset=RESET_OFFSET)
     try:

@@ -75,11 +75,12 @@ DELAY_TOLERANCE = 1e-9  # relative: delay/dt within this of a whole number of st
 
 @dataclasses.dataclass
 class EncodedInput:
-    """Host-side encoding of token ids: spikes (B, D, L) held over time, validity mask (B, L)."""
+    """Host-side encoding of token ids: spikes (B, D, L) held over time (the embedding's currents when
+    no Threshold follows it), validity mask (B, L)."""
 
     spikes: np.ndarray
     mask: np.ndarray | None
-    first_node: str  # the node the encoded spikes stand for (the Threshold after the embedding)
+    first_node: str  # the node the encoded values stand for (the Threshold after the embedding, or the embedding)
 
 
 def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
@@ -90,18 +91,21 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
                          "feed a graph with a tensor Input through ReferenceExecutor.run_inputs")
     embed: SBTokenEmbedding = graph.nodes[embed_name]
     succ = [d for s, d in graph.edges if s == embed_name]
-    if len(succ) != 1 or not isinstance(graph.nodes[succ[0]], nir.Threshold):
-        raise SpikebertError(f"{embed_name} must feed exactly one Threshold node (the spike encoder), found {succ}")
+    spiking = len(succ) == 1 and isinstance(graph.nodes[succ[0]], nir.Threshold)
+    if not succ or (not spiking and any(isinstance(graph.nodes[d], nir.Threshold) for d in succ)):
+        raise SpikebertError(f"{embed_name} must feed exactly one Threshold node (the spike encoder) or only "
+                             f"nodes that take its currents (a membrane-residual student), found {succ}")
     ids = np.asarray(ids)
     if ids.ndim != 2 or ids.shape[1] != embed.max_len:
         raise SpikebertError(f"token ids must be (batch, {embed.max_len}), got {ids.shape}; pad to max_len")
     if ids.min() < 0 or ids.max() >= embed.weight.shape[0]:
         raise SpikebertError(f"token ids outside the vocabulary of {embed.weight.shape[0]}")
-    threshold = graph.nodes[succ[0]].threshold
     x = (embed.weight[ids] + embed.position_weight[None]).transpose(0, 2, 1)  # (B, D, L)
-    spikes = (x > threshold).astype(np.float64)
     masked = any(getattr(n, "mask_padding", False) for n in graph.nodes.values())
     mask = (ids != embed.pad_token_id) if masked else None
+    if not spiking:  # the embedding's currents enter the network (residual = "membrane")
+        return EncodedInput(spikes=x.astype(np.float64), mask=mask, first_node=embed_name)
+    spikes = (x > graph.nodes[succ[0]].threshold).astype(np.float64)
     return EncodedInput(spikes=spikes, mask=mask, first_node=succ[0])
 
 

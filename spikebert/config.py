@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spikebert.contract.errors import MissingFileError, SpikebertError, UnsupportedError
+from spikebert.contract.errors import SpikebertError, UnsupportedError
 
 C = TypeVar("C", bound="ConfigBase")
 Precision = typing.Literal["no", "fp16", "bf16"]  # accelerate's mixed_precision
@@ -27,23 +29,36 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """The config of ``data`` (a JSON object's content): unknown and missing keys, wrong types (an int is not a
+        bool or 3.0), non-finite floats and values outside a field's domain (:data:`DOMAINS`) raise SpikebertError."""
         if not isinstance(data, dict):
             raise UnsupportedError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
+        unknown = sorted(map(str, set(data) - set(fields)))
         if unknown:
             raise SpikebertError(
                 f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
             )
+        missing = sorted(name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise SpikebertError(f"{cls.__name__}: required key(s) {missing} missing")
         hints = typing.get_type_hints(cls)
         data = dict(data)
+        domains = DOMAINS.get(cls.__name__, {})
         for key, value in data.items():
             nested = _nested_config(hints[key])
             if nested is not None and isinstance(value, dict):
                 data[key] = nested.from_dict(value)
-            else:
-                _check_type(cls.__name__, key, value, hints[key])
-        return cls(**data)
+                continue
+            _check_type(cls.__name__, key, value, hints[key])
+            if key in domains and value is not None and not domains[key][0](value):
+                raise SpikebertError(f"{cls.__name__}.{key} must be {domains[key][1]}, got {value!r:.60}")
+        config = cls(**data)
+        for rule, why in RULES.get(cls.__name__, ()):
+            if not rule(config):
+                raise SpikebertError(f"{cls.__name__}: {why}")
+        return config
 
     def to_json(self, path: str | Path) -> None:
         from spikebert.contract.fileio import atomic_write_text
@@ -52,14 +67,15 @@ class ConfigBase:
 
     @classmethod
     def from_json(cls: type[C], path: str | Path) -> C:
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"{cls.__name__}: config file {path} does not exist")
+        """The config in a JSON file; every error (unreadable file, invalid JSON, a :meth:`from_dict` error) is a
+        SpikebertError naming the file."""
+        from spikebert.contract.jsonfile import read_json
+
+        data = read_json(path, what=f"{cls.__name__} file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise SpikebertError(f"{cls.__name__}: {path} is not valid JSON ({err})") from err
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except SpikebertError as err:
+            raise type(err)(f"{path}: {err}") from err
 
 
 def _nested_config(hint: Any) -> type[ConfigBase] | None:
@@ -92,7 +108,50 @@ def _check_type(owner: str, key: str, value: Any, hint: Any) -> None:
     if isinstance(value, bool) and hint is not bool:
         raise UnsupportedError(f"{owner}.{key}: expected {hint.__name__}, got bool {value!r}")
     if not isinstance(value, expected):
-        raise UnsupportedError(f"{owner}.{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        raise UnsupportedError(f"{owner}.{key}: expected {hint.__name__}, got {type(value).__name__} {value!r:.60}")
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise SpikebertError(f"{owner}.{key}: {value!r} is not a finite number")
+    if hint in (int, float) and isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise SpikebertError(f"{owner}.{key}: an integer of {value.bit_length()} bits does not fit in 64 bits")
+
+
+def _at_least(n: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= n), f">= {n}"
+
+
+_POSITIVE = ((lambda v: v > 0), "> 0")
+_RATE = ((lambda v: 0 <= v <= 1), "in [0, 1]")
+_SEED = ((lambda v: 0 <= v < 2**32), "in [0, 2**32)")
+_NAME = ((lambda v: bool(v.strip())), "a non-empty string")
+_MLP_WIDTH = ((lambda c: c.mlp_dim >= 1), "dim * mlp_ratio rounds to 0: the MLP would have no units")
+
+# class -> field -> (test, what the value must be): the domain of each field, checked by ``from_dict`` (every config
+# file and --set value) besides the class's own ``__post_init__`` rules
+DOMAINS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "StudentConfig": dict(mlp_ratio=_POSITIVE, threshold=_POSITIVE, attn_threshold=_POSITIVE, qk_scale=_POSITIVE,
+                          surrogate_alpha=_POSITIVE, layer_norm_eps=_POSITIVE),
+    "TeacherConfig": dict(model=_NAME, max_len=_at_least(1), train_samples=_at_least(0), epochs=_at_least(1),
+                          batch_size=_at_least(1), lr=_POSITIVE, weight_decay=_at_least(0), warmup_ratio=_RATE,
+                          seed=_SEED),
+    "AugmentConfig": dict(seed=_SEED),
+    "PretrainConfig": dict(teacher=_NAME, corpus=_NAME, max_samples=_at_least(0), epochs=_at_least(1),
+                           batch_size=_at_least(1), lr=_POSITIVE, weight_decay=_at_least(0), w_feat=_POSITIVE,
+                           checkpoint_every=_at_least(0), seed=_SEED),
+    "DistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1), lr=_POSITIVE,
+                          weight_decay=_at_least(0), w_ce=_at_least(0), w_kd=_at_least(0), w_feat=_at_least(0),
+                          w_emb=_at_least(0), kd_temperature=_POSITIVE, checkpoint_every=_at_least(0), seed=_SEED),
+    "SpikingBERTConfig": dict(mlp_ratio=_POSITIVE, layer_norm_eps=_POSITIVE),
+    "SpikingDistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1),
+                                 lr=_POSITIVE, warmup_ratio=_RATE, weight_decay=_at_least(0),
+                                 max_grad_norm=_at_least(0), checkpoint_every=_at_least(0), seed=_SEED),
+}
+# class -> (test of the whole config, why it fails): rules across fields, checked by ``from_dict``
+RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
+    "StudentConfig": (_MLP_WIDTH,),
+    "SpikingBERTConfig": (_MLP_WIDTH,),
+    "DistillConfig": (((lambda c: c.w_ce + c.w_kd + c.w_feat + c.w_emb > 0),
+                       "every loss weight is 0; set at least one of w_ce, w_kd, w_feat, w_emb"),),
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,6 +174,14 @@ class StudentConfig(ConfigBase):
     norm: typing.Literal["layer", "batch"] = "layer"  # paper: LayerNorm; "batch" folds into the Linear at export
     mask_padding: bool = True  # official code lets pads into attention and the token mean
     position_embedding: bool = False  # official: none; True adds a learned (max_len, D) table before the spikes
+    # Positions added to the token embedding before the spikes (currents): "none" (official), "learned" (the same as
+    # position_embedding=True), "sinusoidal" (Vaswani et al.'s fixed table, scaled by position_scale).
+    position_encoding: typing.Literal["none", "learned", "sinusoidal"] = "none"
+    position_scale: float = 1.0  # sinusoidal table scale (the token embedding is N(0, 1) per feature)
+    # "spike": SEW sums of spikes (official; the stream carries integers); "membrane": the shortcut adds to the
+    # membrane stream and an LIF at each block input spikes it, so every synaptic layer reads binary spikes
+    # (Spike-driven Transformer V1's membrane shortcut)
+    residual: typing.Literal["spike", "membrane"] = "spike"
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
     layer_norm_eps: float = 1e-5
@@ -129,6 +196,14 @@ class StudentConfig(ConfigBase):
             raise SpikebertError(f"StudentConfig.tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise SpikebertError(f"StudentConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+        if self.position_embedding and self.position_encoding not in ("none", "learned"):
+            raise SpikebertError(f"StudentConfig: position_embedding=true (a learned table) contradicts "
+                                 f"position_encoding={self.position_encoding!r}; set only position_encoding")
+
+    @property
+    def positions(self) -> str:
+        """The position encoding in force: ``position_embedding=True`` is the older spelling of "learned"."""
+        return "learned" if self.position_embedding else self.position_encoding
 
     @property
     def mlp_dim(self) -> int:

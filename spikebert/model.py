@@ -7,10 +7,18 @@ Read in architecture order: token embedding -> Heaviside spikes repeated over T 
 Equivalences with the official code (kept exact, chosen for a clean NIR export):
 - Q, K and V are one ``Linear(D, 3D)``, one ``GroupLayerNorm`` with three groups of D and one
   LIF over 3D: the same maths as three Linear -> LayerNorm -> LIF stacks.
-- The residual stream carries integers (sums of spikes), as in the official code.
+- The residual stream carries integers (sums of spikes), as in the official code
+  (``residual = "spike"``). ``residual = "membrane"`` adds the shortcut to a real-valued membrane
+  stream instead and spikes it with an LIF at each block input (Spike-driven Transformer V1), so
+  every synaptic layer reads binary spikes:
+
+      spike:     x = x + SN(W SN(x...))          (x: sums of spikes)
+      membrane:  u = u + BN(W SN(u)...)          (u: membrane currents; SN at each block input)
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -136,47 +144,65 @@ class TokenMean(nn.Module):
         return (x * m).sum(dim=2) / m.sum(dim=2).clamp(min=1)  # an all-padding row gives 0, as the reference
 
 
+def make_lif(cfg: StudentConfig, *, threshold: float | None = None) -> LIF:
+    return LIF(tau=cfg.tau, threshold=cfg.threshold if threshold is None else threshold,
+               surrogate_alpha=cfg.surrogate_alpha)
+
+
 class SpikingSelfAttention(nn.Module):
-    """QKV Linear -> norm -> LIF; SpikeAttention -> LIF(attn threshold); Linear -> norm -> LIF."""
+    """QKV Linear -> norm -> LIF; SpikeAttention -> LIF(attn threshold); Linear -> norm -> LIF.
+
+    ``residual = "membrane"``: an LIF spikes the block input first (``in_lif``), and the projection
+    ends at its norm: its output is a current added to the membrane stream."""
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         D = cfg.dim
+        self.in_lif = make_lif(cfg) if cfg.residual == "membrane" else None
         self.qkv = nn.Linear(D, 3 * D)
         self.qkv_norm = make_norm(cfg, groups=3, dim=D)
-        self.qkv_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.qkv_lif = make_lif(cfg)
         self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
-        self.attn_lif = LIF(tau=cfg.tau, threshold=cfg.attn_threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.attn_lif = make_lif(cfg, threshold=cfg.attn_threshold)
         self.proj = nn.Linear(D, D)
         self.proj_norm = make_norm(cfg, groups=1, dim=D)
-        self.proj_lif = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.proj_lif = make_lif(cfg) if cfg.residual == "spike" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.in_lif is not None:
+            x = self.in_lif(x)  # (T, B, L, D) spikes of the membrane stream
         qkv = self.qkv_lif(self.qkv_norm(self.qkv(x), mask))  # (T, B, L, 3D) spikes
         y = self.attn_lif(self.attn(qkv, mask))  # (T, B, L, D) spikes
-        return self.proj_lif(self.proj_norm(self.proj(y), mask))
+        y = self.proj_norm(self.proj(y), mask)
+        return y if self.proj_lif is None else self.proj_lif(y)
 
 
 class MLP(nn.Module):
-    """Linear(D, H) -> norm -> LIF -> Linear(H, D) -> norm -> LIF."""
+    """Linear(D, H) -> norm -> LIF -> Linear(H, D) -> norm -> LIF (``residual = "membrane"``: an LIF
+    before fc1, none after norm2)."""
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         D, H = cfg.dim, cfg.mlp_dim
+        self.in_lif = make_lif(cfg) if cfg.residual == "membrane" else None
         self.fc1 = nn.Linear(D, H)
         self.norm1 = make_norm(cfg, groups=1, dim=H)
-        self.lif1 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.lif1 = make_lif(cfg)
         self.fc2 = nn.Linear(H, D)
         self.norm2 = make_norm(cfg, groups=1, dim=D)
-        self.lif2 = LIF(tau=cfg.tau, threshold=cfg.threshold, surrogate_alpha=cfg.surrogate_alpha)
+        self.lif2 = make_lif(cfg) if cfg.residual == "spike" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.in_lif is not None:
+            x = self.in_lif(x)
         h = self.lif1(self.norm1(self.fc1(x), mask))
-        return self.lif2(self.norm2(self.fc2(h), mask))
+        y = self.norm2(self.fc2(h), mask)
+        return y if self.lif2 is None else self.lif2(y)
 
 
 class Block(nn.Module):
-    """x = x + SSA(x); x = x + MLP(x). Residual sums of spikes: the stream carries integers."""
+    """x = x + SSA(x); x = x + MLP(x). ``residual = "spike"``: sums of spikes, the stream carries
+    integers; ``"membrane"``: sums of currents, spiked at each block input."""
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
@@ -186,6 +212,16 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x, mask)
         return x + self.mlp(x, mask)
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """Vaswani et al.'s positions: P[l, 2i] = sin(l / 10000^(2i/D)), P[l, 2i+1] = cos(...), (L, D)."""
+    position = torch.arange(length, dtype=torch.float64)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table.float()
 
 
 class SpikeBERT(nn.Module):
@@ -199,10 +235,14 @@ class SpikeBERT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.position_embedding else None
-        if self.position is not None:  # start as the paper's student: positions must not drown the tokens
+        self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.positions != "none" else None
+        if cfg.positions == "learned":  # start as the paper's student: positions must not drown the tokens
             nn.init.zeros_(self.position.weight)
-        self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha)
+        elif cfg.positions == "sinusoidal":  # a fixed table, not trained (exported as the learned one)
+            self.position.weight.data.copy_(cfg.position_scale * sinusoidal_table(cfg.max_len, cfg.dim))
+            self.position.weight.requires_grad_(False)
+        # residual = "membrane": the embedding's currents start the membrane stream, spiked at each block input
+        self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha) if cfg.residual == "spike" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head_norm = make_norm(cfg, groups=1, dim=cfg.dim)
         self.pool = TokenMean(mask_padding=cfg.mask_padding)
@@ -243,8 +283,9 @@ class SpikeBERT(nn.Module):
         # Without masking (the official behaviour) pads also enter the batch-norm statistics.
         norm_mask = mask if self.cfg.mask_padding else torch.ones_like(mask)
         T = self.cfg.time_steps
-        spikes = self.encoder(self.embed_tokens(input_ids))  # (B, L, D), constant over time
-        x = spikes.unsqueeze(0).expand(T, -1, -1, -1)  # (T, B, L, D)
+        e = self.embed_tokens(input_ids)  # (B, L, D) currents
+        e = e if self.encoder is None else self.encoder(e)  # spikes, constant over time (residual = "spike")
+        x = e.unsqueeze(0).expand(T, -1, -1, -1)  # (T, B, L, D)
         hidden = []
         for block in self.blocks:
             x = block(x, norm_mask)

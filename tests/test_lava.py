@@ -213,6 +213,71 @@ def test_ctrl_c_stops_every_lava_process():
 
 
 @pytest.mark.lava
+def test_a_run_leaves_the_loggers_as_it_found_them(caplog):
+    """lava-nc adds a StreamHandler to the root logger per Process it builds, and one to its compiler's
+    logger per compile; the runner removes them, so our lines keep their format and print once."""
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("lava.magma.compiler.compiler")]
+    before = [(list(lg.handlers), lg.level) for lg in loggers]
+    run_lava(sequential_graph(), inputs=spike_inputs(n=2), batch_size=1, fuse="none", progress=False)
+    assert [(list(lg.handlers), lg.level) for lg in loggers] == before
+    with caplog.at_level(logging.ERROR):
+        logging.getLogger("spikebert.test").error("once")
+    assert [r.getMessage() for r in caplog.records].count("once") == 1
+
+
+SIGINT_SCRIPT = """
+import sys
+from spikebert.hardware.lava_runner import prepare_lava
+prepare_lava()
+from tests.test_lava import sequential_graph, spike_inputs
+from spikebert.hardware.lava_runner import run_lava
+print("started", flush=True)
+try:
+    run_lava(sequential_graph(), inputs=spike_inputs(T=6, n=4000), batch_size=1, fuse="none", progress=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_prints_one_line_and_leaks_no_shared_memory():
+    """A terminal's Ctrl-C sends SIGINT to the whole process group (Lava's processes too): they ignore it,
+    the runner stops them and shuts Lava's shared-memory manager down, so the interpreter exits without
+    the resource tracker's "leaked shared_memory objects" warning or a traceback per Lava process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait for the Lava processes (children of the child)
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if len(children) >= 4:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted" in out
+    assert "leaked shared_memory" not in err, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Lava processes after Ctrl-C" in lines[0], err[-2000:]
+
+
+@pytest.mark.lava
 @pytest.mark.slow
 def test_interpreter_exits_after_a_failed_run():
     """lava-nc's __del__ would wait forever on the killed processes at exit; the runner abandons the runtime."""
@@ -234,3 +299,4 @@ def test_interpreter_exits_after_a_failed_run():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "failed as expected" in done.stdout
+    assert "leaked shared_memory" not in done.stderr, done.stderr[-2000:]

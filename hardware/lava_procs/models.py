@@ -45,7 +45,7 @@ class reported:
 @tag("floating_pt")
 class PyTokenSpikeSourceModel(PyLoihiProcessModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.uint8)
+    spikes: np.ndarray = LavaPyType(np.ndarray, float)  # binary spikes, or a membrane student's embedding currents
 
     def run_spk(self) -> None:
         with reported(self.proc_params.get("error_path")):
@@ -58,6 +58,7 @@ class PyTokenSpikeSourceModel(PyLoihiProcessModel):
 @tag("fixed_pt")
 class PyTokenSpikeSourceModelFixed(PyTokenSpikeSourceModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.uint8)  # binary only (run_lava refuses currents in fixed point)
 
     def run_spk(self) -> None:
         with reported(self.proc_params.get("error_path")):

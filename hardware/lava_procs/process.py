@@ -19,14 +19,15 @@ class TokenSpikeSource(AbstractProcess):
     """Streams host-encoded token spikes: batch k is sent, unchanged, during steps kT+1 .. kT+T
     (the last batch repeats after that, while deeper processes finish).
 
-    spikes: (n_batches, B, D, L) binary.
+    spikes: (n_batches, B, D, L): binary, or real-valued currents (a membrane-residual student's
+    embedding; floating point only).
     """
 
     def __init__(self, *, spikes: np.ndarray, time_steps: int, error_path: str | None = None,
                  name: str | None = None) -> None:
         super().__init__(time_steps=time_steps, error_path=error_path, name=name)
         _, B, D, L = spikes.shape
-        self.spikes = Var(shape=spikes.shape, init=spikes.astype(np.uint8))
+        self.spikes = Var(shape=spikes.shape, init=np.asarray(spikes, dtype=np.float64))
         self.s_out = OutPort(shape=(B, D, L))
 
 

@@ -12,6 +12,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from spikebert.contract.errors import SpikebertError
+from spikebert.contract.jsonfile import check_keys, count, integer, read_json, require_object
+
 
 @dataclasses.dataclass
 class NodeActivity:
@@ -58,6 +61,19 @@ class Activity:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Activity:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        nodes = {k: NodeActivity(**v) for k, v in data.pop("nodes").items()}
-        return cls(nodes=nodes, **data)
+        """Read a record written by :meth:`to_json`; anything else (a wrong key or type, a negative or non-finite
+        count, a file that is not such JSON) raises ``SpikebertError`` naming the file."""
+        data = require_object(read_json(path, what="activity record"), path, what="activity record")
+        check_keys(data, path, where="the activity record", required={f.name for f in dataclasses.fields(cls)})
+        if not isinstance(data["backend"], str):
+            raise SpikebertError(f"{path}: backend must be a string, got {data['backend']!r:.40}")
+        nodes = require_object(data["nodes"], path, what="activity record (its nodes)")
+        fields = {f.name for f in dataclasses.fields(NodeActivity)}
+        read = {}
+        for name, node in nodes.items():
+            node = require_object(node, path, what=f"activity record (its node {name!r})")
+            check_keys(node, path, where=f"node {name!r}", required=set(), optional=fields)
+            read[name] = NodeActivity(**{k: count(v, path, where=f"{name}.{k}") for k, v in node.items()})
+        return cls(backend=data["backend"], samples=integer(data["samples"], path, where="samples", minimum=0),
+                   time_steps=integer(data["time_steps"], path, where="time_steps", minimum=1),
+                   real_tokens=count(data["real_tokens"], path, where="real_tokens"), nodes=read)

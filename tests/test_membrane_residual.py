@@ -1,0 +1,100 @@
+"""``residual = "membrane"`` (Spike-driven Transformer V1's membrane shortcut) and position encodings:
+PyTorch = reference executor = Lava spike for spike, and every synaptic layer reads binary spikes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from spikebert.contract.extension import read_graph, write_graph
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.energy.counting import count_operations
+from spikebert.hardware.reference import ReferenceExecutor
+from spikebert.recording import record_batches
+from tests.conftest import make_ids, make_student
+
+
+@pytest.fixture(params=["layer", "batch"])
+def membrane_student(tiny_cfg, request):
+    return make_student(dataclasses.replace(tiny_cfg, residual="membrane", norm=request.param), seed=2)
+
+
+def test_membrane_student_equals_reference_spike_for_spike(membrane_student, tmp_path):
+    graph = export_student(membrane_student)
+    write_graph(tmp_path / "m.nir", graph)
+    graph = read_graph(tmp_path / "m.nir")
+    ids = make_ids(6, 8, membrane_student.cfg.vocab_size)
+    ex = ReferenceExecutor(graph)
+    ref_logits = ex.run_batches(ids.numpy(), batch_size=4)
+    torch_logits, torch_activity = record_batches(membrane_student, ids, batch_size=4, graph=graph)
+    np.testing.assert_allclose(ref_logits, torch_logits.numpy(), rtol=0, atol=1e-12)
+    assert ex.activity.same_counts(torch_activity)
+    spiking_inputs = [n for n in ("b0_qkv", "b0_fc1", "b1_qkv", "b1_fc1") if ex.activity.nodes[n].input_nonzeros]
+    assert spiking_inputs, "the tiny student must fire for the test to mean anything"
+
+
+def test_membrane_student_reads_only_spikes(membrane_student):
+    """No integer- or real-valued synaptic inputs outside the embedding and the classifier: the energy
+    report counts MACs only for the classifier (the SEW student has integer inputs at b*_fc1, b1_qkv)."""
+    graph = export_student(membrane_student)
+    ex = ReferenceExecutor(graph)
+    ex.run_batches(make_ids(4, 8, membrane_student.cfg.vocab_size).numpy(), batch_size=4)
+    rows = count_operations(graph, ex.activity, residual="mac")
+    synaptic = [r for r in rows if r.kind in ("affine", "conv1d", "attention")]
+    assert {r.name for r in synaptic if r.macs > 0} == {"classifier"}
+    assert all(r.input_kind == "spike" for r in synaptic if r.name != "classifier")
+    sew = make_student(dataclasses.replace(membrane_student.cfg, residual="spike"), seed=2)
+    sew_graph = export_student(sew)
+    ex = ReferenceExecutor(sew_graph)
+    ex.run_batches(make_ids(4, 8, sew.cfg.vocab_size).numpy(), batch_size=4)
+    assert "integer" in {r.input_kind for r in count_operations(sew_graph, ex.activity)}
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("fuse", ["none", "blocks"])
+def test_membrane_student_in_lava(membrane_student, fuse):
+    from spikebert.hardware.lava_runner import run_lava
+
+    graph = export_student(membrane_student)
+    ids = make_ids(5, 8, membrane_student.cfg.vocab_size).numpy()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids)
+    lava = run_lava(graph, ids, batch_size=2, fuse=fuse, progress=False)
+    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
+    assert lava.activity.same_counts(ref.activity)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_positions_export_round_trip(tiny_cfg, positions, tmp_path):
+    """Positions reach the NIR file (SBTokenEmbedding.position_weight) and the graph is order-aware:
+    swapping two tokens changes the encoder's output, as in PyTorch."""
+    cfg = dataclasses.replace(tiny_cfg, position_encoding=positions, residual="membrane")
+    model = make_student(cfg, seed=3)
+    if positions == "learned":
+        with torch.no_grad():
+            model.position.weight.normal_(0, 0.5)
+    table = model.position.weight.detach().double().numpy()
+    write_graph(tmp_path / "p.nir", export_student(model))
+    graph = read_graph(tmp_path / "p.nir")
+    np.testing.assert_allclose(graph.nodes["embed"].position_weight, table, rtol=0, atol=1e-7)
+    ids = make_ids(3, 8, cfg.vocab_size, pads=())
+    swapped = ids.clone()
+    swapped[:, [1, 2]] = swapped[:, [2, 1]]
+    ex = ReferenceExecutor(graph)
+    a, b = ex.run_batches(ids.numpy(), batch_size=3), ex.run_batches(swapped.numpy(), batch_size=3)
+    with torch.no_grad():
+        ta, tb = model(ids).logits.numpy(), model(swapped).logits.numpy()
+    np.testing.assert_allclose(a, ta, atol=1e-12)
+    np.testing.assert_allclose(b, tb, atol=1e-12)
+    assert not np.array_equal(a, b)
+
+
+def test_sinusoidal_table_is_not_trained(tiny_cfg):
+    from spikebert.model import SpikeBERT, sinusoidal_table
+
+    model = SpikeBERT(dataclasses.replace(tiny_cfg, position_encoding="sinusoidal", position_scale=0.5))
+    assert not model.position.weight.requires_grad
+    torch.testing.assert_close(model.position.weight, 0.5 * sinusoidal_table(tiny_cfg.max_len, tiny_cfg.dim))
+    assert sinusoidal_table(4, 4)[1, 0] == pytest.approx(np.sin(1.0)) and sinusoidal_table(4, 4)[1, 1] == pytest.approx(
+        np.cos(1.0))
