@@ -83,6 +83,11 @@ def _embedding(m: nn.Embedding, *, tokens: int, pad_token_id: int, **_) -> nir.N
 
 
 def _lif(m: LIF, *, channels: int, tokens: int | None, **_) -> nir.NIRNode:
+    if not m.nir_exact:
+        raise UnsupportedError(f"the snnTorch neuron {m.kind!r} ({type(m.neuron).__name__}) has no exact NIR form: "
+                               "NIR 1.0.8's LIF resets to v_reset in the step of the spike (snnTorch reset 'zero'), "
+                               "and this exporter maps no current-based Synaptic neuron; train with neuron='leaky' "
+                               "to export to NIR and Lava")
     shape = _shape(channels, tokens)
     return nir.LIF(tau=np.full(shape, m.tau), r=np.ones(shape), v_leak=np.zeros(shape),
                    v_threshold=np.full(shape, m.threshold), v_reset=np.zeros(shape))

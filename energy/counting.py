@@ -18,6 +18,13 @@ Memory accesses, for the memory-aware profiles (``spikebert.energy.profiles``):
 - ``state_accesses``: a membrane read and a write per neuron update.
 Rows come in the graph's topological order.
 
+Shapes, for the Lemaire-style estimator (:mod:`spikebert.energy.lemaire`): a synapse row carries
+``fan_in`` and ``fan_out`` (an attention row: the stationary operand's length), ``output_elements``
+(per sample, real tokens x T), ``params`` (weights + biases it stores; attention: its K and V
+spikes of one step) and ``has_bias``; a neuron row its ``output_spikes`` (None where the activity
+cannot tell: a population whose spikes only enter a residual sum that no synapse reads whole)
+and ``leaky`` (LIF, one leak multiply per update; IF none).
+
 SpikingBERT (:func:`spikingbert_counts`) has no NIR form (softmax, LayerNorm and GELU act on the
 currents of its populations), so its rows come from its shape and population spike counts with the
 same conventions: a matrix product with spike input is ``spikes x fan-out`` accumulates; ``Q s_K^T``
@@ -58,17 +65,26 @@ class LayerCount:
     weight_reads: float = 0.0
     state_accesses: float = 0.0
     input_elements: float = 0.0
+    fan_in: float = 0.0
+    fan_out: float = 0.0
+    output_elements: float = 0.0
+    params: float = 0.0
+    has_bias: bool = False
+    output_spikes: float | None = None
+    leaky: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class TeacherCount:
     """Teacher operations per sample: MACs of its matrix products and the reads of their stationary
     operand (each weight once per sample; K and V once per attention product); ``method`` says how
-    they were counted."""
+    they were counted; ``layers`` the same per matrix product (mean over the sentences' lengths), for
+    estimators that price each layer by its shape (:mod:`spikebert.energy.lemaire`)."""
 
     macs: float
     weight_reads: float
     method: str
+    layers: tuple[LayerCount, ...] = ()
 
 
 def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
@@ -95,6 +111,7 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
     preds = predecessors(graph)
     n, T = activity.samples, activity.time_steps
     tokens = activity.real_tokens / n  # real tokens per sample
+    spikes = _population_spikes(graph, preds, activity)
     rows = []
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -103,7 +120,9 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             per_token = node.v_threshold.ndim > 1
             updates = channels * (tokens if per_token else 1) * T
             rows.append(LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
-                                   state_accesses=STATE_ACCESSES_PER_UPDATE * updates))
+                                   state_accesses=STATE_ACCESSES_PER_UPDATE * updates,
+                                   output_elements=updates, leaky=isinstance(node, nir.LIF),
+                                   output_spikes=None if spikes.get(name) is None else spikes[name] / n))
             continue
         act = activity.nodes.get(name)
         if act is None:
@@ -113,18 +132,26 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
         if isinstance(node, nir.Conv1d):
             c_out, c_in = node.weight.shape[:2]
             dense, fan_out, label = c_in * c_out * tokens * T, c_out, "conv1d"
+            shape = dict(fan_in=float(np.prod(node.weight.shape[1:])), fan_out=float(c_out),
+                         output_elements=c_out * tokens * T, has_bias=node.bias is not None,
+                         params=float(node.weight.size + (0 if node.bias is None else np.size(node.bias))))
         elif isinstance(node, (nir.Affine, nir.Linear)):
             m, k = node.weight.shape
             dense, fan_out, label = m * k * T, m, "affine"
+            bias = getattr(node, "bias", None)
+            shape = dict(fan_in=float(k), fan_out=float(m), output_elements=float(m * T), has_bias=bias is not None,
+                         params=float(node.weight.size + (0 if bias is None else np.size(bias))))
         elif isinstance(node, SBSpikeAttention):
             dense = 2 * tokens * tokens * node.dim * T
             acs = (act.qk_accumulates + act.av_accumulates) / n
             rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0, acs, 0.0,
-                                   weight_reads=acs, input_elements=elements))
+                                   weight_reads=acs, input_elements=elements, fan_in=tokens, fan_out=tokens,
+                                   output_elements=node.dim * tokens * T, params=2 * node.dim * tokens))
             continue
         elif isinstance(node, SBTokenMean):
             rows.append(LayerCount(name, "token-mean", kind, act.input_rate, 0.0, 0.0, elements, 0.0,
-                                   input_elements=elements))
+                                   input_elements=elements, fan_in=tokens, fan_out=1.0,
+                                   output_elements=float(node.dim * T)))
             continue
         else:
             continue
@@ -132,11 +159,49 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             count = act.input_abs_sum if kind == "integer" else act.input_nonzeros
             acs = count * fan_out / n
             rows.append(LayerCount(name, label, kind, act.input_rate, dense, 0.0, acs, 0.0,
-                                   weight_reads=acs, input_elements=elements))
+                                   weight_reads=acs, input_elements=elements, **shape))
         else:
             rows.append(LayerCount(name, label, kind, act.input_rate, dense, dense, 0.0, 0.0,
-                                   weight_reads=float(node.weight.size * T), input_elements=elements))
+                                   weight_reads=float(node.weight.size * T), input_elements=elements, **shape))
     return rows
+
+
+def _population_spikes(graph: nir.NIRGraph, preds: dict, activity: Activity) -> dict[str, float | None]:
+    """Spikes (totals over the record) of every LIF/IF/Threshold node the activity determines.
+
+    A node whose value a synapse node reads alone has the nonzeros (spikes) / absolute sum (a sum of
+    spike trains) recorded there; a unit Scale join sums nonnegative spike counts, so its value is the
+    sum of its inputs' and one unknown input is the join's value less the others'. Propagated to a
+    fixed point; populations still unknown are None."""
+    known: dict[str, float] = {}
+    spiking = (nir.LIF, nir.IF, nir.Threshold)
+
+    valued: dict[str, bool] = {}
+
+    def spike_valued(name: str) -> bool:  # spikes, or a unit join of spike-valued nodes (a count >= 0)
+        if name not in valued:
+            node = graph.nodes[name]
+            valued[name] = isinstance(node, spiking) or (
+                isinstance(node, nir.Scale) and bool(np.all(node.scale == 1)) and bool(preds[name])
+                and all(spike_valued(p) for p in preds[name]))
+        return valued[name]
+
+    for name, act in activity.nodes.items():
+        if name in graph.nodes and len(preds[name]) == 1 and spike_valued(preds[name][0]):
+            known.setdefault(preds[name][0], act.input_abs_sum)
+    joins = [name for name, node in graph.nodes.items() if not isinstance(node, spiking) and spike_valued(name)]
+    changed = True
+    while changed:
+        changed = False
+        for j in joins:
+            inputs = preds[j]
+            missing = [p for p in inputs if p not in known]
+            if j not in known and not missing:
+                known[j], changed = sum(known[p] for p in inputs), True
+            elif j in known and len(missing) == 1:
+                known[missing[0]] = known[j] - sum(known[p] for p in inputs if p in known)
+                changed = True
+    return {name: known.get(name) for name, node in graph.nodes.items() if isinstance(node, (nir.LIF, nir.IF))}
 
 
 def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
@@ -145,6 +210,7 @@ def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
     Per layer: Q, K, V, O projections 4 n d^2; Q K^T and A V 2 n^2 d; FFN 2 n d d_ff MACs.
     Plus pooler d^2 and classifier d C. Embedding lookups, LayerNorm, softmax, GELU, biases not counted.
     Weight reads per layer: 4 d^2 + 2 d d_ff, plus K and V (n d each); pooler d^2, classifier d C.
+    ``layers``: the same per matrix product (:func:`teacher_layers`).
     """
     if not lengths:
         raise SpikebertError("teacher_counts needs at least one sequence length")
@@ -154,7 +220,66 @@ def teacher_counts(config: dict, lengths: list[int]) -> TeacherCount:
     for n in lengths:
         macs += layers * (4 * n * d * d + 2 * n * n * d + 2 * n * d * d_ff) + d * d + d * classes
         reads += layers * (4 * d * d + 2 * d * d_ff + 2 * n * d) + d * d + d * classes
-    return TeacherCount(macs=macs / len(lengths), weight_reads=reads / len(lengths), method="analytic")
+    return TeacherCount(macs=macs / len(lengths), weight_reads=reads / len(lengths), method="analytic",
+                        layers=tuple(teacher_layers(config, lengths)))
+
+
+def teacher_layers(config: dict, lengths: list[int]) -> list[LayerCount]:
+    """The teacher's matrix products as rows, per sample (mean over ``lengths``): per encoder layer
+    ``l{i}.query/key/value/out/ffn1/ffn2`` (affine, real input, with bias) and ``l{i}.scores``
+    (Q K^T: fan-in d_h, the stored K of n d values) and ``l{i}.context`` (A V: fan-in n, the stored
+    V); then ``pooler`` and ``classifier`` on the [CLS] vector. Their MACs and weight reads sum to
+    :func:`teacher_counts`' (a weight once per sample; K and V once per product)."""
+    if not lengths:
+        raise SpikebertError("teacher_layers needs at least one sequence length")
+    d, d_ff, depth = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    heads = config.get("num_attention_heads", 12)
+    classes = config.get("num_labels", len(config.get("id2label", {})) or 2)
+
+    def linear(name: str, n: int, k: int, m: int) -> LayerCount:
+        return LayerCount(name, "affine", "real", 1.0, n * k * m, n * k * m, 0.0, 0.0, weight_reads=k * m,
+                          input_elements=n * k, fan_in=k, fan_out=m, output_elements=n * m, params=k * m + m,
+                          has_bias=True)
+
+    def product(name: str, n: int, inputs: float, fan_in: float, outputs: float) -> LayerCount:
+        macs = outputs * fan_in
+        return LayerCount(name, "attention", "real", 1.0, macs, macs, 0.0, 0.0, weight_reads=n * d,
+                          input_elements=inputs, fan_in=fan_in, fan_out=n, output_elements=outputs, params=n * d)
+
+    from collections import Counter
+
+    histogram = Counter(int(n) for n in lengths)
+    per_length = []
+    for n in histogram:
+        rows = []
+        for i in range(depth):
+            p = f"l{i}"
+            rows += [linear(f"{p}.query", n, d, d), linear(f"{p}.key", n, d, d), linear(f"{p}.value", n, d, d),
+                     product(f"{p}.scores", n, n * d, d / heads, heads * n * n),
+                     product(f"{p}.context", n, heads * n * n, n, n * d),
+                     linear(f"{p}.out", n, d, d), linear(f"{p}.ffn1", n, d, d_ff), linear(f"{p}.ffn2", n, d_ff, d)]
+        rows += [linear("pooler", 1, d, d), linear("classifier", 1, d, classes)]
+        per_length.append(rows)
+    return mean_rows(per_length, weights=list(histogram.values()))
+
+
+def mean_rows(runs: list[list[LayerCount]], weights: list[float] | None = None) -> list[LayerCount]:
+    """Field-by-field (weighted) mean of runs with the same rows (names and kinds in the same order)."""
+    weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
+    first, total = runs[0], sum(weights)
+    if any([(r.name, r.kind) for r in run] != [(r.name, r.kind) for r in first] for run in runs):
+        raise SpikebertError("mean_rows: the runs do not have the same rows")
+    out = []
+    for i, row in enumerate(first):
+        values = {}
+        for f in dataclasses.fields(LayerCount):
+            x = getattr(row, f.name)
+            if isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool)):
+                values[f.name] = float(sum(w * getattr(run[i], f.name) for w, run in zip(weights, runs)) / total)
+            else:
+                values[f.name] = x
+        out.append(LayerCount(**values))
+    return out
 
 
 def teacher_macs(config: dict, lengths: list[int]) -> float:
@@ -246,7 +371,7 @@ class NonlinearCount:
 
 
 def spikingbert_counts(*, depth: int, dim: int, mlp_dim: int, heads: int, num_classes: int,
-                       activity: PopulationActivity) -> tuple[list[LayerCount], NonlinearCount]:
+                       activity: PopulationActivity, leak: float = 1.0) -> tuple[list[LayerCount], NonlinearCount]:
     """Per-sample rows of a SpikingBERT student (module docstring) and its out-of-scope elements.
 
     Population names as ``spikebert.spikingbert.population_names``: ``embedding.population`` and
@@ -269,33 +394,43 @@ def spikingbert_counts(*, depth: int, dim: int, mlp_dim: int, heads: int, num_cl
     def affine(name: str, source: str, fan_in: int, fan_out: int) -> LayerCount:
         acs = spikes(source) * fan_out
         return LayerCount(name, "affine", "spike", activity.rate(source), fan_in * fan_out * tokens * T, 0.0, acs,
-                          0.0, weight_reads=acs, input_elements=fan_in * tokens * T)
+                          0.0, weight_reads=acs, input_elements=fan_in * tokens * T, fan_in=fan_in, fan_out=fan_out,
+                          output_elements=fan_out * tokens * T, params=fan_in * fan_out + fan_out, has_bias=True)
 
-    def neurons(name: str, channels: int) -> LayerCount:
+    def neurons(name: str, channels: int, population: str) -> LayerCount:
         updates = channels * tokens * T
         return LayerCount(name, "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
-                          state_accesses=STATE_ACCESSES_PER_UPDATE * updates)
+                          state_accesses=STATE_ACCESSES_PER_UPDATE * updates, output_elements=updates,
+                          output_spikes=spikes(population), leaky=leak != 1)
 
-    def product(name: str, source: str) -> LayerCount:  # Q s_K^T or softmax(A) s_V, real x spikes
+    def product(name: str, source: str, stored: float, outputs: float) -> LayerCount:  # Q s_K^T, softmax(A) s_V
         acs = pops[source]["spikes_x_tokens"] / n
         return LayerCount(name, "attention", "spike", activity.rate(source), pairs * dim * T, 0.0, acs, 0.0,
-                          weight_reads=acs, input_elements=dim * tokens * T)
+                          weight_reads=acs, input_elements=dim * tokens * T, fan_in=tokens, fan_out=tokens,
+                          output_elements=outputs * T, params=stored)
 
-    rows = [neurons("embedding.population", dim)]
+    rows = [neurons("embedding.population", dim, "embedding.population")]
     source = "embedding.population"
     for i in range(depth):
         p = f"layer{i}"
+        scores = heads * pairs  # per step: the score matrices Q s_K^T (real-valued Q of tokens x dim stored)
         rows += [affine(f"{p}.query", source, dim, dim), affine(f"{p}.key", source, dim, dim),
-                 neurons(f"{p}.key.neurons", dim), affine(f"{p}.value", source, dim, dim),
-                 neurons(f"{p}.value.neurons", dim), product(f"{p}.scores", f"{p}.key"),
-                 product(f"{p}.context", f"{p}.value"), neurons(f"{p}.attention.neurons", dim),
-                 affine(f"{p}.out", f"{p}.attention", dim, dim), neurons(f"{p}.self_output.neurons", dim),
-                 affine(f"{p}.fc1", f"{p}.self_output", dim, mlp_dim), neurons(f"{p}.intermediate.neurons", mlp_dim),
-                 affine(f"{p}.fc2", f"{p}.intermediate", mlp_dim, dim), neurons(f"{p}.output.neurons", dim)]
+                 neurons(f"{p}.key.neurons", dim, f"{p}.key"), affine(f"{p}.value", source, dim, dim),
+                 neurons(f"{p}.value.neurons", dim, f"{p}.value"),
+                 product(f"{p}.scores", f"{p}.key", dim * tokens, scores),
+                 product(f"{p}.context", f"{p}.value", scores, dim * tokens),
+                 neurons(f"{p}.attention.neurons", dim, f"{p}.attention"),
+                 affine(f"{p}.out", f"{p}.attention", dim, dim),
+                 neurons(f"{p}.self_output.neurons", dim, f"{p}.self_output"),
+                 affine(f"{p}.fc1", f"{p}.self_output", dim, mlp_dim),
+                 neurons(f"{p}.intermediate.neurons", mlp_dim, f"{p}.intermediate"),
+                 affine(f"{p}.fc2", f"{p}.intermediate", mlp_dim, dim),
+                 neurons(f"{p}.output.neurons", dim, f"{p}.output")]
         source = f"{p}.output"
     head = float(dim * num_classes)  # real-valued [CLS] rates: MACs, once per sentence
     rows.append(LayerCount("classifier", "affine", "real", 1.0, head, head, 0.0, 0.0, weight_reads=head,
-                           input_elements=float(dim)))
+                           input_elements=float(dim), fan_in=dim, fan_out=num_classes, output_elements=num_classes,
+                           params=head + num_classes, has_bias=True))
     other = NonlinearCount(softmax=depth * heads * pairs * T, layer_norm=dim * tokens * (1 + 2 * depth * T),
                            gelu=depth * mlp_dim * tokens * T)
     return rows, other

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from spikebert.energy.counting import TeacherCount
+from spikebert.energy.counting import LayerCount, TeacherCount, mean_rows
 
 from spikebert.contract.errors import SpikebertError
 
@@ -40,6 +40,10 @@ class ProductCount:
     b_shape: tuple[int, ...]
     macs: int
     weight_reads: int
+    has_bias: bool = False  # Gemm with C, or MatMul whose output an Add with a constant takes
+    inner: int = 0  # k: MACs per output element
+    outer: int = 0  # p: output features per row of A
+    stationary: bool = True  # B is a constant (a weight); False: both operands computed (attention)
 
 
 def _require(module: str):
@@ -75,6 +79,8 @@ def count_products(path: str | Path, length: int) -> list[ProductCount]:
     graph = model.graph
     constants = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
     nodes = [n for n in graph.node if n.op_type in COUNTED_OPS]
+    bias_added = {n.input[i] for n in graph.node if n.op_type == "Add" and len(n.input) == 2
+                  for i in (0, 1) if n.input[1 - i] in constants}
     if not nodes:
         raise SpikebertError(f"{path} has no MatMul or Gemm node: not a teacher graph to count")
     # the run returns every non-constant operand, so its shape is read from the actual tensor
@@ -102,9 +108,25 @@ def count_products(path: str | Path, length: int) -> list[ProductCount]:
         attrs = {x.name: x.i for x in n.attribute}
         macs = product_macs(n.op_type, a, b, trans_a=bool(attrs.get("transA", 0)),
                             trans_b=bool(attrs.get("transB", 0)))
+        bias = (n.op_type == "Gemm" and len(n.input) > 2 and bool(n.input[2])) or n.output[0] in bias_added
+        b2 = (b[::-1] if attrs.get("transB", 0) else b) if n.op_type == "Gemm" else ((*b, 1) if len(b) == 1 else b)
         rows.append(ProductCount(node=n.name or n.output[0], op_type=n.op_type, a_shape=a, b_shape=b, macs=macs,
-                                 weight_reads=int(np.prod(b, dtype=np.int64))))
+                                 weight_reads=int(np.prod(b, dtype=np.int64)), has_bias=bias,
+                                 stationary=n.input[1] in constants, inner=int(b2[-2]), outer=int(b2[-1])))
     return rows
+
+
+def product_row(p: ProductCount) -> LayerCount:
+    """One product as an energy row (:mod:`spikebert.energy.counting`): a weight product is ``affine``,
+    a product of two computed operands (attention) ``attention``; real inputs, counted as MACs."""
+    inputs = float(np.prod(p.a_shape, dtype=np.int64))
+    fan_in, fan_out = float(p.inner), float(p.outer)
+    outputs = p.macs / fan_in
+    bias = fan_out if p.has_bias else 0.0
+    return LayerCount(p.node, "affine" if p.stationary else "attention", "real", 1.0, float(p.macs), float(p.macs),
+                      0.0, 0.0, weight_reads=float(p.weight_reads), input_elements=inputs, fan_in=fan_in,
+                      fan_out=fan_out, output_elements=outputs, params=float(p.weight_reads) + bias,
+                      has_bias=p.has_bias)
 
 
 def onnx_teacher_counts(path: str | Path, lengths: Iterable[int]) -> TeacherCount:
@@ -114,9 +136,12 @@ def onnx_teacher_counts(path: str | Path, lengths: Iterable[int]) -> TeacherCoun
     if not histogram:
         raise SpikebertError("onnx_teacher_counts needs at least one sequence length")
     macs = reads = 0
+    runs = []
     for length, times in histogram.items():
         rows = count_products(path, length)
         macs += times * sum(r.macs for r in rows)
         reads += times * sum(r.weight_reads for r in rows)
+        runs.append([product_row(r) for r in rows])
     samples = sum(histogram.values())
-    return TeacherCount(macs=macs / samples, weight_reads=reads / samples, method=f"onnx ({Path(path).name})")
+    return TeacherCount(macs=macs / samples, weight_reads=reads / samples, method=f"onnx ({Path(path).name})",
+                        layers=tuple(mean_rows(runs, weights=list(histogram.values()))))

@@ -104,6 +104,78 @@ def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int, 
     return y + bias[:, None]
 
 
+def _pair(v) -> tuple[int, int]:
+    a = np.ravel(np.asarray(v))
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def conv2d_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """NIR/PyTorch Conv2d padding -> ((top, bottom), (left, right)): ints (both sides), 'valid' or 'same'."""
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding != "same":
+            raise ValueError(f"Conv2d padding {padding!r}: use an int pair, 'valid' or 'same'")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in total)
+    ph, pw = _pair(padding)
+    return (ph, ph), (pw, pw)
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride, padding, dilation,
+           groups: int) -> np.ndarray:
+    """NIR/PyTorch Conv2d (cross-correlation): (B, C_in, H, W) -> (B, C_out, H_out, W_out).
+
+        y[b, o, i, j] = bias[o] + sum_{c, p, q} W[o, c, p, q] x_pad[b, g(o) C_in/groups + c, i s_h + p d_h, j s_w + q d_w]
+
+    ``weight`` (C_out, C_in/groups, K_h, K_w); ``stride``, ``dilation``: int or pair; ``padding``: zeros, an
+    int or pair (both sides), 'valid' or 'same'. Summed tap by tap (p, q in order), each tap a matmul
+    over the input channels.
+    """
+    c_out, c_group, kh, kw = weight.shape
+    sh, sw = _pair(stride)
+    dh, dw = _pair(dilation)
+    (top, bottom), (left, right) = conv2d_padding(padding, (kh, kw), (dh, dw))
+    if top or bottom or left or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    h_out = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    out_group = c_out // groups
+    ys = []
+    for g in range(groups):
+        w = weight[g * out_group:(g + 1) * out_group]  # (C_out/groups, C_in/groups, K_h, K_w)
+        xg = x[:, g * c_group:(g + 1) * c_group]
+        y = None
+        for p in range(kh):
+            for q in range(kw):
+                patch = xg[:, :, p * dh:p * dh + sh * (h_out - 1) + 1:sh, q * dw:q * dw + sw * (w_out - 1) + 1:sw]
+                tap = np.einsum("oc,bchw->bohw", w[:, :, p, q], patch, optimize=False)
+                y = tap if y is None else y + tap
+        ys.append(y)
+    y = ys[0] if groups == 1 else np.concatenate(ys, axis=1)
+    return y + bias[:, None, None]
+
+
+def sum_pool2d(x: np.ndarray, *, kernel_size, stride, padding) -> np.ndarray:
+    """NIR SumPool2d: sum over each window of (B, C, H, W), zero padding on both sides (PyTorch's
+    pooling arithmetic): H_out = (H + 2 p - k) // s + 1. NIR AvgPool2d is this divided by k_h k_w."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    h_out = (x.shape[2] - kh) // sh + 1
+    w_out = (x.shape[3] - kw) // sw + 1
+    y = None
+    for p in range(kh):
+        for q in range(kw):
+            tap = x[:, :, p:p + sh * (h_out - 1) + 1:sh, q:q + sw * (w_out - 1) + 1:sw]
+            y = tap.copy() if y is None else y + tap
+    return y
+
+
 def token_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Conv1d with kernel 1: (B, C_in, L) -> (B, C_out, L); weight (C_out, C_in)."""
     return np.matmul(weight, x) + bias[:, None]

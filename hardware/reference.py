@@ -10,13 +10,25 @@ are discretised by forward Euler, with the equations of ``spikebert.hardware.ker
 
 Steps. At every step the nodes run in topological order; a node's input I is the sum of its
 predecessors' outputs in the same step (edges carry no delay, only Delay nodes do). All state
-starts at 0 in every run. Per node type:
+starts at 0 in every run.
+
+Recurrence. An edge that closes a cycle carries its source's output of the *previous* step (zero
+at step 0), the convention of the NIR paper's platforms (nirtorch's interpreter keeps it in its
+state) and of every recurrent SNN: ``lif[t]`` reads ``w_rec(lif[t-1])``. Which edges close cycles
+(:func:`recurrent_edges`): a depth-first walk from the Input nodes, in the graph's node and edge
+order, marks every edge into a node on its current path; the rest is ordered topologically
+(:func:`schedule`). For the usual ``fc -> lif <-> w_rec`` loop that is ``w_rec -> lif``: the
+recurrent synapse's output, bias included, reaches the population one step later (snnTorch's
+``RLeaky``/``RSynaptic`` instead add the recurrent bias already at step 0: ``W 0 + b``).
+
+Per node type:
 
     Input, Output    y = I
     Affine, Linear   y = W I + b, y = W I
-    Conv1d           PyTorch Conv1d, ``kernels.conv1d``
+    Conv1d, Conv2d   PyTorch Conv1d / Conv2d (cross-correlation), ``kernels.conv1d`` / ``kernels.conv2d``
+    SumPool2d        window sums, zero padding, ``kernels.sum_pool2d``; AvgPool2d: divided by the window size
     Scale            y = scale * I
-    Flatten          reshape, dims counted per sample as in NIR, ``kernels.flatten``
+    Flatten          reshape, dims counted per sample as in NIR (e.g. (C, H, W) maps), ``kernels.flatten``
     Threshold        y = [I > threshold]
     LIF              v += dt/tau (v_leak - v + r I);  y = [v > v_threshold];  v = v_reset where y
     IF               v += dt r I;  then fire and reset as LIF
@@ -54,6 +66,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -163,6 +176,28 @@ def _conv1d(name: str, node: nir.Conv1d, dt: float | None) -> Step:
                          f"divisible by groups={groups}")
     return _stateless(lambda x, ctx: kernels.conv1d(x, weight, bias, stride=stride, padding=padding,
                                                    dilation=dilation, groups=groups))
+
+
+def _conv2d(name: str, node: nir.Conv2d, dt: float | None) -> Step:
+    weight, bias = _f64(node.weight), _f64(node.bias)
+    groups = int(node.groups)
+    if weight.ndim != 4 or weight.shape[0] % groups:
+        raise SpikebertError(f"Conv2d {name!r}: weight {weight.shape} must be (C_out, C_in/groups, K_h, K_w) with C_out "
+                             f"divisible by groups={groups}")
+    try:
+        kernels.conv2d_padding(node.padding, weight.shape[2:], kernels._pair(node.dilation))
+    except ValueError as err:
+        raise SpikebertError(f"Conv2d {name!r}: {err}") from None
+    return _stateless(lambda x, ctx: kernels.conv2d(x, weight, bias, stride=node.stride, padding=node.padding,
+                                                   dilation=node.dilation, groups=groups))
+
+
+def _pool2d(name: str, node: nir.SumPool2d | nir.AvgPool2d, dt: float | None) -> Step:
+    params = {"kernel_size": node.kernel_size, "stride": node.stride, "padding": node.padding}
+    if isinstance(node, nir.SumPool2d):
+        return _stateless(lambda x, ctx: kernels.sum_pool2d(x, **params))
+    area = float(np.prod(kernels._pair(node.kernel_size)))
+    return _stateless(lambda x, ctx: kernels.sum_pool2d(x, **params) / area)
 
 
 def _scale(name: str, node: nir.Scale, dt: float | None) -> Step:
@@ -294,6 +329,9 @@ STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
     nir.Affine: _affine,
     nir.Linear: _affine,
     nir.Conv1d: _conv1d,
+    nir.Conv2d: _conv2d,
+    nir.SumPool2d: _pool2d,
+    nir.AvgPool2d: _pool2d,
     nir.Scale: _scale,
     nir.Flatten: _flatten,
     nir.Threshold: _threshold,
@@ -325,6 +363,79 @@ def step_builder(node: nir.NIRNode) -> Callable[[str, Any, float | None], Step]:
 
 
 # --- the executor ---------------------------------------------------------------------------------
+
+
+def recurrent_edges(graph: nir.NIRGraph) -> list[tuple[str, str]]:
+    """The edges that close a cycle, in edge order: a depth-first walk from the Input nodes (then from
+    any node not reached yet), in the graph's node and edge order, marks every edge into a node on
+    its current path (a self-loop included). Without them the graph is acyclic. Each carries its
+    source's output of the previous step (zero at step 0)."""
+    succ: dict[str, list[tuple[str, int]]] = {n: [] for n in graph.nodes}
+    for i, (src, dst) in enumerate(graph.edges):
+        if src in succ and dst in succ:
+            succ[src].append((dst, i))
+    on_path, done, back = set(), set(), []
+    starts = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)] + list(graph.nodes)
+    for start in starts:
+        if start in on_path or start in done:
+            continue
+        on_path.add(start)
+        stack = [(start, iter(succ[start]))]
+        while stack:
+            node, pending = stack[-1]
+            for dst, i in pending:
+                if dst in on_path:
+                    back.append(i)
+                elif dst not in done:
+                    on_path.add(dst)
+                    stack.append((dst, iter(succ[dst])))
+                    break
+            else:
+                on_path.discard(node)
+                done.add(node)
+                stack.pop()
+    return [graph.edges[i] for i in sorted(back)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a graph steps: ``order`` (topological without the recurrent edges), each node's
+    same-step predecessors ``preds`` and its previous-step ones ``recurrent_preds`` (the sources of
+    its recurrent edges), both in edge order with repeats for repeated edges."""
+
+    order: list[str]
+    preds: dict[str, list[str]]
+    recurrent_preds: dict[str, list[str]]
+    recurrent: list[tuple[str, str]]
+
+    @property
+    def recurrent_sources(self) -> list[str]:
+        return sorted({src for src, _ in self.recurrent}, key=self.order.index)
+
+
+def schedule(graph: nir.NIRGraph) -> Schedule:
+    """The :class:`Schedule` of any NIR graph, acyclic or recurrent (:func:`recurrent_edges`).
+
+    An acyclic graph gets exactly ``spikebert.contract.graph.topological_order``'s order.
+    """
+    preds = predecessors(graph)  # also checks that every edge names existing nodes
+    back = recurrent_edges(graph)
+    if not back:
+        return Schedule(topological_order(graph), preds, {n: [] for n in graph.nodes}, [])
+    forward, remaining = [], list(back)
+    for edge in graph.edges:
+        if tuple(edge) in remaining:
+            remaining.remove(tuple(edge))
+        else:
+            forward.append(edge)
+    acyclic = types.SimpleNamespace(nodes=graph.nodes, edges=forward)
+    order = topological_order(acyclic)
+    recurrent_preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in back:
+        recurrent_preds[dst].append(src)
+    log.debug("recurrent edges (previous step's output): %s", back)
+    return Schedule(order, predecessors(acyclic), recurrent_preds, [tuple(e) for e in back])
+
 
 
 def resolve_dt(graph: nir.NIRGraph, dt: float | None) -> float | None:
@@ -370,8 +481,9 @@ class ReferenceExecutor:
         self.graph = graph
         self.dt = resolve_dt(graph, dt)
         self.time_steps = metadata_time_steps(graph)
-        self.order = topological_order(graph)
-        self.preds = predecessors(graph)
+        plan = schedule(graph)
+        self.order, self.preds, self.recurrent_preds = plan.order, plan.preds, plan.recurrent_preds
+        self.recurrent_sources = plan.recurrent_sources
         for name in self.order:
             node = graph.nodes[name]
             if type(node) not in STEP_BUILDERS:
@@ -380,7 +492,7 @@ class ReferenceExecutor:
                     f"not support; supported: {sorted(t.__name__ for t in SUPPORTED)}. Replace the node "
                     "(nested NIRGraphs: inline their nodes), or add a step for it in hardware/reference.py"
                 )
-            if not self.preds[name] and not isinstance(node, nir.Input):
+            if not self.preds[name] and not self.recurrent_preds[name] and not isinstance(node, nir.Input):
                 raise SpikebertError(f"node {name!r} has no incoming edge; connect it or remove it from the graph")
         check_edge_shapes(graph)
         self.fixed_point = is_quantised(graph)
@@ -443,16 +555,18 @@ class ReferenceExecutor:
         contexts = {n: StepContext(mask=mask, activity=self.activity.nodes.get(n)) for n in compute}
         state: dict[str, Any] = dict.fromkeys(compute)
         steps, recorded = [], {n: [] for n in record}
+        previous: dict[str, np.ndarray] = {}  # the recurrent edges' sources at the last step; none at step 0
         for drive_t in drive:
             out = {source: drive_t}
             for name in compute:
-                x = self._fan_in(name, out)
+                x = self._fan_in(name, out, previous, batch=B)
                 ctx = contexts[name]
                 if ctx.activity is not None:
                     nnz, abs_sum, elements = kernels.input_stats(x, mask)
                     ctx.activity.add(NodeActivity(input_nonzeros=nnz, input_abs_sum=abs_sum, input_elements=elements))
                 out[name], state[name] = self.steps[name](x, state[name], ctx)
             steps.append(out[self.output])
+            previous = {n: out[n] for n in self.recurrent_sources}
             for n in record:
                 recorded[n].append(out[n])
         self.activity.time_steps = T
@@ -460,11 +574,22 @@ class ReferenceExecutor:
         self.activity.real_tokens += tokens
         return RunResult(np.stack(steps), {n: np.stack(v) for n, v in recorded.items()})
 
-    def _fan_in(self, name: str, out: dict[str, np.ndarray]) -> np.ndarray:
-        """Sum of the predecessors' outputs of this step; unequal shapes are an error, never broadcast."""
+    def _fan_in(self, name: str, out: dict[str, np.ndarray], previous: dict[str, np.ndarray], *,
+                batch: int) -> np.ndarray:
+        """Sum of the predecessors' outputs of this step and, over recurrent edges, of the last step (zero
+        at step 0); unequal shapes are an error, never broadcast."""
         xs = [out[p] for p in self.preds[name]]
+        xs += [previous[p] for p in self.recurrent_preds[name] if p in previous]
+        if not xs:  # step 0 of a node fed by recurrent edges only
+            shape = port_shape(self.graph.nodes[self.recurrent_preds[name][0]], "output")
+            if shape is None:
+                raise SpikebertError(f"node {name!r} is fed by recurrent edges only, from "
+                                     f"{self.recurrent_preds[name]}, whose output shape is undefined")
+            return np.zeros((batch, *shape))
         if any(x.shape != xs[0].shape for x in xs[1:]):
             shapes = {p: out[p].shape[1:] for p in self.preds[name]}
+            shapes.update({f"{p} (previous step)": previous[p].shape[1:] for p in self.recurrent_preds[name]
+                           if p in previous})
             raise SpikebertError(f"node {name!r} sums inputs of different shapes {shapes}; make them equal "
                              "(a Flatten or an Affine on the odd one out)")
         return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])

@@ -182,6 +182,9 @@ class StudentConfig(ConfigBase):
     # membrane stream and an LIF at each block input spikes it, so every synaptic layer reads binary spikes
     # (Spike-driven Transformer V1's membrane shortcut)
     residual: typing.Literal["spike", "membrane"] = "spike"
+    # the snnTorch neuron of every population (spikebert.neurons.NEURONS); "leaky" = snn.Leaky, reset to zero (the
+    # paper's LIF, with a fused fast path), the only one with a NIR/Lava form
+    neuron: typing.Literal["leaky", "leaky-subtract", "synaptic"] = "leaky"
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
     layer_norm_eps: float = 1e-5

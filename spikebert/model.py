@@ -146,7 +146,7 @@ class TokenMean(nn.Module):
 
 def make_lif(cfg: StudentConfig, *, threshold: float | None = None) -> LIF:
     return LIF(tau=cfg.tau, threshold=cfg.threshold if threshold is None else threshold,
-               surrogate_alpha=cfg.surrogate_alpha)
+               surrogate_alpha=cfg.surrogate_alpha, neuron=cfg.neuron)
 
 
 class SpikingSelfAttention(nn.Module):

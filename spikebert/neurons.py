@@ -169,46 +169,107 @@ class FusedLIF(torch.autograd.Function):
         return grad_u.mul_(ctx.gain).to(grad_spikes.dtype), None, None, None, None
 
 
+NEURONS = ("leaky", "leaky-subtract", "synaptic")
+"""snnTorch neurons a student can use (``StudentConfig.neuron``): ``leaky`` = ``snn.Leaky(reset_mechanism="zero")``
+(the paper's LIF; NIR ``LIF``, Lava ``LIF``), ``leaky-subtract`` = ``snn.Leaky(reset_mechanism="subtract")``,
+``synaptic`` = ``snn.Synaptic(alpha=beta, reset_mechanism="zero")`` (a current-based LIF). Only ``leaky`` has
+a NIR/Lava form here: NIR 1.0.8's LIF resets to v_reset, and the exporter maps no Synaptic."""
+
+
+def snntorch_neuron(kind: str, *, beta: float, threshold: float, surrogate_alpha: float) -> nn.Module:
+    """The snnTorch module of ``kind`` (see :data:`NEURONS`) with the ATan surrogate (eq. N4)."""
+    import snntorch as snn
+    from snntorch import surrogate
+
+    grad = surrogate.atan(alpha=surrogate_alpha)
+    if kind == "leaky":
+        return snn.Leaky(beta=beta, threshold=threshold, spike_grad=grad, reset_mechanism="zero")
+    if kind == "leaky-subtract":
+        return snn.Leaky(beta=beta, threshold=threshold, spike_grad=grad, reset_mechanism="subtract")
+    if kind == "synaptic":
+        return snn.Synaptic(alpha=beta, beta=beta, threshold=threshold, spike_grad=grad, reset_mechanism="zero")
+    raise SpikebertError(f"unknown neuron {kind!r}; snnTorch neurons here: {NEURONS}")
+
+
 class LIF(nn.Module):
-    """A population of LIF neurons (eqs. N1-N4) run over the leading time axis.
+    """A population of spiking neurons run over the leading time axis: an snnTorch neuron (``neuron``,
+    default ``snn.Leaky`` with reset to zero, eqs. N1-N4) driven with ``input_gain * x``.
 
     Parameters: ``tau`` membrane time constant in steps, ``threshold`` firing threshold,
-    ``surrogate_alpha`` slope of the ATan surrogate gradient (eq. N4).
+    ``surrogate_alpha`` slope of the ATan surrogate gradient (eq. N4), ``neuron`` the snnTorch kind.
+
+    Fast path: for ``snn.Leaky`` with reset to zero (the default) the time loop runs as one fused
+    autograd node (:class:`FusedLIF`) with spikes and gradients identical to snnTorch's own loop
+    (tests/test_neurons.py); ``fused=False`` runs snnTorch's loop instead. Other neurons always run
+    snnTorch's loop.
     """
 
-    def __init__(self, *, tau: float, threshold: float, surrogate_alpha: float) -> None:
+    def __init__(self, *, tau: float, threshold: float, surrogate_alpha: float, neuron: str = "leaky",
+                 fused: bool = True) -> None:
         super().__init__()
         self.tau = float(tau)
         self.threshold = float(threshold)
         self.surrogate_alpha = float(surrogate_alpha)
+        self.kind = neuron
         self.beta, self.input_gain = lif_coefficients(self.tau)
-        self.register_load_state_dict_pre_hook(_drop_snntorch_buffers)
+        self.neuron = snntorch_neuron(neuron, beta=self.beta, threshold=self.threshold,
+                                      surrogate_alpha=self.surrogate_alpha)
+        self.fused = fused
+        self.register_load_state_dict_pre_hook(_snntorch_buffers_from_config)
+
+    @property
+    def uses_fast_path(self) -> bool:
+        return self.fused and self.kind == "leaky"
+
+    @property
+    def nir_exact(self) -> bool:
+        """Whether NIR's LIF (and Lava's) computes exactly this neuron."""
+        return self.kind == "leaky"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, ...) input currents -> (T, ...) binary spikes in x's dtype."""
-        if torch.onnx.is_in_onnx_export():  # the exporter cannot trace a custom autograd Function: same loop, unrolled
-            spikes, _ = lif_scan(x.to(membrane_dtype(x.dtype)), beta=self.beta, gain=self.input_gain,
-                                 threshold=self.threshold)
-            return spikes.to(x.dtype)
-        return FusedLIF.apply(x, self.beta, self.input_gain, self.threshold, self.surrogate_alpha)
+        if self.uses_fast_path:
+            if torch.onnx.is_in_onnx_export():  # the exporter cannot trace a custom autograd Function: same loop
+                spikes, _ = lif_scan(x.to(membrane_dtype(x.dtype)), beta=self.beta, gain=self.input_gain,
+                                     threshold=self.threshold)
+                return spikes.to(x.dtype)
+            return FusedLIF.apply(x, self.beta, self.input_gain, self.threshold, self.surrogate_alpha)
+        return self._snntorch_loop(x)
+
+    def _snntorch_loop(self, x: torch.Tensor) -> torch.Tensor:
+        """snnTorch's own time loop: state from rest, ``neuron(gain * x[t], state...)`` per step."""
+        work = membrane_dtype(x.dtype)
+        neuron = self.neuron
+        # the coefficients in the working precision, from the exact floats (a float32 buffer upcast to float64
+        # would differ from beta = 1 - 1/tau in the last bits)
+        coefficients = {"beta": self.beta, "threshold": self.threshold, **({"alpha": self.beta} if self.kind ==
+                                                                              "synaptic" else {})}
+        for name, value in coefficients.items():
+            setattr(neuron, name, torch.tensor(value, dtype=work, device=x.device))
+        state = tuple(torch.zeros_like(x[0], dtype=work) for _ in range(2 if self.kind == "synaptic" else 1))
+        spikes = []
+        for x_t in x.to(work):
+            spk, *state = neuron(x_t * self.input_gain, *state)
+            spikes.append(spk)
+        return torch.stack(spikes).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, threshold={self.threshold}, surrogate_alpha={self.surrogate_alpha}"
+        return (f"tau={self.tau}, threshold={self.threshold}, surrogate_alpha={self.surrogate_alpha}, "
+                f"neuron={self.kind!r}, fast_path={self.uses_fast_path}")
 
 
-# Buffers of the snnTorch ``Leaky`` that LIF held as ``.neuron`` before the fused rewrite. They are
-# all derived from the config, so checkpoints that still carry them load; values must agree.
-_SNNTORCH_BUFFERS = ("beta", "threshold", "graded_spikes_factor", "reset_mechanism_val")
-
-
-def _drop_snntorch_buffers(module: LIF, state_dict: dict, prefix: str, *args) -> None:
-    expected = {"beta": module.beta, "threshold": module.threshold, "graded_spikes_factor": 1.0,
-                "reset_mechanism_val": 1.0}  # snnTorch's code for reset_mechanism="zero"
-    for name in _SNNTORCH_BUFFERS:
-        value = state_dict.pop(f"{prefix}neuron.{name}", None)
-        if value is not None and not math.isclose(float(value), expected[name], rel_tol=1e-6):
-            raise SpikebertError(f"{prefix}neuron.{name}={float(value)!r} in the checkpoint disagrees with the "
-                             f"config ({expected[name]!r}); rebuild the model from the checkpoint's own config")
+def _snntorch_buffers_from_config(module: LIF, state_dict: dict, prefix: str, *args) -> None:
+    """The snnTorch neuron's buffers (beta, threshold, ...) follow from the config: a checkpoint saved
+    without them (the fused kernel's earlier format) gets the module's own values; one that carries
+    them must agree with the config."""
+    for name, value in module.neuron.state_dict().items():
+        key = f"{prefix}neuron.{name}"
+        stored = state_dict.get(key)
+        if stored is None:
+            state_dict[key] = value.clone()
+        elif stored.shape != value.shape or not torch.allclose(stored.double(), value.double(), rtol=1e-6, atol=0):
+            raise SpikebertError(f"{key}={stored.tolist()!r} in the checkpoint disagrees with the config "
+                                 f"({value.tolist()!r}); rebuild the model from the checkpoint's own config")
 
 
 class HeavisideEncoder(nn.Module):

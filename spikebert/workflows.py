@@ -313,9 +313,11 @@ def export_netx(*, graph: str | Path, out: str | Path | None = None, dt: float |
     64-unit grid)."""
     from spikebert.contract.extension import read_graph
     from spikebert.hardware.fixed_point import is_quantised
+    from spikebert.hardware.lava_env import require_lava_dl
     from spikebert.hardware.nir_to_netx import export_netx as to_netx
     from spikebert.hardware.quantize import quantize_graph
 
+    require_lava_dl("netx export (--to netx)")
     graph = Path(graph)
     if graph.suffix != ".nir":
         raise SpikebertError(f"--to netx takes a sequential NIR graph (.nir), got {graph}; SpikeBERT students have "

@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
-from spikebert.contract.extension import read_graph, write_graph
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.energy.counting import count_operations
 from spikebert.hardware.reference import ReferenceExecutor
+
+from spikebert.contract.extension import read_graph, write_graph
 from spikebert.recording import record_batches
 from tests.conftest import make_ids, make_student
 

@@ -152,3 +152,51 @@ def test_checkpoints_with_snntorch_buffers_still_load(tiny_cfg):
     legacy["blocks.0.mlp.lif1.neuron.threshold"] = torch.tensor(0.25)
     with pytest.raises(ValueError, match="disagrees with the config"):
         SpikeBERT(tiny_cfg).load_state_dict(legacy, strict=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tau", [2.0, 10.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_student_neurons_are_snntorch_and_the_fused_path_is_exact(dtype, tau, seed):
+    """The LIF module holds an snnTorch ``Leaky``; its fused fast path gives the same spikes and
+    gradients as running that snnTorch module's own loop (``fused=False``)."""
+    import snntorch as snn
+
+    x, w = random_case(seed, dtype, shape=(5, 3, 4, 9), scale=tau / 2)
+    fast = LIF(tau=tau, threshold=0.7, surrogate_alpha=ALPHA)
+    slow = LIF(tau=tau, threshold=0.7, surrogate_alpha=ALPHA, fused=False)
+    assert type(fast.neuron) is snn.Leaky and fast.neuron.reset_mechanism == "zero"
+    assert fast.uses_fast_path and not slow.uses_fast_path
+    spikes, grad = spikes_and_input_grad(fast, x, w)
+    ref, ref_grad = spikes_and_input_grad(slow, x, w)
+    assert 0 < spikes.sum() < spikes.numel()
+    assert torch.equal(spikes, ref) and torch.equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("neuron", ["leaky-subtract", "synaptic"])
+def test_other_snntorch_neurons_train_and_refuse_nir(tiny_cfg, neuron):
+    import dataclasses
+
+    import snntorch as snn
+    from spikebert.converters.torch_to_nir import export_student
+
+    from spikebert.contract.errors import UnsupportedError
+    from spikebert.model import SpikeBERT
+
+    model = SpikeBERT(dataclasses.replace(tiny_cfg, neuron=neuron))
+    lif = model.blocks[0].mlp.lif1
+    assert isinstance(lif.neuron, snn.Synaptic if neuron == "synaptic" else snn.Leaky) and not lif.uses_fast_path
+    ids = torch.randint(1, tiny_cfg.vocab_size, (2, tiny_cfg.max_len))
+    out = model(ids)
+    out.logits.sum().backward()
+    assert model.blocks[0].mlp.fc1.weight.grad is not None
+    with pytest.raises(UnsupportedError, match=f"snnTorch neuron '{neuron}'.*no exact NIR form"):
+        export_student(model.eval())
+
+
+def test_subtract_reset_differs_from_zero_reset():
+    x = torch.full((4, 1), 3.0)  # gain 0.5: v = 1.5 at step 1, fires; zero reset -> 1.5 again, subtract -> 2.0
+    zero = LIF(tau=2.0, threshold=1.0, surrogate_alpha=2.0)(x)
+    sub = LIF(tau=2.0, threshold=1.0, surrogate_alpha=2.0, neuron="leaky-subtract")(x)
+    assert zero.flatten().tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert sub.shape == zero.shape and sub.sum() >= 1
