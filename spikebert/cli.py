@@ -154,7 +154,8 @@ def cmd_eval(args) -> int:
     from spikebert.workflows import evaluate
 
     result = evaluate(model=args.model, data=args.data, split=args.split, data_dir=args.data_dir,
-                      time_steps=args.time_steps, out=args.json)
+                      time_steps=args.time_steps, out=args.json, shuffled=args.shuffled, attention=args.attention,
+                      limit=args.limit)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -227,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--time-steps", type=int, default=None,
                    help="simulate a SpikingBERT student for this many steps instead of its trained T")
     v.add_argument("--json", default=None, help="also write the result here")
+    v.add_argument("--shuffled", action="store_true",
+                   help="also the accuracy with each sentence's tokens shuffled (an order-blind student loses nothing)")
+    v.add_argument("--attention", action="store_true",
+                   help="per block and head: attention firing rates, accumulates and their share of all accumulates")
+    v.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
     v.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="figures: spiking attention maps, firing rates, a sweep's accuracy")

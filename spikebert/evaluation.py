@@ -118,3 +118,33 @@ def evaluate_spikingbert(model: SpikingBERT, batcher: Batcher, data: TextDataset
         result["firing_rates"] = {k: activity.rate(k) for k in activity.populations}
         result["activity"] = activity
     return result
+
+
+def shuffle_tokens(ids: torch.Tensor, mask: torch.Tensor, *, seed: int) -> torch.Tensor:
+    """Each row's real tokens between the first and the last ([CLS] ... [SEP]) in a seeded random
+    order; pads and the two ends stay. An order-blind student gives the same predictions."""
+    g = torch.Generator().manual_seed(seed)
+    out = ids.clone()
+    for row in range(len(ids)):
+        n = int(mask[row].sum())
+        if n > 3:
+            inner = torch.randperm(n - 2, generator=g) + 1
+            out[row, 1:n - 1] = ids[row, inner]
+    return out
+
+
+@torch.no_grad()
+def shuffled_accuracy(model, batcher: Batcher, data: TextDataset, *, batch_size: int = 64, seed: int = 0) -> dict:
+    """Accuracy with every sentence's tokens shuffled (:func:`shuffle_tokens`), and the share of
+    predictions that the shuffle changed. Any student kind (its logits from ``model(ids)``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = changed = 0
+    for idx in tqdm(torch.arange(len(data)).split(batch_size), desc="eval shuffled", unit="batch", leave=False):
+        enc, labels = batcher(data, idx)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        plain = model(ids.to(device)).logits.argmax(-1).cpu()
+        shuffled = model(shuffle_tokens(ids, mask, seed=seed + int(idx[0])).to(device)).logits.argmax(-1).cpu()
+        correct += int((shuffled == labels).sum())
+        changed += int((shuffled != plain).sum())
+    return {"shuffled_accuracy": correct / len(data), "shuffle_changed_predictions": changed / len(data)}

@@ -214,6 +214,8 @@ class LIF(nn.Module):
         self.beta, self.input_gain = lif_coefficients(self.tau)
         self.neuron = snntorch_neuron(neuron, beta=self.beta, threshold=self.threshold,
                                       surrogate_alpha=self.surrogate_alpha)
+        for name, buffer in list(self.neuron.named_buffers(recurse=False)):  # all derived from the config: not
+            self.neuron.register_buffer(name, buffer, persistent=False)  # saved, checkpoints keep their keys
         self.fused = fused
         self.register_load_state_dict_pre_hook(_snntorch_buffers_from_config)
 
@@ -259,17 +261,19 @@ class LIF(nn.Module):
 
 
 def _snntorch_buffers_from_config(module: LIF, state_dict: dict, prefix: str, *args) -> None:
-    """The snnTorch neuron's buffers (beta, threshold, ...) follow from the config: a checkpoint saved
-    without them (the fused kernel's earlier format) gets the module's own values; one that carries
-    them must agree with the config."""
-    for name, value in module.neuron.state_dict().items():
-        key = f"{prefix}neuron.{name}"
-        stored = state_dict.get(key)
+    """The snnTorch neuron's buffers (beta, threshold, ...) follow from the config and are not saved.
+    Checkpoints written when they were (``{prefix}neuron.beta``, ...) still load; their values must
+    agree with the config."""
+    for name, value in module.neuron.named_buffers(recurse=False):
+        stored = state_dict.pop(f"{prefix}neuron.{name}", None)
         if stored is None:
-            state_dict[key] = value.clone()
-        elif stored.shape != value.shape or not torch.allclose(stored.double(), value.double(), rtol=1e-6, atol=0):
-            raise SpikebertError(f"{key}={stored.tolist()!r} in the checkpoint disagrees with the config "
-                                 f"({value.tolist()!r}); rebuild the model from the checkpoint's own config")
+            continue
+        if stored.numel() != value.numel() or not torch.allclose(stored.double().reshape(value.shape),
+                                                                  value.double(), rtol=1e-6, atol=0):
+            raise SpikebertError(f"{prefix}neuron.{name}={stored.tolist()!r} in the checkpoint disagrees with the "
+                                 f"config ({value.tolist()!r}); rebuild the model from the checkpoint's own config")
+    for name in ("reset_mechanism_val",):  # snnTorch < 1.0's buffer, no longer held
+        state_dict.pop(f"{prefix}neuron.{name}", None)
 
 
 class HeavisideEncoder(nn.Module):

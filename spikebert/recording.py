@@ -320,3 +320,72 @@ def step_rates(model: SpikeBERT, batches: Iterable[torch.Tensor]) -> dict[str, t
     if not positions:
         raise SpikebertError("step_rates got no real token: pass at least one non-empty batch")
     return {name: f.cpu() / positions for name, f in fired.items()}
+
+
+# ---- attention diagnostics (does the attention carry information?) --------------------------------
+
+@torch.no_grad()
+def attention_heads(model: SpikeBERT, id_batches: Iterable[torch.Tensor], *,
+                    total_acs: float | None = None) -> dict[str, list[dict[str, float]]]:
+    """Per block (NIR node name) and head: the firing rates of Q, K, V and of the attention LIF's output
+    over real tokens and steps, and the accumulates of Q K^T and A V per sample (``share`` of
+    ``total_acs``, the student's accumulates per sample, when given)."""
+    sums: dict[str, torch.Tensor] = {}  # name -> (H, 8): q, k, v, out spikes; q/k/v/out elements... see below
+    samples = 0
+
+    def make_hook(name, module):
+        def hook(m, inputs, out):
+            qkv, mask = inputs
+            q, k, v = m.split_heads(qkv, mask)  # (T, B, H, L, dh)
+            real = mask[None, :, None, :, None].to(q.dtype)  # (1, B, 1, L, 1)
+            a = q @ k.transpose(-2, -1)  # (T, B, H, L, L)
+            spikes_v = (v != 0).sum(dim=-1).to(a.dtype)  # (T, B, H, L)
+            qmask = mask[None, :, None, :].to(a.dtype)  # (1, B, 1, L)
+            qk = (a.sum(-1) * qmask).sum(dim=(0, 1, 3))  # (H,)
+            av = (((a != 0).to(a.dtype) @ spikes_v.unsqueeze(-1)).squeeze(-1) * qmask).sum(dim=(0, 1, 3))
+            elems = (real.sum() * q.shape[0] * q.shape[-1]).expand(q.shape[2])  # per head
+            row = torch.stack([(t * real).sum(dim=(0, 1, 3, 4)) for t in (q, k, v)] + [elems, qk, av], dim=1)
+            sums[name] = sums.get(name, 0) + row.double().cpu()
+        return hook
+
+    def out_hook(name):
+        def hook(m, inputs, out):  # the attention LIF's spikes (T, B, L, D), heads = equal channel slices
+            spikes, heads = out, len(sums[name])
+            mask = mask_box["mask"][None, :, :, None].to(spikes.dtype)
+            per_head = (spikes * mask).reshape(*spikes.shape[:-1], heads, -1).sum(dim=(0, 1, 2, 4))
+            key = name + "#out"
+            sums[key] = sums.get(key, 0) + per_head.double().cpu()
+        return hook
+
+    from spikebert.converters.torch_to_nir import node_name
+
+    mask_box: dict[str, torch.Tensor] = {}
+    hooks = []
+    for path, module in model.named_modules():
+        if isinstance(module, SpikeAttention):
+            name = node_name(path)
+            hooks.append(module.register_forward_hook(make_hook(name, module)))
+            parent = model.get_submodule(path.rpartition(".")[0])
+            hooks.append(parent.attn_lif.register_forward_hook(out_hook(name)))
+    device = next(model.parameters()).device
+    try:
+        with _inference(model):
+            for ids in id_batches:
+                ids = torch.as_tensor(ids).to(device)
+                mask_box["mask"] = model.token_mask(ids)
+                model(ids)
+                samples += len(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    report = {}
+    for name, rows in sums.items():
+        if name.endswith("#out"):
+            continue
+        out = sums[name + "#out"]
+        report[name] = [{"q_rate": float(r[0] / r[3]), "k_rate": float(r[1] / r[3]), "v_rate": float(r[2] / r[3]),
+                         "out_rate": float(o / r[3]), "qk_accumulates": float(r[4] / samples),
+                         "av_accumulates": float(r[5] / samples),
+                         **({"share_of_acs": float((r[4] + r[5]) / samples / total_acs)} if total_acs else {})}
+                        for r, o in zip(rows, out)]
+    return report

@@ -409,14 +409,27 @@ def quantize(*, graph: str | Path, out: str | Path, dt: float | None = None, bia
 
 
 def evaluate(*, model: str | Path, data: str = "sst-2", split: str = "dev", data_dir: str | Path | None = None,
-             time_steps: int | None = None, out: str | Path | None = None) -> dict:
+             time_steps: int | None = None, out: str | Path | None = None, shuffled: bool = False,
+             attention: bool = False, limit: int = 0) -> dict:
     """Accuracy and per-layer firing rates of a student of any kind on a split (``time_steps``: a
-    SpikingBERT student at another T); also written to ``out``."""
+    SpikingBERT student at another T); also written to ``out``. ``shuffled``: also the accuracy with
+    each sentence's tokens shuffled (an order-blind student loses nothing). ``attention``: per block
+    and head, the attention's firing rates and accumulates and their share of all the student's
+    accumulates (students with a NIR graph). ``limit``: the first N sentences (0 = all)."""
     student, payload = load_student(model)
     batcher = _student_batcher(student, payload, model)
     dataset = load_split(data, split, data_dir=data_dir)
     dataset.check_labels(student.cfg.num_classes, what=f"the student {model}")
+    if limit:
+        n = _limit(len(dataset), limit)
+        dataset = TextDataset(dataset.sentences[:n], dataset.labels[:n], dataset.name, dataset.label_lines)
     result = kind_of(student).evaluate(student, batcher, dataset, firing_rates=True, time_steps=time_steps)
+    if shuffled:
+        from spikebert.evaluation import shuffled_accuracy
+
+        result.update(shuffled_accuracy(student, batcher, dataset))
+    if attention:
+        result["attention"] = _attention_report(student, batcher, dataset)
     result.pop("predictions")
     result.pop("activity", None)  # SpikingBERT's spike counts: `spikebert energy` prices them
     rates = result["firing_rates"]
@@ -426,6 +439,25 @@ def evaluate(*, model: str | Path, data: str = "sst-2", split: str = "dev", data
     if out:
         atomic_write_text(Path(out), json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _attention_report(student, batcher, dataset: TextDataset, *, batch_size: int = 64) -> dict:
+    """Per block and head: attention firing rates and accumulates, with their share of all the
+    student's accumulates (counted on its exported graph, as the energy report counts them)."""
+    from spikebert.energy.counting import count_operations
+    from spikebert.recording import attention_heads
+    from spikebert.tokenize import Batcher
+
+    kind = kind_of(student)
+    kind.require_graph("the attention report (eval --attention)")
+    full = Batcher(batcher.tokenizer, max_len=student.cfg.max_len, pad_to_max=True)  # the graph's fixed length
+    ids = full.encode(dataset.sentences)["input_ids"]
+    graph = kind.export_nir(student.double(), metadata={})
+    _, activity = kind.record_activity(student, ids, batch_size=batch_size, graph=graph)
+    total = sum(r.acs for r in count_operations(graph, activity, residual="accumulate"))
+    report = attention_heads(student, ids.split(batch_size), total_acs=total or None)
+    student.float()
+    return report
 
 
 def plot_attention(*, model: str | Path, sentence: str, out: str | Path, layer: int | None = None,
