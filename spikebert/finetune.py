@@ -13,7 +13,7 @@ from spikebert.contract.fileio import replace_folder
 from spikebert.data import TextDataset, task_classes
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.io import text_sha256, weights_identity
-from spikebert.teacher import evaluate_teacher, load_teacher, load_tokenizer
+from spikebert.teacher import evaluate_teacher, extend_vocabulary, load_teacher, load_tokenizer
 from spikebert.tokenize import Batcher
 
 
@@ -27,6 +27,10 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, r
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = load_teacher(cfg.model, num_labels=task_classes(train, dev))
+    added = extend_vocabulary(tokenizer, train.sentences, policy=cfg.extend_vocab, unk_threshold=cfg.unk_threshold,
+                              min_count=cfg.new_token_min_count)
+    if added:  # the new rows start at the mean embedding (transformers' default); the student reads len(tokenizer)
+        model.resize_token_embeddings(len(tokenizer))
     batcher = Batcher(tokenizer, max_len=cfg.max_len)
     train = train.subset(cfg.train_samples, seed=cfg.seed)
     loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -41,6 +41,45 @@ def load_tokenizer(name: str):
                                f"here ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
 
 
+def unk_share(tokenizer, sentences: list[str]) -> float:
+    """The share of word pieces (special tokens excluded) that come out as the unknown token."""
+    unk, total = tokenizer.unk_token_id, 0
+    unknown = 0
+    for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]:
+        total += len(ids)
+        unknown += sum(1 for i in ids if i == unk)
+    return unknown / total if total else 0.0
+
+
+def extend_vocabulary(tokenizer, sentences: list[str], *, policy: str, unk_threshold: float,
+                      min_count: int) -> list[str]:
+    """Add the characters of ``sentences`` that the tokenizer maps to [UNK] as tokens of their own
+    (``tokenizer.add_tokens``), when ``policy`` is "always", or "auto" and the [UNK] share is at least
+    ``unk_threshold``. Returns the tokens added; the caller resizes the model's embeddings
+    (``resize_token_embeddings``). Characters, not words: BERT's basic tokenizer already splits CJK
+    text into characters, and a character vocabulary is what bert-base-chinese uses."""
+    import collections
+
+    if policy not in ("auto", "always", "off"):
+        raise SpikebertError(f"extend_vocab {policy!r}: use auto, always or off")
+    if policy == "off":
+        return []
+    share = unk_share(tokenizer, sentences)
+    if policy == "auto" and share < unk_threshold:
+        log.info("vocabulary: %.1f %% [UNK] on the training text, below %.0f %%: not extended", 100 * share,
+                 100 * unk_threshold)
+        return []
+    counts = collections.Counter(ch for s in sentences for ch in s if not ch.isspace())
+    unk = tokenizer.unk_token_id
+    candidates = sorted(ch for ch, n in counts.items() if n >= min_count)
+    ids = tokenizer(candidates, add_special_tokens=False)["input_ids"] if candidates else []
+    new = [ch for ch, piece in zip(candidates, ids) if unk in piece]
+    added = tokenizer.add_tokens(new)
+    log.info("vocabulary: %.1f %% [UNK] on the training text; added %d characters (seen >= %d times) -> %d tokens, "
+             "now %.1f %% [UNK]", 100 * share, added, min_count, len(tokenizer), 100 * unk_share(tokenizer, sentences))
+    return new
+
+
 TOKENIZER_FILES_FORMAT = "spikebert-tokenizer-files/1"
 
 

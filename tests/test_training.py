@@ -228,3 +228,30 @@ def test_trainer_removes_temporaries_left_by_a_kill(tmp_path):
     Trainer(run_dir=tmp_path, model=torch.nn.Linear(2, 2), n_examples=4, desc="t", fingerprint={},
             cfg=LoopConfig(epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, seed=0))
     assert not stale.exists() and other.read_text() == "mine"
+
+
+def test_teacher_extends_its_vocabulary_for_an_uncovered_script(tmp_path, tiny_teacher):
+    """Chinese reviews through the English MiniLM vocabulary: most tokens are [UNK]; the teacher adds the
+    characters, resizes its embeddings, and saves the extended tokenizer that the student then uses."""
+    from spikebert.config import TeacherConfig
+    from spikebert.data import TextDataset
+    from spikebert.finetune import finetune_teacher
+    from spikebert.teacher import extend_vocabulary, load_teacher, load_tokenizer, unk_share
+
+    good, bad = ["很好吃", "送餐快", "味道不错"], ["太难吃", "送得慢", "不新鲜"]
+    rows = [(f"{s}，推荐", 1) for s in good] * 4 + [(f"{s}，差评", 0) for s in bad] * 4
+    train = TextDataset([s for s, _ in rows], [y for _, y in rows], "zh")
+    tok = load_tokenizer(tiny_teacher)
+    before = unk_share(tok, train.sentences)
+    assert before > 0.5
+    assert extend_vocabulary(load_tokenizer(tiny_teacher), ["good film"] * 3, policy="auto", unk_threshold=0.2,
+                             min_count=2) == []  # English text: covered, nothing added
+    cfg = TeacherConfig(model=tiny_teacher, epochs=1, batch_size=8, max_len=16, warmup_ratio=0.0)
+    finetune_teacher(cfg, train, train, tmp_path / "t")
+    extended = load_tokenizer(str(tmp_path / "t" / "model"))
+    model = load_teacher(str(tmp_path / "t" / "model"))
+    assert len(extended) > len(tok) and model.get_input_embeddings().weight.shape[0] == len(extended)
+    assert unk_share(extended, train.sentences) < 0.2 * before
+    off = TeacherConfig(model=tiny_teacher, epochs=1, batch_size=8, max_len=16, warmup_ratio=0.0, extend_vocab="off")
+    finetune_teacher(off, train, train, tmp_path / "off")
+    assert len(load_tokenizer(str(tmp_path / "off" / "model"))) == len(tok)
