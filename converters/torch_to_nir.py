@@ -479,6 +479,10 @@ def export_student(model: nn.Module, *, metadata: dict | None = None) -> nir.NIR
             "`spikebert energy` simulate the whole student in PyTorch.")
     if not isinstance(model, SpikeBERT):
         raise UnsupportedError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
+    if model.cfg.attention != "ssa":
+        raise UnsupportedError(f"attention={model.cfg.attention!r} (spike-driven self-attention) has no NIR mapping "
+                               "yet: the SB extension has no node for SN(sum over tokens of K*V) * Q with its own "
+                               "neurons; train with attention='ssa' to export to NIR and Lava")
     nodes, edges = _Exporter(model).export()
     meta = {
         "spikebert_extension": EXTENSION_VERSION,

@@ -188,6 +188,10 @@ class StudentConfig(ConfigBase):
     # the snnTorch neuron of every population (spikebert.neurons.NEURONS); "leaky" = snn.Leaky, reset to zero (the
     # paper's LIF, with a fused fast path), the only one with a NIR/Lava form
     neuron: typing.Literal["leaky", "leaky-subtract", "synaptic"] = "leaky"
+    # "ssa": the paper's spiking self-attention (Q K^T) V * scale -> LIF, quadratic in length; "sdsa": Spike-driven
+    # Transformer's spike-driven self-attention as its official code computes it, SN(sum over tokens of K * V) * Q
+    # (mask and add, linear in length; SN = an LIF at attn_threshold). "sdsa" has no NIR mapping yet.
+    attention: typing.Literal["ssa", "sdsa"] = "ssa"
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
     layer_norm_eps: float = 1e-5

@@ -130,6 +130,30 @@ class SpikeAttention(nn.Module):
         return y.transpose(2, 3).reshape(T, B, L, self.dim)
 
 
+class SpikeDrivenAttention(nn.Module):
+    """Spike-driven self-attention (Yao et al., NeurIPS 2023, as their official code computes it):
+
+        s = SN( sum_l K[l] * V[l] )      (per channel: coincidences of K and V over the real tokens)
+        Y[l] = Q[l] * s                   (a mask: Q's spikes pass where the channel fired)
+
+    Only accumulates and masks, linear in the sequence length. ``SN`` is an LIF over the time steps
+    (threshold ``threshold``). Input [Q; K; V] spikes (T, B, L, 3D); output spikes (T, B, L, D).
+    """
+
+    def __init__(self, *, dim: int, lif: nn.Module, mask_padding: bool) -> None:
+        super().__init__()
+        self.dim, self.mask_padding = dim, mask_padding
+        self.lif = lif
+
+    def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = qkv.split(self.dim, dim=-1)  # (T, B, L, D) each
+        if self.mask_padding:
+            keep = mask[None, :, :, None].to(qkv.dtype)  # (1, B, L, 1)
+            k, v = k * keep, v * keep
+        s = self.lif((k * v).sum(dim=2, keepdim=True))  # (T, B, 1, D) spikes
+        return q * s
+
+
 class TokenMean(nn.Module):
     """Mean over tokens, over real tokens only when ``mask_padding``: (T, B, L, D) -> (T, B, D)."""
 
@@ -162,8 +186,13 @@ class SpikingSelfAttention(nn.Module):
         self.qkv = nn.Linear(D, 3 * D)
         self.qkv_norm = make_norm(cfg, groups=3, dim=D)
         self.qkv_lif = make_lif(cfg)
-        self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
-        self.attn_lif = make_lif(cfg, threshold=cfg.attn_threshold)
+        if cfg.attention == "sdsa":  # its output is already spikes: no LIF after it
+            self.attn = SpikeDrivenAttention(dim=D, lif=make_lif(cfg, threshold=cfg.attn_threshold),
+                                             mask_padding=cfg.mask_padding)
+            self.attn_lif = None
+        else:
+            self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
+            self.attn_lif = make_lif(cfg, threshold=cfg.attn_threshold)
         self.proj = nn.Linear(D, D)
         self.proj_norm = make_norm(cfg, groups=1, dim=D)
         self.proj_lif = make_lif(cfg) if cfg.residual == "spike" else None
@@ -172,7 +201,8 @@ class SpikingSelfAttention(nn.Module):
         if self.in_lif is not None:
             x = self.in_lif(x)  # (T, B, L, D) spikes of the membrane stream
         qkv = self.qkv_lif(self.qkv_norm(self.qkv(x), mask))  # (T, B, L, 3D) spikes
-        y = self.attn_lif(self.attn(qkv, mask))  # (T, B, L, D) spikes
+        y = self.attn(qkv, mask)
+        y = y if self.attn_lif is None else self.attn_lif(y)  # (T, B, L, D) spikes
         y = self.proj_norm(self.proj(y), mask)
         return y if self.proj_lif is None else self.proj_lif(y)
 

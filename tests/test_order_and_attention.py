@@ -72,3 +72,29 @@ def test_eval_cli_reports_shuffled_accuracy_and_attention(tmp_path, tiny_teacher
     assert result["examples"] == 10 and 0 <= result["shuffled_accuracy"] <= 1
     assert result["shuffle_changed_predictions"] == 0  # no positions: order-blind
     assert [len(h) for h in result["attention"].values()] == [2]
+
+
+def test_spike_driven_attention_is_linear_masking_and_refuses_nir(tiny_cfg):
+    """SDSA: the output is Q's spikes masked per channel by SN(sum_l K*V); pads do not count; no NIR yet."""
+    from spikebert.converters.torch_to_nir import export_student
+
+    from spikebert.contract.errors import UnsupportedError
+    from spikebert.model import SpikeBERT, SpikeDrivenAttention
+    from spikebert.neurons import LIF
+
+    lif = LIF(tau=2.0, threshold=0.5, surrogate_alpha=2.0)
+    attn = SpikeDrivenAttention(dim=2, lif=lif, mask_padding=True)
+    q = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    v = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    qkv = torch.cat([q, k, v], dim=-1)[None, None]  # (T=1, B=1, L=3, 6)
+    mask = torch.tensor([[True, True, False]])  # the third token is padding
+    y = attn(qkv, mask)
+    # channel 0: K*V over real tokens = 2 -> LIF 0.5 * 2 = 1 > 0.5 fires; channel 1: 0 -> silent
+    assert y[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
+    model = SpikeBERT(dataclasses.replace(tiny_cfg, attention="sdsa"))
+    ids = torch.randint(1, tiny_cfg.vocab_size, (2, tiny_cfg.max_len))
+    model(ids).logits.sum().backward()
+    assert model.blocks[0].attn.qkv.weight.grad is not None
+    with pytest.raises(UnsupportedError, match="spike-driven self-attention"):
+        export_student(model.eval())
