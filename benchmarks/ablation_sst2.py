@@ -1,0 +1,98 @@
+"""Student ablations on SST-2 at an equal budget (issue #16): residual, positions, attention.
+
+Every variant distils the same student size from the same teacher on the same 8,000 training sentences
+for one epoch (no augmentation, teacher targets cached), then reports on all 872 dev sentences: accuracy,
+accuracy with each sentence's tokens shuffled (an order-blind student loses nothing), per block and head
+the attention's firing rates and share of accumulates, and — for students with a NIR graph — the energy
+report (45 nm fp32 against the teacher at the same sentences' real lengths, integer-input MACs).
+
+    python benchmarks/ablation_sst2.py --teacher runs/abl/teacher/model --out benchmarks/results/ablation_sst2
+
+Writes ``OUT/ablation.json`` (command, machine, date, load, per-variant results) after every variant, so
+an interrupted run keeps what finished; a finished variant's run folder is reused (training resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+STUDENT = {"dim": 256, "depth": 2, "heads": 8, "mlp_ratio": 4.0, "max_len": 64, "time_steps": 4, "tau": 2.0,
+           "mask_padding": True, "norm": "batch"}
+VARIANTS = {
+    "sew": {},
+    "membrane": {"residual": "membrane"},
+    "membrane+sinusoidal": {"residual": "membrane", "position_encoding": "sinusoidal"},
+    "membrane+learned": {"residual": "membrane", "position_encoding": "learned"},
+    "membrane+sinusoidal+sdsa": {"residual": "membrane", "position_encoding": "sinusoidal", "attention": "sdsa"},
+}
+DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", required=True, help="the fine-tuned teacher folder")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--runs", default="runs/abl", help="folder for the variants' run folders")
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from spikebert import workflows
+    from spikebert.contract.errors import SpikebertError
+    from spikebert.contract.fileio import atomic_write_text
+
+    out = Path(args.out)
+    path = out / "ablation.json"
+    results = json.loads(path.read_text())["variants"] if path.is_file() else {}
+    for name in args.variants:
+        run = Path(args.runs) / name
+        t0 = time.perf_counter()
+        train = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run, teacher=args.teacher,
+                                student_overrides={**STUDENT, **VARIANTS[name]}, overrides=DISTILL,
+                                command=[sys.executable, *sys.argv, f"# variant {name}"])
+        train_s = time.perf_counter() - t0
+        model = run / "model.pt"
+        evaluation = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True,
+                                        attention=VARIANTS[name].get("attention", "ssa") == "ssa")
+        row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": DISTILL, "train_seconds": round(train_s, 1),
+               "dev_accuracy": evaluation["accuracy"], "shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
+               "shuffle_changed_predictions": evaluation["shuffle_changed_predictions"],
+               "mean_firing_rate": evaluation["mean_firing_rate"], "attention": evaluation.get("attention")}
+        try:
+            energy = workflows.energy(model=model, teacher=args.teacher, data="sst-2", data_dir=args.data_dir,
+                                      out=out / name, profile="45nm-fp32,loihi")
+            report = energy.report
+            row["energy"] = {"ratio_45nm_fp32": report.ratio, "student_mj": report.student_mj,
+                             "teacher_mj": report.teacher_mj,
+                             "integer_input_macs": sum(r.macs for r in report.layers
+                                                       if r.input_kind == "integer"),
+                             "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
+                             "report": str(out / name / "energy_report.md")}
+        except SpikebertError as err:  # no NIR graph (attention='sdsa'): said, not hidden
+            row["energy"] = {"not_measured": str(err)}
+        results[name] = row
+        atomic_write_text(path, json.dumps({
+            "command": " ".join([sys.executable, *sys.argv]),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average": os.getloadavg(),
+            "note": "train_seconds measured single-threaded (OMP_NUM_THREADS=1) beside other work: not a timing "
+                    "benchmark",
+            "teacher": args.teacher,
+            "variants": results,
+        }, indent=2) + "\n")
+        print(name, json.dumps({k: row[k] for k in ("dev_accuracy", "shuffled_dev_accuracy")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
