@@ -5,8 +5,11 @@ and written atomically."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
+from spikebert.energy import lemaire
 from spikebert.energy.report import PJ_PER_MJ, EnergyReport
 
 FIGURE_FORMATS = ("png", "pdf")
@@ -56,8 +59,14 @@ def energy_breakdown_figure(report: EnergyReport):
     x = range(len(rows))
     for ax, p in zip(axes, profiles):
         bottom = [0.0] * len(rows)
-        for label, count in COMPONENTS.items():
-            values = [p.energy_pj(**{count: getattr(r, count)}) / PJ_PER_MJ for r in rows]
+        if p.per_layer:  # the estimator's own components
+            priced = lemaire.price_rows(rows, time_steps=report.time_steps, neurons_in_model=True)
+            parts = {lemaire.COMPONENT_LABELS[c]: [r.energy_pj[c] / PJ_PER_MJ for r in priced]
+                     for c in lemaire.COMPONENTS}
+        else:
+            parts = {label: [p.energy_pj(**{count: getattr(r, count)}) / PJ_PER_MJ for r in rows]
+                     for label, count in COMPONENTS.items()}
+        for label, values in parts.items():
             if any(values):
                 ax.bar(x, values, bottom=bottom, label=label)
                 bottom = [b + v for b, v in zip(bottom, values)]
@@ -83,3 +92,56 @@ def write_plots(report: EnergyReport, out_dir: Path, *, stem: str = "energy") ->
             atomic_write(path, lambda tmp, fig=fig, ext=ext: fig.savefig(tmp, format=ext, dpi=DPI))
             paths.append(path)
     return paths
+
+
+def front_figure(points):
+    """Accuracy against energy per sentence (log scale), one panel per profile: students as dots (labelled),
+    the teacher as a star (a dashed vertical line when its accuracy is not given), the Pareto front as a
+    staircase through its points (``spikebert.energy.front``)."""
+    profiles = list(dict.fromkeys(p.profile for p in points))
+    fig = _figure(5.2 * len(profiles), 4.2)
+    axes = fig.subplots(1, len(profiles), squeeze=False)[0]
+    for ax, name in zip(axes, profiles):
+        pts = [p for p in points if p.profile == name]
+        for p in pts:
+            if p.teacher and p.accuracy is None:
+                ax.axvline(p.energy_mj, color="tab:red", ls="--", lw=1)
+                ax.annotate(p.label, (p.energy_mj, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                            fontsize=7, color="tab:red", ha="right", va="bottom")
+                continue
+            ax.scatter([p.energy_mj], [100 * p.accuracy], marker="*" if p.teacher else "o",
+                       s=120 if p.teacher else 36, color="tab:red" if p.teacher else "tab:blue",
+                       edgecolor="k" if p.on_front else "none", zorder=3)
+            ax.annotate(p.label, (p.energy_mj, 100 * p.accuracy), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+        front = sorted((p for p in pts if p.on_front), key=lambda p: p.energy_mj)
+        if front:
+            xs, ys = [front[0].energy_mj], [100 * front[0].accuracy]
+            for p in front[1:]:
+                xs += [p.energy_mj, p.energy_mj]
+                ys += [ys[-1], 100 * p.accuracy]
+            ax.plot(xs, ys, color="k", lw=1, zorder=2, label="Pareto front")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"energy per sentence (mJ), {name}")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(name, fontsize=10)
+    return fig
+
+
+def write_front(points, out_dir: Path, *, stem: str = "front") -> list[Path]:
+    """``STEM.png``, ``STEM.pdf``, ``STEM.tex`` (the table of :func:`spikebert.energy.front.front_latex`) and
+    ``STEM.json`` (the points)."""
+    from spikebert.contract.fileio import atomic_write, atomic_write_text
+    from spikebert.energy.front import front_latex
+
+    fig = front_figure(points)
+    paths = []
+    for ext in FIGURE_FORMATS:
+        path = Path(out_dir) / f"{stem}.{ext}"
+        atomic_write(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=DPI))
+        paths.append(path)
+    tex, js = Path(out_dir) / f"{stem}.tex", Path(out_dir) / f"{stem}.json"
+    atomic_write_text(tex, front_latex(points, label=stem))
+    atomic_write_text(js, json.dumps([dataclasses.asdict(p) for p in points], indent=1) + "\n")
+    return paths + [tex, js]

@@ -11,6 +11,10 @@ inputs), a weight read is one per synaptic op and, for a MAC layer, one per weig
 neuron update). A profile prices only what its source measures; 0 means "not counted", never "free".
 Constants: Horowitz, ISSCC 2014 (45 nm arithmetic and SRAM); Davies et al., IEEE Micro 2018 (Loihi);
 the memory-aware profiles follow Lemaire et al., ICONIP 2022.
+
+One profile is not this equation: ``lemaire`` (``estimator="lemaire"``) prices every layer by its
+shape, with buffer-size-dependent memory costs, addressing and spike traffic
+(:mod:`spikebert.energy.lemaire`); its ``e_mac_pj``/``e_ac_pj`` are its operation costs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 
 from spikebert.contract.errors import SpikebertError
+
+ESTIMATORS = ("linear", "lemaire")
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm, 0.9 V (pJ per operation); a MAC is a
 # multiply (FP32 3.7, FP16 1.1, INT32 3.1, INT8 0.2) plus an add, written as the sum to avoid float noise
@@ -47,12 +53,15 @@ class Profile:
     e_weight_read_pj: float = 0.0
     e_state_access_pj: float = 0.0
     source: str
+    estimator: str = "linear"  # "linear": the module equation; "lemaire": spikebert.energy.lemaire
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith("e_") and not (isinstance(value, (int, float)) and value >= 0):
                 raise SpikebertError(f"profile {self.name!r}: {f.name}={value!r} must be a number >= 0 (pJ)")
+        if self.estimator not in ESTIMATORS:
+            raise SpikebertError(f"profile {self.name!r}: estimator {self.estimator!r}, use one of {ESTIMATORS}")
 
     def energy_pj(self, *, macs: float = 0.0, acs: float = 0.0, neuron_updates: float = 0.0,
                   weight_reads: float = 0.0, state_accesses: float = 0.0) -> float:
@@ -62,7 +71,13 @@ class Profile:
 
     @property
     def memory_aware(self) -> bool:
+        """Prices weight reads and state accesses in the module equation (``lemaire`` prices memory its own way)."""
         return bool(self.e_weight_read_pj or self.e_state_access_pj)
+
+    @property
+    def per_layer(self) -> bool:
+        """Prices each layer by its shape (needs the teacher's layers too): the ``lemaire`` estimator."""
+        return self.estimator == "lemaire"
 
 
 def _memory_profile(name: str, sram_64bit_pj: float, sram: str) -> Profile:
@@ -101,6 +116,13 @@ PROFILES = {
                        "--residual accumulate the residual stream runs as spikes"),
         _memory_profile("45nm-fp32-mem8k", SRAM_8KB_64BIT, "8 KB"),
         _memory_profile("45nm-fp32-mem1m", SRAM_1MB_64BIT, "1 MB"),
+        Profile(name="lemaire", e_mac_pj=INT32_MAC, e_ac_pj=INT32_ADD, estimator="lemaire",
+                source="Lemaire et al., ICONIP 2022 (arXiv 2210.13107), per layer as SpikingJelly 2.0.0 implements it: "
+                       "INT32 ops (Horowitz, ISSCC 2014, Fig. 1.1.9: add 0.1, mult 3.1 pJ) plus addressing, plus "
+                       "every 32-bit access to input/output spikes or activations, weights and membranes priced by "
+                       "its buffer's size (the figure's 64-bit cache reads 8 KB 10, 32 KB 20, 1 MB 100 pJ, "
+                       "interpolated, per word); weights read per synaptic op (SNN) or per MAC (teacher); "
+                       "attention products with the stored operand as weights (spikebert.energy.lemaire)"),
     )
 }
 DEFAULT_PROFILE = "45nm-fp32"

@@ -14,6 +14,7 @@ import io
 import json
 from pathlib import Path
 
+from spikebert.energy import lemaire
 from spikebert.energy.counting import LayerCount
 from spikebert.energy.profiles import Profile
 
@@ -33,6 +34,9 @@ RESIDUAL_STATEMENTS = {
 SCOPE = ("Counted: matrix products only, for student and teacher alike; embedding lookups, LayerNorm, "
          "softmax, GELU and biases are not. Student attention products are exact accumulates (Q K^T "
          "coincidences, A V nonzeros x fan-out); the teacher's are MACs.")
+LEMAIRE_STATEMENT = ("Lemaire estimator (spikebert.energy.lemaire): operations, addressing and memory per layer, "
+                     "student and teacher alike; biases counted there (one add and one read per output); attention "
+                     "products priced as layers whose stored operand plays the weights.")
 # quantity -> (NeuroBench metric, where ours differs)
 NEUROBENCH = {
     "synaptic operations (ACs)": ("SynapticOperations: Effective_ACs", "weights assumed nonzero"),
@@ -53,7 +57,11 @@ class SummaryRow:
     profile: str = ""
 
 
-def layer_energy_pj(row: LayerCount, profile: Profile) -> float:
+def layer_energy_pj(row: LayerCount, profile: Profile, *, time_steps: int = 1, neurons_in_model: bool = True) -> float:
+    """One row's energy: the profile's equation, or for a per-layer estimator (``lemaire``) its rules at
+    ``time_steps`` (the row's T) in a network with (an SNN) or without (the teacher) neurons."""
+    if profile.per_layer:
+        return lemaire.price_row(row, time_steps=time_steps, neurons_in_model=neurons_in_model).total_pj
     return profile.energy_pj(macs=row.macs, acs=row.acs, neuron_updates=row.neuron_updates,
                              weight_reads=row.weight_reads, state_accesses=row.state_accesses)
 
@@ -62,8 +70,9 @@ def layer_energy_pj(row: LayerCount, profile: Profile) -> float:
 class EnergyReport:
     """Counts of one student run (``layers``, from :func:`spikebert.energy.counting.count_operations`) and of
     the teacher on the same sentences, priced by ``profile`` (the headline: ``ratio``) and
-    ``more_profiles``. ``teacher_weight_reads`` is needed by memory-aware profiles; ``teacher_method``
-    says how the teacher was counted; ``accuracy`` is the student's on the same sentences."""
+    ``more_profiles``. ``teacher_weight_reads`` is needed by memory-aware profiles, ``teacher_layers``
+    (``TeacherCount.layers``) by per-layer ones (``lemaire``); ``teacher_method`` says how the teacher
+    was counted; ``accuracy`` is the student's on the same sentences."""
 
     profile: Profile
     residual_convention: str
@@ -77,6 +86,7 @@ class EnergyReport:
     teacher_weight_reads: float = 0.0
     teacher_method: str = "analytic"
     accuracy: float | None = None
+    teacher_layers: list[LayerCount] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.residual_convention not in RESIDUAL_STATEMENTS:
@@ -91,6 +101,11 @@ class EnergyReport:
         if memory and not self.teacher_weight_reads:
             raise SpikebertError(f"profiles {memory} price weight reads, but the teacher has none: pass "
                              "teacher_weight_reads (spikebert.energy.counting.teacher_counts)")
+        per_layer = [p.name for p in self.profiles if p.per_layer]
+        if per_layer and not self.teacher_layers:
+            raise SpikebertError(f"profile {per_layer} prices every layer by its shape, but the teacher's layers were "
+                                 "not given: pass teacher_layers (TeacherCount.layers of "
+                                 "spikebert.energy.counting.teacher_counts or onnx_teacher_counts)")
 
     # ---- totals ----------------------------------------------------------------------------
 
@@ -108,11 +123,24 @@ class EnergyReport:
         elements = sum(r.input_elements for r in spikes)
         return 1.0 - sum(r.input_rate * r.input_elements for r in spikes) / elements if elements else None
 
+    def row_pj(self, row: LayerCount, profile: Profile) -> float:
+        """One student row's energy under ``profile``."""
+        return layer_energy_pj(row, profile, time_steps=self.time_steps, neurons_in_model=True)
+
     def student_pj(self, profile: Profile) -> float:
-        return sum(layer_energy_pj(r, profile) for r in self.layers)
+        return sum(self.row_pj(r, profile) for r in self.layers)
 
     def teacher_pj(self, profile: Profile) -> float:
+        if profile.per_layer:
+            return sum(layer_energy_pj(r, profile, time_steps=1, neurons_in_model=False) for r in self.teacher_layers)
         return profile.energy_pj(macs=self.teacher_macs, weight_reads=self.teacher_weight_reads)
+
+    def lemaire_totals(self) -> dict[str, dict[str, float]]:
+        """Student and teacher under the Lemaire rules (:func:`spikebert.energy.lemaire.totals`)."""
+        return {"student": lemaire.totals(lemaire.price_rows(self.layers, time_steps=self.time_steps,
+                                                             neurons_in_model=True)),
+                "teacher": lemaire.totals(lemaire.price_rows(self.teacher_layers, time_steps=1,
+                                                             neurons_in_model=False))}
 
     @property
     def student_macs(self) -> float:
@@ -152,7 +180,7 @@ class EnergyReport:
         return rows
 
     def conventions(self) -> list[str]:
-        return [
+        out = [
             f"Per sample: mean over {self.samples} sentences, T = {self.time_steps} steps, activity recorded by "
             f"`{self.backend}`.",
             RESIDUAL_STATEMENTS[self.residual_convention],
@@ -160,6 +188,12 @@ class EnergyReport:
             f"Teacher counted: {self.teacher_method}.",
             "Names follow NeuroBench where they mean the same (differences in the NeuroBench column).",
         ]
+        if any(p.per_layer for p in self.profiles):
+            unknown = [r.name for r in self.layers if r.kind == "neurons" and r.output_spikes is None]
+            out.append(LEMAIRE_STATEMENT + (f" Output spikes of {unknown} are not in the record (they only enter a "
+                                            "residual sum no synapse reads whole): their spike writes are not "
+                                            "priced." if unknown else ""))
+        return out
 
     # ---- json --------------------------------------------------------------------------------
 
@@ -179,7 +213,8 @@ class EnergyReport:
                                                                "state_accesses")},
                         "activation_sparsity": self.activation_sparsity},
             "teacher": {"macs": self.teacher_macs, "weight_reads": self.teacher_weight_reads,
-                        "method": self.teacher_method, "energy_mj": self.teacher_mj},
+                        "method": self.teacher_method, "energy_mj": self.teacher_mj,
+                        "layers": [dataclasses.asdict(r) for r in self.teacher_layers]},
             "energy_ratio_student_over_teacher": self.ratio,
             "energy": {r.profile: {"student_mj": r.student, "teacher_mj": r.teacher, "ratio": r.ratio}
                        for r in self.summary_rows() if r.profile},
@@ -197,7 +232,8 @@ class EnergyReport:
                    residual_convention=data["residual_convention"], layers=[LayerCount(**r) for r in data["layers"]],
                    teacher_macs=data["teacher"]["macs"], teacher_weight_reads=data["teacher"]["weight_reads"],
                    teacher_method=data["teacher"]["method"], samples=data["samples"], time_steps=data["time_steps"],
-                   backend=data["backend"], accuracy=data["accuracy"], extra=data["extra"])
+                   backend=data["backend"], accuracy=data["accuracy"], extra=data["extra"],
+                   teacher_layers=[LayerCount(**r) for r in data["teacher"].get("layers", [])])
 
     # ---- markdown ----------------------------------------------------------------------------
 
@@ -213,9 +249,22 @@ class EnergyReport:
                          f"{nb + (f' ({diff})' if diff else '')} |")
         lines += ["", f"**Student / teacher energy ({self.profile.name}): {self.ratio:.2%}**", "", "## Profiles", ""]
         for p in self.profiles:
+            if p.per_layer:
+                lines.append(f"- `{p.name}`: MAC {p.e_mac_pj:g} pJ, AC {p.e_ac_pj:g} pJ, memory by buffer size "
+                             f"(per layer). {p.source.rstrip('.')}.")
+                continue
             lines.append(f"- `{p.name}`: MAC {p.e_mac_pj:g} pJ, AC {p.e_ac_pj:g} pJ, neuron update "
                          f"{p.e_neuron_pj:g} pJ, weight read {p.e_weight_read_pj:g} pJ, state access "
                          f"{p.e_state_access_pj:g} pJ. {p.source.rstrip('.')}.")
+        if any(p.per_layer for p in self.profiles):
+            t = self.lemaire_totals()
+            lines += ["", "## Lemaire components (per sample, mJ)", "", "| component | student | teacher |",
+                      "|---|---:|---:|"]
+            for c in lemaire.COMPONENTS:
+                lines.append(f"| {lemaire.COMPONENT_LABELS[c]} | {_num(t['student'][c + '_pj'] / PJ_PER_MJ)} | "
+                             f"{_num(t['teacher'][c + '_pj'] / PJ_PER_MJ)} |")
+            lines.append(f"| total | {_num(t['student']['total_pj'] / PJ_PER_MJ)} | "
+                         f"{_num(t['teacher']['total_pj'] / PJ_PER_MJ)} |")
         shares = " | ".join(f"share {p.name}" for p in self.profiles)
         lines += ["", "## Per layer (per sample)", "",
                   "| layer | kind | input | firing rate | dense MACs | MACs | ACs | neuron updates | weight reads | "
@@ -230,7 +279,7 @@ class EnergyReport:
     def _shares(self) -> list[list[float]]:
         """Per layer, its share of the student's energy under each profile."""
         totals = [self.student_pj(p) or 1.0 for p in self.profiles]
-        return [[layer_energy_pj(r, p) / t for p, t in zip(self.profiles, totals)] for r in self.layers]
+        return [[self.row_pj(r, p) / t for p, t in zip(self.profiles, totals)] for r in self.layers]
 
     # ---- latex -------------------------------------------------------------------------------
 
@@ -281,7 +330,7 @@ class EnergyReport:
         rows = []
         for r, share in zip(self.layers, self._shares()):
             row = dataclasses.asdict(r)
-            row.update({f"energy_pj_{n}": layer_energy_pj(r, p) for n, p in zip(names, self.profiles)})
+            row.update({f"energy_pj_{n}": self.row_pj(r, p) for n, p in zip(names, self.profiles)})
             row.update({f"share_{n}": s for n, s in zip(names, share)})
             rows.append(row | {"residual_convention": self.residual_convention})
         return _csv(fields + [f"energy_pj_{n}" for n in names] + [f"share_{n}" for n in names]

@@ -104,7 +104,7 @@ def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int, 
     return y + bias[:, None]
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
     a = np.ravel(np.asarray(v))
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
@@ -120,7 +120,7 @@ def conv2d_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int]) 
             raise ValueError(f"Conv2d padding {padding!r}: use an int pair, 'valid' or 'same'")
         total = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in total)
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     return (ph, ph), (pw, pw)
 
 
@@ -135,8 +135,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride, paddi
     over the input channels.
     """
     c_out, c_group, kh, kw = weight.shape
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
     (top, bottom), (left, right) = conv2d_padding(padding, (kh, kw), (dh, dw))
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
@@ -161,9 +161,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride, paddi
 def sum_pool2d(x: np.ndarray, *, kernel_size, stride, padding) -> np.ndarray:
     """NIR SumPool2d: sum over each window of (B, C, H, W), zero padding on both sides (PyTorch's
     pooling arithmetic): H_out = (H + 2 p - k) // s + 1. NIR AvgPool2d is this divided by k_h k_w."""
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     h_out = (x.shape[2] - kh) // sh + 1

@@ -27,12 +27,12 @@ import nir
 import numpy as np
 from spikebert.hardware.fixed_point import is_quantised
 from spikebert.hardware.lava_env import LavaLogging, lava_available, require_lava
-from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt
+from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt, schedule
 from tqdm.auto import tqdm
 
 from spikebert.contract.activity import Activity, NodeActivity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.graph import port_shape, topological_order
+from spikebert.contract.graph import port_shape
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
         source = _token_source(_batched(enc.spikes, B), T, error_path)
     else:
         x = np.asarray(inputs, dtype=np.float64)
-        source_node = next((n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Input)), None)
+        source_node = next((n for n in schedule(graph).order if isinstance(graph.nodes[n], nir.Input)), None)
         if source_node is None:
             raise SpikebertError("the graph has no Input node to feed inputs (T, N, ...) to")
         expected = port_shape(graph.nodes[source_node], "output")
@@ -261,7 +261,7 @@ def _abandon_runtime(net) -> None:
     runtime = net.source.runtime
     if runtime is not None:
         runtime._is_started = runtime._is_running = False
-    for proc in (net.source, net.sink, *net.groups.values(), *net.lava_processes.values()):
+    for proc in (net.source, net.sink, *net.groups.values(), *net.lava_processes.values(), *net.loops.values()):
         proc.runtime = None
 
 

@@ -38,11 +38,11 @@ import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 from spikebert.hardware.quantize import SPIKING, population_constants
-from spikebert.hardware.reference import SUPPORTED, resolve_dt
+from spikebert.hardware.reference import SUPPORTED, Schedule, resolve_dt, schedule
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBTokenMean
-from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors, topological_order
+from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ class GroupSpec:
     masks: np.ndarray | None  # (n_batches, B, positions): real tokens / real rows
     reset: bool = True  # state to 0 at each sentence window; False for branch-alignment delays (pure shifts)
     error_path: str | None = None  # where the process writes the traceback of an exception (the runner watches it)
+    recurrent_preds: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # inside the group, last step's
+    output: str | None = None  # the node whose value the group sends (default: the last in order)
+
+    @property
+    def sends(self) -> str:
+        return self.output or self.order[-1]
 
     @property
     def float_output(self) -> bool:
@@ -86,10 +92,11 @@ class LavaNetwork:
     num_steps: int
     output_latency: int
     exceptions: dict  # process -> ProcessModel (the float sink of a fixed-point run)
+    loops: dict = dataclasses.field(default_factory=dict)  # RecurrentDelay processes of recurrent edges
 
     @property
     def num_processes(self) -> int:
-        return len(self.groups) + len(self.lava_processes) + 2
+        return len(self.groups) + len(self.lava_processes) + len(self.loops) + 2
 
 
 @dataclasses.dataclass
@@ -100,23 +107,53 @@ class _Unit:
     names: list[str]
 
 
-def cut_nodes(graph: nir.NIRGraph, order: list[str]) -> set[str]:
-    """Nodes no edge jumps over in ``order``: everything after such a node depends on it alone."""
+def cut_nodes(graph: nir.NIRGraph, order: list[str], recurrent: list[tuple[str, str]] = ()) -> set[str]:
+    """Nodes no edge jumps over in ``order``: everything after such a node depends on it alone. A
+    recurrent edge (u, v) also keeps v (where its loop starts) from ending a piece, so that every
+    loop stays inside one piece."""
     pos = {n: i for i, n in enumerate(order)}
-    spans = [(pos[s], pos[d]) for s, d in graph.edges if s in pos and d in pos]
+    back = {tuple(e) for e in recurrent}
+    spans = [(pos[d] - 0.5, pos[s]) if (s, d) in back else (pos[s], pos[d])
+             for s, d in graph.edges if s in pos and d in pos]
     return {n for n in order if not any(a < pos[n] < b for a, b in spans)}
 
 
-def plan(graph: nir.NIRGraph, compute: list[str], fuse: str) -> list[_Unit]:
+def loop_nodes(graph: nir.NIRGraph, plan: Schedule) -> set[str]:
+    """Nodes on a recurrent loop: for each recurrent edge (u, v), the nodes on a same-step path from v to u."""
+    succ = {n: [] for n in graph.nodes}
+    for dst, srcs in plan.preds.items():
+        for src in srcs:
+            succ[src].append(dst)
+
+    def reach(start: str, step) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for m in step(todo.pop()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    nodes: set[str] = set()
+    for u, v in plan.recurrent:
+        nodes |= reach(v, lambda n: succ[n]) & reach(u, lambda n: plan.preds[n])
+    return nodes
+
+
+def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | None = None) -> list[_Unit]:
     """Processes for the nodes in ``compute`` (topological order, Output excluded)."""
     if fuse not in FUSE_MODES:
         raise SpikebertError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
     if fuse == "all":
         return [_Unit("group", list(compute))]
-    preds = predecessors(graph)
-    succ = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
+    steps = steps or schedule(graph)
+    preds = steps.preds
+    succ = {n: [] for n in graph.nodes}
+    for dst, srcs in preds.items():
+        for src in srcs:
+            succ[src].append(dst)
     if fuse == "blocks":
-        cuts = cut_nodes(graph, compute)
+        cuts = cut_nodes(graph, compute, steps.recurrent)
         units, current = [], []
         for name in compute:
             current.append(name)
@@ -127,13 +164,14 @@ def plan(graph: nir.NIRGraph, compute: list[str], fuse: str) -> list[_Unit]:
             units.append(_Unit("group", current))
         return units
     units = []
+    looped = loop_nodes(graph, steps)  # a lava Dense's one-step delay would lengthen the loop
     for name in compute:
         node = graph.nodes[name]
-        if isinstance(node, SPIKING):
+        if isinstance(node, SPIKING) and not steps.recurrent_preds[name]:
             units.append(_Unit("lif", [name]))
-        elif (isinstance(node, (nir.Affine, nir.Linear)) and len(succ[name]) == 1
+        elif (isinstance(node, (nir.Affine, nir.Linear)) and len(succ[name]) == 1 and name not in looped
               and isinstance(graph.nodes[succ[name][0]], SPIKING) and preds[succ[name][0]] == [name]
-              and np.asarray(node.weight).ndim == 2):
+              and not steps.recurrent_preds[succ[name][0]] and np.asarray(node.weight).ndim == 2):
             units.append(_Unit("dense", [name]))
         else:
             units.append(_Unit("group", [name]))
@@ -153,7 +191,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     """
     require_lava("the Lava backend (--backend lava)")
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
-    from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
+    from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, RecurrentDelay
 
     fixed = is_quantised(graph)
     dt = resolve_dt(graph, dt)
@@ -162,26 +200,32 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
         raise SpikebertError(f"a Lava run needs at least one step and one batch, got T={T}, {n_batches} batches")
     if fuse == "none" and not fixed:
         graph = _own_gain_stages(graph, source_node)
-    order = topological_order(graph)
+    steps = schedule(graph)
+    order = steps.order
     for name in order:
         if type(graph.nodes[name]) not in SUPPORTED:
             raise SpikebertError(f"node {name!r} has type {type(graph.nodes[name]).__name__}, which has no Lava mapping; "
                              f"supported: {sorted(t.__name__ for t in SUPPORTED)}")
-    preds = predecessors(graph)
+    preds = steps.preds
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(outputs) != 1:
         raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
     compute = [n for n in order[order.index(source_node) + 1:] if n != outputs[0]]
-    units = plan(graph, compute, fuse)
+    units = plan(graph, compute, fuse, steps)
     if batch != 1 and any(u.kind == "dense" for u in units):
         raise SpikebertError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
                          f"be 1, got {batch}")
     owner = {n: i for i, u in enumerate(units) for n in u.names}
-    gains, biases = _lif_gains(graph, units, dt, fixed)
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for dst, srcs in preds.items():
+        for src in srcs:
+            succ[src].append(dst)
+    gains, biases = _lif_gains(graph, units, dt, fixed, preds)
+    in_ports: dict[str, object] = {}  # the input port of a unit's first node: where recurrent edges arrive
 
     ports: dict[str, object] = {source_node: source.s_out}  # node -> the OutPort carrying its output
     latency: dict[str, int] = {source_node: 0}
-    groups, lava_processes = {}, {}
+    groups, lava_processes, loops = {}, {}, {}
 
     def feed(name: str, in_port, at: int) -> None:
         """Connect the outputs of ``name``'s predecessors to ``in_port``, each delayed to arrive at latency ``at``."""
@@ -200,32 +244,49 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
             proc = _lava_lif(graph, first, batch=batch, T=T, at=at, dt=dt, fixed=fixed,
                              bias=biases.get(first))
             feed(first, proc.a_in, at)
-            ports[first], latency[first] = proc.s_out, at
+            ports[first], latency[first], in_ports[first] = proc.s_out, at, proc.a_in
             lava_processes[first] = proc
             continue
         if unit.kind == "dense":
             proc = _lava_dense(graph, first, gain=gains.get(first, 1.0), fixed=fixed,
                                graded=not _binary(graph, preds[first][0]))
             feed(first, proc.s_in, at)
-            ports[first], latency[first] = proc.a_out, at + 1
+            ports[first], latency[first], in_ports[first] = proc.a_out, at + 1, proc.s_in
             lava_processes[first] = proc
             continue
         if len(external) > 1 and len(unit.names) > 1:
             raise AssertionError(f"group {unit.names} has several external producers {external}")  # plan() prevents it
+        exported = _exported(unit.names, succ, steps)
         spec = _group_spec(graph, unit.names, preds, gains, dt=dt, T=T, latency=at, n_batches=n_batches, masks=masks,
-                           error_path=error_path)
+                           error_path=error_path, recurrent_preds=steps.recurrent_preds, output=exported)
         last = spec.order[-1]
         cls = ReadoutGroup if fixed and spec.float_output else NodeGroup
         proc = cls(spec=spec, in_shape=(batch, *_shape(graph, external[0], "output")),
-                   out_shape=(batch, *_shape(graph, unit.names[-1], "output")), name=f"group_{first}")
+                   out_shape=(batch, *_shape(graph, exported, "output")), name=f"group_{first}")
         if len(unit.names) == 1:
             feed(first, proc.s_in, at)
+            in_ports[first] = proc.s_in
         else:
             _connect(ports[external[0]], proc.s_in)
         for n in unit.names:
             latency[n] = at
-        ports[unit.names[-1]] = proc.a_out
+        ports[exported] = proc.a_out
         groups[last] = proc
+
+    for u, v in steps.recurrent:  # between processes: a one-step delay that sends first (no deadlock)
+        if owner.get(u) == owner.get(v) and units[owner[v]].kind == "group" and len(units[owner[v]].names) > 1:
+            continue  # inside one NodeGroup, which keeps the previous step's output itself
+        if v not in in_ports or u not in ports:
+            raise SpikebertError(f"recurrent edge ({u!r}, {v!r}) cannot be built: {v!r} reads it inside a fused group "
+                                 "whose loop is split; use fuse='all'")
+        if latency[u] != latency[v]:
+            raise SpikebertError(f"recurrent edge ({u!r}, {v!r}): the loop holds {latency[u] - latency[v]} lava Dense "
+                                 "delays, so it cannot carry the previous step; use fuse='blocks'")
+        delay = RecurrentDelay(shape=tuple(in_ports[v].shape), time_steps=T, latency=latency[v],
+                               name=f"{u}__to__{v}__recurrent")
+        _connect(ports[u], delay.s_in)
+        _connect(delay.a_out, in_ports[v])
+        loops[delay.name] = delay
 
     out = outputs[0]
     out_latency = max(latency[p] for p in preds[out])
@@ -233,7 +294,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     sink = RingBuffer(shape=(batch, *_shape(graph, preds[out][0], "output")), buffer=num_steps)
     feed(out, sink.a_in, out_latency)
     return LavaNetwork(source=source, sink=sink, groups=groups, lava_processes=lava_processes, num_steps=num_steps,
-                       output_latency=out_latency, exceptions={sink: PyReceiveModelFloat} if fixed else {})
+                       output_latency=out_latency, exceptions={sink: PyReceiveModelFloat} if fixed else {}, loops=loops)
 
 
 def _connect(out_port, in_port) -> None:
@@ -277,13 +338,12 @@ def _own_gain_stages(graph: nir.NIRGraph, source_node: str) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata))
 
 
-def _lif_gains(graph, units, dt, fixed) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def _lif_gains(graph, units, dt, fixed, preds) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Float, for the lava LIFs of the naive build: the input gain each one's producer applies last
     (producer -> gain), and the bias a lava Dense hands its LIF (LIF -> gain x bias)."""
     gains, biases = {}, {}
     if fixed:
         return gains, biases
-    preds = predecessors(graph)
     dense = {u.names[0] for u in units if u.kind == "dense"}
     for name in (u.names[0] for u in units if u.kind == "lif"):
         if len(preds[name]) != 1:
@@ -331,21 +391,37 @@ def _lava_dense(graph, name: str, *, gain: float, fixed: bool, graded: bool):
     return Dense(weights=gain * np.asarray(node.weight, dtype=np.float64), num_message_bits=bits, name=name)
 
 
-def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batches, masks, error_path) -> GroupSpec:
+def _exported(names: list[str], succ, steps: Schedule) -> str:
+    """The one node of a group that nodes outside it read (same step or over a recurrent edge); the last
+    node when nothing outside reads the group."""
+    inside = set(names)
+    exported = [n for n in names if any(s not in inside for s in succ[n])
+                or any(u == n and v not in inside for u, v in steps.recurrent)]
+    if len(exported) > 1:
+        raise SpikebertError(f"nodes {exported} of one fused group are all read outside it; use fuse='none'")
+    return exported[0] if exported else names[-1]
+
+
+def _group_spec(graph, names: list[str], preds, gains, *, dt, T, latency, n_batches, masks, error_path,
+                recurrent_preds=None, output: str | None = None) -> GroupSpec:
     inside = set(names)
     nodes = {n: graph.nodes[n] for n in names}
     internal = {n: [p for p in preds[n] if p in inside] for n in names}
     entries = {n for n in names if any(p not in inside for p in preds[n])}
     order = list(names)
-    if names[-1] in gains:  # this group feeds a lava LIF: apply its input gain last, as the reference does
-        scale = f"{names[-1]}__gain"
-        shape = port_shape(graph.nodes[names[-1]], "output")
-        nodes[scale] = nir.Scale(scale=np.full(shape or (1,), gains[names[-1]]))
-        internal[scale] = [names[-1]]
+    output = output or names[-1]
+    if output in gains:  # this group feeds a lava LIF: apply its input gain last, as the reference does
+        scale = f"{output}__gain"
+        shape = port_shape(graph.nodes[output], "output")
+        nodes[scale] = nir.Scale(scale=np.full(shape or (1,), gains[output]))
+        internal[scale] = [output]
         order.append(scale)
+        output = scale
     recorded = [n for n in names if isinstance(graph.nodes[n], SYNAPSE_TYPES)]
+    looped = {n: [p for p in (recurrent_preds or {}).get(n, []) if p in inside] for n in names} if len(names) > 1 else {}
     return GroupSpec(nodes=nodes, order=order, internal_preds=internal, entries=entries, recorded=recorded, dt=dt,
-                     time_steps=T, latency=latency, n_batches=n_batches, masks=masks, error_path=error_path)
+                     time_steps=T, latency=latency, n_batches=n_batches, masks=masks, error_path=error_path,
+                     recurrent_preds={n: ps for n, ps in looped.items() if ps}, output=output)
 
 
 def _delay_group(NodeGroup, name: str, port, lag: int, graph, T, at, n_batches, masks, batch, groups, error_path):

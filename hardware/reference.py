@@ -185,7 +185,7 @@ def _conv2d(name: str, node: nir.Conv2d, dt: float | None) -> Step:
         raise SpikebertError(f"Conv2d {name!r}: weight {weight.shape} must be (C_out, C_in/groups, K_h, K_w) with C_out "
                              f"divisible by groups={groups}")
     try:
-        kernels.conv2d_padding(node.padding, weight.shape[2:], kernels._pair(node.dilation))
+        kernels.conv2d_padding(node.padding, weight.shape[2:], kernels.pair(node.dilation))
     except ValueError as err:
         raise SpikebertError(f"Conv2d {name!r}: {err}") from None
     return _stateless(lambda x, ctx: kernels.conv2d(x, weight, bias, stride=node.stride, padding=node.padding,
@@ -196,7 +196,7 @@ def _pool2d(name: str, node: nir.SumPool2d | nir.AvgPool2d, dt: float | None) ->
     params = {"kernel_size": node.kernel_size, "stride": node.stride, "padding": node.padding}
     if isinstance(node, nir.SumPool2d):
         return _stateless(lambda x, ctx: kernels.sum_pool2d(x, **params))
-    area = float(np.prod(kernels._pair(node.kernel_size)))
+    area = float(np.prod(kernels.pair(node.kernel_size)))
     return _stateless(lambda x, ctx: kernels.sum_pool2d(x, **params) / area)
 
 

@@ -93,7 +93,8 @@ def cmd_simulate(args) -> int:
     report = simulate(graph=args.graph, backend=args.backend, fixed_point=args.fixed_point, fuse=args.fuse,
                       data=args.data, data_dir=args.data_dir, split=args.split, limit=args.limit,
                       batch_size=args.batch_size, check=args.check, checkpoint=args.checkpoint,
-                      activity_out=args.activity, out=args.out, tokenizer=args.tokenizer)
+                      activity_out=args.activity, out=args.out, tokenizer=args.tokenizer, inputs=args.inputs,
+                      dt=args.dt, spikes_out=args.spikes_out)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -165,6 +166,9 @@ def cmd_plot(args) -> int:
 
     if args.figure == "sweep":
         paths = workflows.plot_sweep(results=args.results, out=args.out, x=args.x, y=args.y, group=args.group)
+    elif args.figure == "front":
+        paths = workflows.plot_front(reports=args.reports, out=args.out, profiles=args.profile, labels=args.label,
+                                     teacher_accuracy=args.teacher_accuracy)
     elif args.figure == "attention":
         paths = workflows.plot_attention(model=args.model, sentence=args.sentence, out=args.out, layer=args.layer,
                                          head=args.head, per_step=args.per_step)
@@ -235,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
     v.set_defaults(func=cmd_eval)
 
-    pl = sub.add_parser("plot", help="figures: spiking attention maps, firing rates, a sweep's accuracy")
+    pl = sub.add_parser("plot", help="figures: spiking attention maps, firing rates, a sweep's accuracy, "
+                                     "energy-accuracy fronts")
     figs = pl.add_subparsers(dest="figure", required=True)
     pa = figs.add_parser("attention", help="token x token coincidence counts Q K^T of a sentence, per block and head")
     pa.add_argument("model", help="student checkpoint (model.pt)")
@@ -255,7 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--x", required=True, help="the swept parameter's key, e.g. time_steps")
     ps.add_argument("--y", default="accuracy", help="the metric's key (default %(default)s)")
     ps.add_argument("--group", default=None, help="one line per value of this key, e.g. depth")
-    for fp in (pa, pr, ps):
+    pf = figs.add_parser("front", help="accuracy against energy per sentence of energy reports, Pareto front per "
+                                       "profile, teacher marked; PNG, PDF and a LaTeX table")
+    pf.add_argument("reports", nargs="+", help="energy_report.json files written by `spikebert energy`")
+    pf.add_argument("--profile", default=None, help="comma-separated profiles, one panel each (default: every "
+                                                    "profile all the reports priced)")
+    pf.add_argument("--label", action="append", default=None, help="a name per report, in order (default: its "
+                                                                   "folder's name); repeat it")
+    pf.add_argument("--teacher-accuracy", type=float, default=None,
+                    help="the teacher's accuracy on the same sentences, as a share: the teacher becomes a point "
+                         "of the front (default: a line at its energy)")
+    for fp in (pa, pr, ps, pf):
         fp.add_argument("--out", required=True, help="folder for the PNG and PDF files")
         fp.set_defaults(func=cmd_plot)
 
@@ -281,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="write the report JSON here")
     s.add_argument("--tokenizer", default=None, help="tokenizer folder or HF name instead of the one the graph "
                                                      "carries (its vocabulary must match)")
+    s.add_argument("--inputs", default=None, metavar="X.npy",
+                   help="instead of a split: a tensor (T, N, *input shape) for a graph with a tensor Input (any "
+                        "standard NIR graph, e.g. spike trains); x[t] drives step t")
+    s.add_argument("--spikes-out", default=None, metavar="Y.npy",
+                   help="with --inputs: write the Output's value per step, (T, N, *output shape), here")
+    s.add_argument("--dt", type=float, default=None,
+                   help="time step in the graph's time unit, for graphs whose metadata has none (NIR stores no dt; "
+                        "snnTorch/Norse exports assume 1e-4)")
     s.set_defaults(func=cmd_simulate)
 
     qz = sub.add_parser("quantize", help="quantise a NIR graph to Loihi fixed point (a NIR file again)")

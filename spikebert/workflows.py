@@ -338,10 +338,16 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
              data: str = "sst-2", data_dir: str | Path | None = None, split: str = "dev", limit: int = 0,
              batch_size: int = 64, check: bool = True, checkpoint: str | Path | None = None,
              activity_out: str | Path | None = None, out: str | Path | None = None,
-             tokenizer: str | None = None) -> dict:
+             tokenizer: str | None = None, inputs: str | Path | None = None, dt: float | None = None,
+             spikes_out: str | Path | None = None) -> dict:
     """Run a NIR graph on a split through Lava or the reference executor. Returns the report: accuracy,
     agreement with the reference executor (and with PyTorch given ``checkpoint``), per-layer
-    activity, steps, processes and wall time; also written to ``out`` and the activity to ``activity_out``."""
+    activity, steps, processes and wall time; also written to ``out`` and the activity to ``activity_out``.
+
+    ``inputs``: instead of a split, a ``.npy`` tensor (T, N, *input shape) for a graph with a tensor Input
+    (any standard NIR graph: spikes or values, x[t] drives step t); the Output's value per step is written
+    to ``spikes_out`` (.npy, (T, N, *output shape)). ``dt``: the step, for graphs whose metadata has none
+    (NIR stores no dt)."""
     from spikebert.contract.extension import read_graph
     from spikebert.hardware.fixed_point import is_quantised
 
@@ -352,7 +358,13 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
         from spikebert.hardware.quantize import quantize_graph
 
         log.info("quantising %s to Loihi fixed point (save it with 'spikebert quantize')", graph)
-        nir_graph = quantize_graph(nir_graph)
+        nir_graph = quantize_graph(nir_graph, dt=dt)
+    if inputs is not None:
+        return _simulate_inputs(nir_graph, graph=graph, inputs=inputs, backend=backend, fuse=fuse, dt=dt,
+                                batch_size=batch_size, check=check, activity_out=activity_out, out=out,
+                                spikes_out=spikes_out)
+    if spikes_out is not None:
+        raise SpikebertError("--spikes-out writes the output of a tensor input: give --inputs X.npy")
     if checkpoint is not None:  # checked before any simulation: a bad checkpoint fails at once
         load_student(checkpoint, need_graph="simulate --checkpoint")
     dataset = load_split(data, split, data_dir=data_dir)
@@ -393,6 +405,68 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
     if out:
         atomic_write_text(Path(out), json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _simulate_inputs(nir_graph, *, graph, inputs, backend, fuse, dt, batch_size, check, activity_out, out,
+                     spikes_out) -> dict:
+    """``simulate`` on a tensor input (T, N, *input shape) from a .npy file."""
+    from spikebert.contract.fileio import atomic_write
+    from spikebert.hardware.fixed_point import is_quantised
+    from spikebert.hardware.reference import ReferenceExecutor
+
+    path = Path(inputs)
+    if not path.is_file():
+        raise MissingFileError(f"input file {path} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise SpikebertError(f"{path} is not a readable .npy array: {err}") from None
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        raise SpikebertError(f"{path}: holds {x.dtype} values; inputs must be numbers (spikes or values)")
+    if x.ndim < 2:
+        raise SpikebertError(f"{path}: inputs must be (T, N, *input shape), got shape {x.shape}")
+    x = x.astype(np.float64)
+    t0 = time.perf_counter()
+    report: dict = {"graph": str(graph), "backend": backend, "fixed_point": is_quantised(nir_graph),
+                    "inputs": str(path), "time_steps": int(x.shape[0]), "samples": int(x.shape[1])}
+    if backend == "lava":
+        from spikebert.hardware.lava_runner import run_lava
+
+        run = run_lava(nir_graph, inputs=x, batch_size=batch_size, fuse=fuse, dt=dt)
+        y, activity = run.step_outputs, run.activity
+        report.update(fuse=fuse, processes=run.num_processes, steps=run.num_steps, output_latency=run.output_latency,
+                      compile_s=round(run.compile_seconds, 2), run_s=round(run.run_seconds, 2))
+    else:
+        ex = ReferenceExecutor(nir_graph, dt=dt)
+        y, activity = ex.run_inputs(x).step_outputs, ex.activity
+    report["wall_s"] = round(time.perf_counter() - t0, 2)
+    report["output_shape"] = list(y.shape)
+    report["output_sum"] = float(y.sum())
+    report["output_spikes_per_sample"] = float(np.count_nonzero(y) / max(1, y.shape[1]))
+    if backend == "lava" and check:
+        ref = ReferenceExecutor(nir_graph, dt=dt)
+        expected = ref.run_inputs(x).step_outputs
+        report["equals_reference"] = bool(np.array_equal(y, expected))
+        report["max_diff_vs_reference"] = float(np.abs(y - expected).max()) if y.size else 0.0
+    report["layers"] = {name: {"input_nonzeros": a.input_nonzeros, "input_rate": round(a.input_rate, 6)}
+                        for name, a in activity.nodes.items()}
+    if spikes_out:
+        atomic_write(Path(spikes_out), lambda tmp: tmp.write_bytes(_npy_bytes(y)))  # exactly this path, .npy format
+        report["spikes_out"] = str(spikes_out)
+    if activity_out:
+        activity.to_json(activity_out)
+        report["activity"] = str(activity_out)
+    if out:
+        atomic_write_text(Path(out), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _npy_bytes(y: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, y)
+    return buffer.getvalue()
 
 
 def quantize(*, graph: str | Path, out: str | Path, dt: float | None = None, bias_exp_min: int = 0) -> dict:
@@ -859,3 +933,30 @@ def _record_command(run: Path, argv: list[str]) -> None:
               "host": platform.node(), "commit": commit}
     with (run / "commands.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def plot_front(*, reports: list[str | Path], out: str | Path, profiles: str | None = None,
+               labels: list[str] | None = None, teacher_accuracy: float | None = None) -> list[Path]:
+    """Energy-accuracy fronts of energy reports (``energy_report.json`` of ``spikebert energy``, each with
+    the student's accuracy): one panel per profile (default: those all reports priced), the teacher marked
+    (at ``teacher_accuracy`` if given), the Pareto front drawn; PNG, PDF, a LaTeX table and the points as
+    JSON in ``out``. ``labels`` name the reports (default: each report's folder name)."""
+    from spikebert.energy.front import front_points
+    from spikebert.energy.plots import write_front
+    from spikebert.energy.report import EnergyReport
+
+    paths = [Path(r) for r in reports]
+    if labels is not None and len(labels) != len(paths):
+        raise SpikebertError(f"{len(labels)} labels for {len(paths)} reports: give one --label per report")
+    names = labels or [p.parent.name or p.stem for p in paths]
+    if labels is None and len(set(names)) != len(names):
+        names = [str(p.parent) for p in paths]
+    loaded = []
+    for name, path in zip(names, paths):
+        try:
+            loaded.append((name, EnergyReport.from_dict(_read_json(path, "energy report"))))
+        except (KeyError, TypeError) as err:
+            raise SpikebertError(f"energy report {path}: not a report of `spikebert energy` ({err!r})") from err
+    chosen = None if profiles is None else [s.strip() for s in profiles.split(",") if s.strip()]
+    points = front_points(loaded, profiles=chosen, teacher_accuracy=teacher_accuracy)
+    return write_front(points, Path(out))

@@ -18,7 +18,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from spikebert.hardware import kernels
-from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, TokenSpikeSource
+from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, RecurrentDelay, TokenSpikeSource
 from spikebert.hardware.reference import StepContext, step_builder
 
 from spikebert.contract.activity import NodeActivity
@@ -76,6 +76,10 @@ class _NodeGroupModel(PyLoihiProcessModel):
         self.steps = {n: step_builder(spec.nodes[n])(n, spec.nodes[n], spec.dt) for n in spec.order}
         self.records = {n: NodeActivity() for n in spec.recorded}
         self.state = dict.fromkeys(spec.order)
+        recurrent = getattr(spec, "recurrent_preds", {}) or {}
+        self.recurrent = {n: ps for n, ps in recurrent.items() if ps}
+        self.recurrent_sources = sorted({p for ps in self.recurrent.values() for p in ps})
+        self.previous: dict = {}  # outputs of the recurrent sources at the last step of this window
 
     def run_spk(self) -> None:
         with reported(self.spec.error_path):
@@ -87,12 +91,17 @@ class _NodeGroupModel(PyLoihiProcessModel):
         window = self.time_step - 1 - spec.latency  # steps since this group's first sentence arrived
         if spec.reset and window % spec.time_steps == 0:
             self.state = dict.fromkeys(spec.order)  # a new batch of sentences starts: all state to 0
+            self.previous = {}
         batch = window // spec.time_steps
         live = 0 <= batch < spec.n_batches
         mask = spec.masks[min(max(batch, 0), spec.n_batches - 1)] if spec.masks is not None else None
         out = {}
         for name in spec.order:
             parts = [out[p] for p in spec.internal_preds[name]] + ([x_in] if name in spec.entries else [])
+            parts += [self.previous[p] for p in self.recurrent.get(name, ()) if p in self.previous]
+            if not parts:  # step 0 of a node fed by recurrent edges only: their zero
+                parts = [np.zeros_like(out[self.recurrent[name][0]]) if self.recurrent[name][0] in out else
+                         np.zeros((x_in.shape[0], *np.shape(spec.nodes[self.recurrent[name][0]].output_type["output"])))]
             x = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
             record = self.records.get(name) if live else None
             if record is not None:
@@ -100,12 +109,14 @@ class _NodeGroupModel(PyLoihiProcessModel):
                 record.add(NodeActivity(input_nonzeros=nnz, input_abs_sum=abs_sum, input_elements=elements))
             ctx = StepContext(mask=mask, activity=record if record is not None else NodeActivity())
             out[name], self.state[name] = self.steps[name](x, self.state[name], ctx)
+        if self.recurrent_sources:
+            self.previous = {p: out[p] for p in self.recurrent_sources}
         if live:
             for i, name in enumerate(spec.recorded):
                 r = self.records[name]
                 self.stats[i] = (r.input_nonzeros, r.input_abs_sum, r.input_elements, r.qk_accumulates,
                                  r.av_accumulates)
-        self.a_out.send(self.cast(out[spec.order[-1]]))
+        self.a_out.send(self.cast(out[spec.sends]))
 
     def cast(self, y: np.ndarray) -> np.ndarray:
         return y
@@ -130,7 +141,7 @@ class PyNodeGroupModelFixed(_NodeGroupModel):
 
     def cast(self, y: np.ndarray) -> np.ndarray:
         if not np.array_equal(y, np.rint(y)):
-            raise TypeError(f"{self.spec.order[-1]!r} sends non-integers in fixed point; only the readout may")
+            raise TypeError(f"{self.spec.sends!r} sends non-integers in fixed point; only the readout may")
         return y.astype(np.int32)
 
 
@@ -142,3 +153,32 @@ class PyReadoutGroupModel(_NodeGroupModel):
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+class _RecurrentDelayModel(PyLoihiProcessModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.buffer = None
+
+    def run_spk(self) -> None:
+        window = self.time_step - 1 - self.proc_params["latency"]
+        if self.buffer is None or window % self.proc_params["time_steps"] == 0:
+            self.buffer = np.zeros(self.a_out.shape, dtype=self.a_out._dtype if hasattr(self.a_out, "_dtype") else float)
+        self.a_out.send(self.buffer)  # first: the loop's other processes wait on it
+        self.buffer = self.s_in.recv()
+
+
+@implements(proc=RecurrentDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyRecurrentDelayModelFloat(_RecurrentDelayModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=RecurrentDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyRecurrentDelayModelFixed(_RecurrentDelayModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)

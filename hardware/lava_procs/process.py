@@ -54,3 +54,17 @@ class NodeGroup(AbstractProcess):
 class ReadoutGroup(NodeGroup):
     """The graph's last group when it ends in float nodes (a quantised graph's host-side readout):
     sends float64 in fixed-point runs too."""
+
+
+class RecurrentDelay(AbstractProcess):
+    """A recurrent NIR edge between two processes: sends, at every step, what it received at the step
+    before (zero at the first step of each sample window), *then* receives; sending first is what
+    lets a loop of zero-delay processes run without deadlock, as lava-nc's Dense does. Unlike a
+    Dense (which would carry the last step of the previous sample into the next one), it clears at
+    every window: ``time_steps`` (T) and ``latency`` (the window's offset at the receiving node).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], time_steps: int, latency: int, name: str | None = None) -> None:
+        super().__init__(time_steps=time_steps, latency=latency, name=name)
+        self.s_in = InPort(shape=shape)
+        self.a_out = OutPort(shape=shape)

@@ -289,6 +289,16 @@ def _graph_from_dict(data: dict, *, where: str) -> nir.NIRGraph:
         metadata["time_steps"] = _field(metadata["time_steps"], "int>=1", f"{where} metadata 'time_steps'")
     if "dt" in metadata:
         metadata["dt"] = _field(metadata["dt"], "float>0", f"{where} metadata 'dt'")
+    # NIR's type inference would silently add an Input before a root and an Output after a leaf; a file whose
+    # graph has such dangling nodes is refused instead (an edge was lost, or a node was left over)
+    targets, sources = {d for _, d in edges}, {s for s, _ in edges}
+    roots = sorted(n for n, node in nodes.items() if n not in targets and not isinstance(node, nir.Input))
+    leaves = sorted(n for n, node in nodes.items() if n not in sources and not isinstance(node, nir.Output))
+    if roots or leaves:
+        raise SpikebertError(f"{where}: " + "; ".join(
+            ([f"nodes {roots} take no input and are not Input nodes"] if roots else [])
+            + ([f"nodes {leaves} feed nothing and are not Output nodes"] if leaves else []))
+            + " (an edge is missing or a node is left over)")
     try:
         graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
     except (ValueError, TypeError, KeyError, IndexError, AssertionError) as err:
