@@ -99,8 +99,12 @@ def front_figure(points):
     the teacher as a star (a dashed vertical line when its accuracy is not given), the Pareto front as a
     staircase through its points (``spikebert.energy.front``)."""
     profiles = list(dict.fromkeys(p.profile for p in points))
-    fig = _figure(5.2 * len(profiles), 4.2)
-    axes = fig.subplots(1, len(profiles), squeeze=False)[0]
+    cols = min(len(profiles), 2)
+    rows = -(-len(profiles) // cols)
+    fig = _figure(5.2 * cols, 4.0 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(profiles):]:
+        ax.set_visible(False)
     for ax, name in zip(axes, profiles):
         pts = [p for p in points if p.profile == name]
         for p in pts:
@@ -132,8 +136,9 @@ def front_figure(points):
 def write_front(points, out_dir: Path, *, stem: str = "front") -> list[Path]:
     """``STEM.png``, ``STEM.pdf``, ``STEM.tex`` (the table of :func:`spikebert.energy.front.front_latex`) and
     ``STEM.json`` (the points)."""
-    from spikebert.contract.fileio import atomic_write, atomic_write_text
     from spikebert.energy.front import front_latex
+
+    from spikebert.contract.fileio import atomic_write, atomic_write_text
 
     fig = front_figure(points)
     paths = []

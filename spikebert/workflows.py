@@ -809,6 +809,7 @@ def _write_energy(out: Path, profiles, formats, *, plots: bool, layers, residual
 
     report = EnergyReport(profile=profiles[0], more_profiles=profiles[1:], residual_convention=residual, layers=layers,
                           teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
+                          teacher_layers=list(teacher.layers),
                           teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
                           time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
     paths = report.write(out, formats=formats)
