@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     for name in args.variants:
         run = Path(args.runs) / name
         t0 = time.perf_counter()
-        train = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run, teacher=args.teacher,
+        trained = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run, teacher=args.teacher,
                                 student_overrides={**STUDENT, **VARIANTS[name]}, overrides=DISTILL,
                                 command=[sys.executable, *sys.argv, f"# variant {name}"])
         train_s = time.perf_counter() - t0
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
         evaluation = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True,
                                         attention=VARIANTS[name].get("attention", "ssa") == "ssa")
         row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": DISTILL, "train_seconds": round(train_s, 1),
+               "selected_dev_accuracy": trained.get("dev_accuracy"),
                "dev_accuracy": evaluation["accuracy"], "shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
                "shuffle_changed_predictions": evaluation["shuffle_changed_predictions"],
                "mean_firing_rate": evaluation["mean_firing_rate"], "attention": evaluation.get("attention")}
