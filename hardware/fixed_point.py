@@ -38,6 +38,20 @@ def _dense(name: str, node, dt):
     return lambda x, state, ctx: (kernels.dense_fixed(x, weight, exp), None)
 
 
+def _conv2d(name: str, node: nir.Conv2d, dt):
+    """Integer Conv2d: the products of integers in float64 are exact (|sum| < 2^53), then ``<< weight_exp``."""
+    p = fixed_params(node)
+    weight = np.asarray(node.weight, dtype=np.float64)
+    zero, exp, groups = np.zeros(weight.shape[0]), int(p["weight_exp"]), int(node.groups)
+
+    def step(x, state, ctx):
+        acc = kernels.conv2d(np.asarray(x, dtype=np.float64), weight, zero, stride=node.stride, padding=node.padding,
+                             dilation=node.dilation, groups=groups)
+        return kernels.shift_exp(np.rint(acc).astype(np.int64), exp), None
+
+    return step
+
+
 def _attention(name: str, node: SBSpikeAttention, dt):
     multiplier = int(fixed_params(node)["multiplier"])
 
@@ -72,6 +86,7 @@ FIXED_STEP_BUILDERS = {
     nir.Affine: _dense,
     nir.Linear: _dense,
     nir.Conv1d: _dense,
+    nir.Conv2d: _conv2d,
     SBSpikeAttention: _attention,
     nir.LIF: _spiking,
     nir.IF: _spiking,

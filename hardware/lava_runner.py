@@ -164,7 +164,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
     before = set(multiprocessing.active_children())
     try:
         with _watch(error_path):
-            net.source.create_runtime(run_cfg=cfg)
+            net.source.create_runtime(run_cfg=cfg, compile_config=_compile_config(net))
             logs.restore()  # and the compiler's
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -198,6 +198,15 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
         log.info("activity of %s (lava-nc Dense processes) is not recorded in this build", unrecorded)
     return LavaRun(step_outputs=steps, activity=activity, num_processes=net.num_processes, num_steps=net.num_steps,
                    output_latency=lat, compile_seconds=compile_s, run_seconds=run_s, fuse=fuse, fixed_point=fixed)
+
+
+CHANNEL_SLOTS = 4  # messages a Lava channel buffers (lava-nc's default 64 holds 64 copies of every message)
+
+
+def _compile_config(net) -> dict:
+    """lava-nc allocates each channel's shared memory for ``pypy_channel_size`` messages; the processes run in
+    lockstep, so a few suffice, and the deployable build's (L, B, C) messages (tens of MB) need few."""
+    return {"pypy_channel_size": CHANNEL_SLOTS}
 
 
 def _token_source(spikes: np.ndarray, T: int, error_path: str):

@@ -46,7 +46,7 @@ from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors
 
 log = logging.getLogger(__name__)
 
-FUSE_MODES = ("none", "blocks", "all")
+FUSE_MODES = ("none", "blocks", "all", "deploy")
 GRADED_BITS = 24  # num_message_bits of a lava Dense fed by graded values
 
 
@@ -140,7 +140,19 @@ def loop_nodes(graph: nir.NIRGraph, plan: Schedule) -> set[str]:
     return nodes
 
 
-def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | None = None) -> list[_Unit]:
+def _lava_lif_hosts(graph: nir.NIRGraph, name: str, dt: float | None) -> bool:
+    """Whether lava-nc's LIF holds this population: one beta, gain and threshold for all its neurons, reset to
+    0, no leak towards v_leak (``population_constants``); otherwise the naive build steps it in a NodeGroup."""
+    try:
+        population_constants(name, graph.nodes[name], dt if dt is not None else graph.metadata.get("dt"))
+    except SpikebertError as err:
+        log.info("%s runs in a NodeGroup, not lava-nc's LIF: %s", name, err)
+        return False
+    return True
+
+
+def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | None = None,
+         dt: float | None = None) -> list[_Unit]:
     """Processes for the nodes in ``compute`` (topological order, Output excluded)."""
     if fuse not in FUSE_MODES:
         raise SpikebertError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
@@ -167,11 +179,12 @@ def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | N
     looped = loop_nodes(graph, steps)  # a lava Dense's one-step delay would lengthen the loop
     for name in compute:
         node = graph.nodes[name]
-        if isinstance(node, SPIKING) and not steps.recurrent_preds[name]:
+        if isinstance(node, SPIKING) and not steps.recurrent_preds[name] and _lava_lif_hosts(graph, name, dt):
             units.append(_Unit("lif", [name]))
         elif (isinstance(node, (nir.Affine, nir.Linear)) and len(succ[name]) == 1 and name not in looped
               and isinstance(graph.nodes[succ[name][0]], SPIKING) and preds[succ[name][0]] == [name]
-              and not steps.recurrent_preds[succ[name][0]] and np.asarray(node.weight).ndim == 2):
+              and not steps.recurrent_preds[succ[name][0]] and np.asarray(node.weight).ndim == 2
+              and _lava_lif_hosts(graph, succ[name][0], dt)):
             units.append(_Unit("dense", [name]))
         else:
             units.append(_Unit("group", [name]))
@@ -211,7 +224,13 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     if len(outputs) != 1:
         raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
     compute = [n for n in order[order.index(source_node) + 1:] if n != outputs[0]]
-    units = plan(graph, compute, fuse, steps)
+    if fuse == "deploy":
+        from spikebert.hardware.lava_deploy import build_deploy
+
+        return build_deploy(graph, source_node=source_node, source=source, batch=batch, n_batches=n_batches, T=T,
+                            dt=dt, masks=masks, error_path=error_path, steps=steps, compute=compute,
+                            output=outputs[0], sink_cls=RingBuffer, float_sink_model=PyReceiveModelFloat)
+    units = plan(graph, compute, fuse, steps, dt)
     if batch != 1 and any(u.kind == "dense" for u in units):
         raise SpikebertError(f"fuse='none' maps Affine/Linear -> LIF to lava-nc Dense, whose ports are 1-D: batch must "
                          f"be 1, got {batch}")

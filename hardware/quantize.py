@@ -52,7 +52,7 @@ VTH_MAX = 2**17 - 1
 BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed mantissa
 BIAS_EXP_MAX = 7  # 3-bit exponent
 DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
-SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d)
+SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 SPIKING = (nir.LIF, nir.IF)
 REFUSED = {
     SBLayerNorm: "LayerNorm is not Loihi-native (mean, variance and division per token); train the student with "
@@ -96,7 +96,8 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
         inputs = (*SYNAPSES, SBSpikeAttention)
         if producer is None or succ[producer] != [name] or not isinstance(nodes[producer], inputs):
             raise SpikebertError(
-                f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d or "
+                f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d/"
+                f"Conv2d or "
                 f"SBSpikeAttention that feeds only it (found {preds[name]}); Loihi accumulates synaptic input in "
                 "the neuron's units, so every synapse into a population shares its scale")
         beta, gain, vth = population_constants(name, node, dt)

@@ -282,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["lava", "reference"], default="lava")
     s.add_argument("--fixed-point", action="store_true",
                    help="Loihi fixed point: quantise a float graph first (a quantised graph always runs fixed)")
-    s.add_argument("--fuse", choices=["blocks", "none", "all"], default="blocks",
-                   help="Lava processes: one per residual block (default), one per NIR node, or one in all")
+    s.add_argument("--fuse", choices=["blocks", "none", "all", "deploy"], default="blocks",
+                   help="Lava processes: one per residual block (default), one per NIR node, one in all, or deploy: "
+                        "every synaptic layer a lava-nc Conv and every population a lava-nc LIF (custom processes "
+                        "only for spike attention, the host readout and branch delays)")
     _add_data_args(s)
     s.add_argument("--split", default="dev", choices=["train", "dev"])
     s.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")

@@ -315,6 +315,7 @@ def export_netx(*, graph: str | Path, out: str | Path | None = None, dt: float |
     from spikebert.hardware.fixed_point import is_quantised
     from spikebert.hardware.lava_env import require_lava_dl
     from spikebert.hardware.nir_to_netx import export_netx as to_netx
+    from spikebert.hardware.nir_to_netx import fold_pools
     from spikebert.hardware.quantize import quantize_graph
 
     require_lava_dl("netx export (--to netx)")
@@ -325,8 +326,8 @@ def export_netx(*, graph: str | Path, out: str | Path | None = None, dt: float |
                              "--backend lava runs them)")
     path = Path(out) if out else graph.with_suffix(".net")
     nir_graph = read_graph(graph)
-    if not is_quantised(nir_graph):
-        nir_graph = quantize_graph(nir_graph, dt=dt, bias_exp_min=6)
+    if not is_quantised(nir_graph):  # netx has no pooling layer: sum/average pools fold into the next synapse
+        nir_graph = quantize_graph(fold_pools(nir_graph), dt=dt, bias_exp_min=6)
     to_netx(nir_graph, path)
     return path
 

@@ -182,3 +182,40 @@ class PyRecurrentDelayModelFloat(_RecurrentDelayModel):
 class PyRecurrentDelayModelFixed(_RecurrentDelayModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+
+# --- lava-nc's Conv process, 1 x 1 kernels: CPU models for the deployable build -----------------------
+# lava-nc's own Conv models loop over every (output, input) channel pair with scipy (C_out x C_in
+# convolve2d calls per step); a 1 x 1 kernel is one matrix product. Same process, ports and Vars, same
+# semantics: the value received at step t is sent at step t + 1, binary input unless num_message_bits,
+# 24-bit clamp in fixed point. Selected per process instance (exception_proc_model_map).
+
+from lava.proc.conv import utils as _conv_utils  # noqa: E402
+from lava.proc.conv.models import PyConvModelFixed, PyConvModelFloat  # noqa: E402
+
+
+class _Conv1x1:
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf)
+        s = self.s_in.recv()
+        if self.num_message_bits.item() == 0:
+            s = s.astype(bool)
+        w = np.asarray(self.weight[:, 0, 0, :], dtype=np.float64)  # (C_out, C_in)
+        x = np.asarray(s, dtype=np.float64).reshape(-1, w.shape[1])
+        self.a_buf = self.finish((x @ w.T).reshape(*s.shape[:-1], w.shape[0]))
+
+    def finish(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+
+class PyConv1x1ModelFloat(_Conv1x1, PyConvModelFloat):
+    """lava-nc ``Conv`` (1 x 1 kernel, stride 1, no padding, one group), floating point."""
+
+
+class PyConv1x1ModelFixed(_Conv1x1, PyConvModelFixed):
+    """lava-nc ``Conv`` (1 x 1 kernel, stride 1, no padding, one group), fixed point: integer weights (the
+    effective ones, mantissa << weight_exp), exact integer sums (float64 products of integers below 2^53),
+    clamped to 24 bits as lava-nc's fixed model does."""
+
+    def finish(self, a: np.ndarray) -> np.ndarray:
+        return _conv_utils.signed_clamp(np.rint(a).astype(np.int64), bits=24).astype(np.int32)
