@@ -92,7 +92,9 @@ def operation_shares(graph, inventory, ids, *, batch_size: int) -> dict:
             lava_ops[p.name] += float(np.count_nonzero(spikes[p.source] * mask[None, :, None, :])) * c_out
         real = float(mask.sum())
         neuron_lava += sum(np.shape(graph.nodes[n].v_threshold)[0] for n in pops) * real * T
-        neuron_custom += graph.nodes[enc.first_node].threshold.shape[0] * real  # the encoder, once per sentence
+        first = graph.nodes[enc.first_node]
+        if isinstance(first, nir.Threshold):  # the encoder's threshold units, once per sentence (a membrane
+            neuron_custom += first.threshold.shape[0] * real  # student's encoder sends currents: no neurons)
     custom_ops = {}
     for name, a in ex.activity.nodes.items():
         node = graph.nodes[name]
@@ -120,6 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--attention-bias", type=float, default=1.0, help="make_student's: Q, K, V fire more")
     p.add_argument("--modes", default="float,fixed")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trained student's model.pt instead of the freshly initialised one (a membrane-residual "
+                        "student runs --modes float)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,7 +147,18 @@ def main(argv=None) -> int:
                                f"{args.seed}, attention_bias {args.attention_bias}): no trained student on this "
                                "machine; accuracy is chance, the build is what is measured"}
     with tempfile.TemporaryDirectory(prefix="deployable-") as tmp:
-        graph_path, cfg = make_graph(Path(tmp), seed=args.seed, attention_bias=args.attention_bias)
+        if args.checkpoint:
+            from spikebert.students import load_student
+
+            graph_path = Path(tmp) / "student.nir"
+            subprocess.run([str(Path(sys.executable).with_name("spikebert-export")), args.checkpoint, "-o",
+                            str(graph_path)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            student, payload = load_student(args.checkpoint)
+            cfg = {k: v for k, v in dataclasses.asdict(student.cfg).items() if not isinstance(v, (list, dict))}
+            result["student"] = (f"trained: {args.checkpoint} (selected dev accuracy "
+                                 f"{payload['metrics'].get('dev_accuracy')})")
+        else:
+            graph_path, cfg = make_graph(Path(tmp), seed=args.seed, attention_bias=args.attention_bias)
         graph = read_graph(graph_path)
         result["student_config"] = cfg
         dataset = load_split("sst-2", "dev")
