@@ -126,7 +126,8 @@ _NAME = ((lambda v: bool(v.strip())), "a non-empty string")
 # the students' sizes, also checked by their __post_init__, but here before it runs (heads = 0 would divide by zero)
 _SIZES = dict(vocab_size=_at_least(1), num_classes=_at_least(1), max_len=_at_least(1), dim=_at_least(1),
               depth=_at_least(1), heads=_at_least(1), time_steps=_at_least(1), pad_token_id=_at_least(0))
-_MLP_WIDTH = ((lambda c: c.mlp_dim >= 1), "dim * mlp_ratio rounds to 0: the MLP would have no units")
+_MLP_WIDTH = ((lambda c: 0.5 < c.dim * c.mlp_ratio < 2**63),
+              "dim * mlp_ratio must round to a width of at least 1 that fits in 64 bits")
 
 # class -> field -> (test, what the value must be): the domain of each field, checked by ``from_dict`` (every config
 # file and --set value) besides the class's own ``__post_init__`` rules

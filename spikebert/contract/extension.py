@@ -11,6 +11,8 @@ registry list; when a future NIR changes it, ``read_graph`` still works through 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import nir
@@ -173,7 +175,7 @@ _register_with_nir()
 
 
 # -- reading -------------------------------------------------------------------------------------------
-# What a NIR file may hold, node type by node type: field -> kind (``_FIELD_KINDS``); "?" marks an optional field.
+# What a NIR file may hold, node type by node type: field -> kind (read by ``_field``); "?" marks an optional field.
 # Anything else in a node (an unknown key, a missing field, a value of another kind) is refused by name.
 _A = "array"  # a real-valued number array, every element finite
 _NODE_FIELDS: dict[str, dict[str, str]] = {
@@ -226,9 +228,9 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
     if not path.is_file():
         raise MissingFileError(f"NIR file {path} does not exist")
     data = _read_hdf5(path)
-    if not isinstance(data, dict) or data.get("type") != "NIRGraph":
-        found = data.get("type") if isinstance(data, dict) else type(data).__name__
-        raise SpikebertError(f"{path}: top-level NIR node is {found!r}, expected a NIRGraph")
+    found = data.get("type") if isinstance(data, dict) else type(data).__name__
+    if not isinstance(found, str) or found != "NIRGraph" or not isinstance(data, dict):
+        raise SpikebertError(f"{path}: top-level NIR node is {found!r:.40}, expected a NIRGraph")
     try:
         return _graph_from_dict(data, where="graph")
     except SpikebertError as err:
@@ -236,7 +238,29 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
 
 
 def _read_hdf5(path: Path):
-    """The ``/node`` group of a NIR file as a tree of dicts, numbers, strings and arrays."""
+    """The ``/node`` group of a NIR file as a tree of dicts, numbers, strings and arrays.
+
+    Where the platform can fork, the HDF5 library reads the file in a child process under a time limit: on some
+    damaged structures (a corrupt global heap under a string) it loops for ever or crashes, and that must end in
+    an error message, not a hung or killed command."""
+    if not (hasattr(os, "fork") and sys.platform.startswith("linux")):
+        return _read_hdf5_here(path)
+    limit = HDF5_READ_LIMIT_S + path.stat().st_size / 1e6  # + 1 s per MB for large graphs
+    status, value = _in_child(lambda: _read_hdf5_here(path), limit)
+    if status == "ok":
+        return value
+    if status == "error":
+        raise SpikebertError(value)
+    if status == "bug":
+        raise RuntimeError(f"reading {path} failed in the HDF5 reader process:\n{value}")
+    raise SpikebertError(f"{path} is not a readable NIR/HDF5 file (truncated or corrupt?): the HDF5 library {value} "
+                         "while reading it")
+
+
+HDF5_READ_LIMIT_S = 15.0
+
+
+def _read_hdf5_here(path: Path):
     import h5py
 
     budget = [max(1 << 20, 1100 * path.stat().st_size)]  # deflate expands at most ~1032x: more is a corrupt header
@@ -249,6 +273,54 @@ def _read_hdf5(path: Path):
         raise
     except (_Corrupt, *_HDF5_ERRORS) as err:
         raise SpikebertError(f"{path} is not a readable NIR/HDF5 file (truncated or corrupt?): {err}") from err
+
+
+def _in_child(work, limit_s: float) -> tuple[str, object]:
+    """Run ``work()`` in a forked child: ("ok", result), ("error", SpikebertError message), ("bug", traceback),
+    or ("died", how) when it crashed or ran over ``limit_s`` seconds (it is killed)."""
+    import pickle
+    import select
+    import signal
+    import time
+    import traceback
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read_end)
+            try:
+                result = ("ok", work())
+            except SpikebertError as err:
+                result = ("error", str(err))
+            except BaseException:  # noqa: BLE001 - reported to the parent as a bug, with its traceback
+                result = ("bug", traceback.format_exc())
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks, deadline, done = [], time.monotonic() + limit_s, False
+    try:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while not done and time.monotonic() < deadline:
+                ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+                if ready:
+                    chunk = pipe.read(1 << 20)
+                    chunks.append(chunk)
+                    done = not chunk
+    finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if not done:
+        return "died", f"ran over {limit_s:.0f} s (a loop on a damaged structure)"
+    if os.WIFSIGNALED(status):
+        return "died", f"crashed (signal {os.WTERMSIG(status)})"
+    try:
+        return pickle.loads(b"".join(chunks))  # the child's own pickle of plain data
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        return "died", f"ended without a result ({err})"
 
 
 def _hdf5_tree(group, key: str, budget: list[int], *, depth: int, count: list[int]):
@@ -313,7 +385,7 @@ def _node_from_dict(data, *, where: str) -> nir.NIRNode:
     if not isinstance(data, dict):
         raise SpikebertError(f"{where} must be a group, got {_kind(data)}")
     kind = data.get("type")
-    if kind == "NIRGraph":
+    if isinstance(kind, str) and kind == "NIRGraph":
         return _graph_from_dict(data, where=where)
     if not isinstance(kind, str) or kind not in _NODE_FIELDS:
         raise SpikebertError(
@@ -419,6 +491,8 @@ def _check_node(kind: str, f: dict, where: str) -> None:
         if w.ndim != dims or f["bias"].shape != w.shape[:1] or w.shape[0] % f["groups"]:
             raise SpikebertError(f"{where}: weight {w.shape} (c_out, c_in / groups, kernel...) must be {dims}-D, the "
                                  f"bias {f['bias'].shape} of length c_out, and c_out divisible by groups={f['groups']}")
+    if kind == "SBTokenEmbedding" and f["weight"].ndim != 2:
+        raise SpikebertError(f"{where}: weight must be (vocab, dim), got shape {f['weight'].shape}")
     if kind == "SBTokenEmbedding" and not f["pad_token_id"] < f["weight"].shape[0]:
         raise SpikebertError(f"{where}: pad_token_id {f['pad_token_id']} outside the vocabulary of "
                              f"{f['weight'].shape[0]} tokens")
