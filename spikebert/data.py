@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 from pathlib import Path
 
 from spikebert.contract.errors import MissingFileError, SpikebertError
@@ -20,6 +21,7 @@ DATA_DIR_ENV = "SPIKEBERT_DATA_DIR"
 TASK_CLASSES = {"sst-2": 2, "sst-2-sentence": 2, "sst-5": 5, "mr": 2, "subj": 2, "chnsenti": 2, "waimai": 2}
 """The six tasks' class counts (../shared/data/README.md): a label outside them is an error at read time."""
 TASKS = tuple(TASK_CLASSES)
+_LABEL = re.compile(r"\s*([+-]?)[0-9]+\s*", re.ASCII)  # a label: an integer in ASCII digits
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 
@@ -112,11 +114,11 @@ def read_tsv(path: Path, *, num_classes: int | None = None) -> TextDataset:
             text, sep, label = line.rpartition("\t")
             if not sep:
                 raise SpikebertError(f"{path}:{lineno}: no TAB separator in {line[:60]!r}")
-            try:
-                y = int(label)
-            except ValueError:
+            match = _LABEL.fullmatch(label)  # ASCII digits: int() would also read '1_0', '\uff11' or '\u0661'
+            if match is None:
                 raise SpikebertError(f"{path}:{lineno}: label {label!r} is not an integer") from None
-            if y < 0 or (num_classes is not None and y >= num_classes):
+            y = int(label)
+            if match.group(1) == "-" or (num_classes is not None and y >= num_classes):
                 classes = f"0..{num_classes - 1}" if num_classes is not None else "0, 1, ..."
                 raise SpikebertError(f"{path}:{lineno}: label {y} is outside this task's classes ({classes})")
             label_lines.setdefault(y, f"{path}:{lineno}")
