@@ -47,6 +47,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, *, expected_format: str | tuple[str, ...]) -> dict[str, Any]:
     """Load a checkpoint of one of the ``expected_format`` kinds without executing code; raise a clear
     error for anything else."""
+    import pickle
+
     import torch
 
     path = Path(path)
@@ -54,6 +56,11 @@ def load_checkpoint(path: str | Path, *, expected_format: str | tuple[str, ...])
         raise MissingFileError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's text suggests weights_only=False: never do that here
+        raise SpikebertError(
+            f"{path} is not a safe checkpoint: it holds objects other than tensors, numbers and strings "
+            "(unpickling them could run code), so it was not loaded; spikebert checkpoints never need that"
+        ) from err
     except _TORCH_LOAD_ERRORS as err:
         raise SpikebertError(
             f"{path} is not a loadable spikebert checkpoint (truncated, corrupt, or not saved "

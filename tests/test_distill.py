@@ -65,8 +65,9 @@ def test_checkpoint_refuses_code_and_wrong_kinds(tmp_path, tiny_cfg):
 
     evil = tmp_path / "evil.pt"
     torch.save({"format": "spikebert-student/1", "x": Evil()}, evil)
-    with pytest.raises(ValueError, match="not a loadable spikebert checkpoint"):
+    with pytest.raises(ValueError, match="is not a safe checkpoint") as refused:
         load_checkpoint(evil, expected_format="spikebert-student/1")
+    assert "weights_only=False" not in str(refused.value) and "\n" not in str(refused.value)  # one line, no bad advice
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
     with pytest.raises(ValueError, match="not a spikebert-student/1 checkpoint"):
