@@ -114,9 +114,9 @@ def read_tsv(path: Path, *, num_classes: int | None = None) -> TextDataset:
             text, sep, label = line.rpartition("\t")
             if not sep:
                 raise SpikebertError(f"{path}:{lineno}: no TAB separator in {line[:60]!r}")
-            match = _LABEL.fullmatch(label)  # ASCII digits: int() would also read '1_0', '\uff11' or '\u0661'
-            if match is None:
-                raise SpikebertError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+            match = _LABEL.fullmatch(label) if len(label) <= 32 else None  # ASCII digits: int() would also
+            if match is None:  # read '1_0', '\uff11' or '\u0661' (and refuse 5,000-digit strings)
+                raise SpikebertError(f"{path}:{lineno}: label {label[:40]!r} is not an integer") from None
             y = int(label)
             if match.group(1) == "-" or (num_classes is not None and y >= num_classes):
                 classes = f"0..{num_classes - 1}" if num_classes is not None else "0, 1, ..."
