@@ -163,3 +163,18 @@ def test_failed_energy_leaves_no_output(tmp_path, tiny_student, tiny_task):
     assert rc == 2
     assert not out.exists()
     assert not list(tmp_path.glob(".energy-out.staged.*"))
+
+
+def test_simulate_checks_the_checkpoint_before_any_simulation(tmp_path, tiny_student, tiny_task, monkeypatch):
+    """`simulate --checkpoint bad.pt` used to fail only after the whole (Lava) run."""
+    from spikebert import workflows
+    from spikebert.contract.errors import SpikebertError
+
+    graph = workflows.export_nir(model=tiny_student, out=tmp_path / "m.nir")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    started = []
+    monkeypatch.setattr(workflows, "tokenize_for_graph", lambda *a, **k: started.append(1))
+    with pytest.raises(SpikebertError, match="bad.pt"):
+        workflows.simulate(graph=graph, backend="lava", data="toy", data_dir=tiny_task, checkpoint=bad)
+    assert not started
