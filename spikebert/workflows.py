@@ -398,14 +398,7 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
         t_logits = torch_logits(checkpoint, ids, batch_size=batch_size)
         report["agreement_vs_pytorch_fp64"] = float((predictions == t_logits.argmax(-1)).mean())
         report["max_logit_diff_vs_pytorch_fp64"] = float(np.abs(logits - t_logits).max())
-    report["layers"] = {name: {"input_spikes": a.input_nonzeros, "input_rate": round(a.input_rate, 6)}
-                        for name, a in activity.nodes.items()}
-    if activity_out:
-        activity.to_json(activity_out)
-        report["activity"] = str(activity_out)
-    if out:
-        atomic_write_text(Path(out), json.dumps(report, indent=2) + "\n")
-    return report
+    return _finish_report(report, activity, count_key="input_spikes", activity_out=activity_out, out=out)
 
 
 def _simulate_inputs(nir_graph, *, graph, inputs, backend, fuse, dt, batch_size, check, activity_out, out,
@@ -449,11 +442,16 @@ def _simulate_inputs(nir_graph, *, graph, inputs, backend, fuse, dt, batch_size,
         expected = ref.run_inputs(x).step_outputs
         report["equals_reference"] = bool(np.array_equal(y, expected))
         report["max_diff_vs_reference"] = float(np.abs(y - expected).max()) if y.size else 0.0
-    report["layers"] = {name: {"input_nonzeros": a.input_nonzeros, "input_rate": round(a.input_rate, 6)}
-                        for name, a in activity.nodes.items()}
     if spikes_out:
         atomic_write(Path(spikes_out), lambda tmp: tmp.write_bytes(_npy_bytes(y)))  # exactly this path, .npy format
         report["spikes_out"] = str(spikes_out)
+    return _finish_report(report, activity, count_key="input_nonzeros", activity_out=activity_out, out=out)
+
+
+def _finish_report(report: dict, activity, *, count_key: str, activity_out, out) -> dict:
+    """Both simulate paths: per-layer input counts, then the activity and the report written where asked."""
+    report["layers"] = {name: {count_key: a.input_nonzeros, "input_rate": round(a.input_rate, 6)}
+                        for name, a in activity.nodes.items()}
     if activity_out:
         activity.to_json(activity_out)
         report["activity"] = str(activity_out)
