@@ -31,6 +31,8 @@ RESIDUAL_STATEMENTS = {
     "none": "The student has no integer-valued synaptic inputs: every matrix product takes spikes or "
             "real values (SpikingBERT adds residual spikes to currents, outside the matrix products).",
 }
+OTHER_CONVENTION = {"mac": "accumulate", "accumulate": "mac"}
+CONVENTION_WORDS = {"mac": "MACs", "accumulate": "accumulates"}
 SCOPE = ("Counted: matrix products only, for student and teacher alike; embedding lookups, LayerNorm, "
          "softmax, GELU and biases are not. Student attention products are exact accumulates (Q K^T "
          "coincidences, A V nonzeros x fan-out); the teacher's are MACs.")
@@ -87,6 +89,9 @@ class EnergyReport:
     teacher_method: str = "analytic"
     accuracy: float | None = None
     teacher_layers: list[LayerCount] = dataclasses.field(default_factory=list)
+    # the same activity counted under the other integer-input convention ("mac" <-> "accumulate"): every report
+    # states the student's energy both ways (empty: not counted, e.g. a report read from an older file)
+    other_convention_layers: list[LayerCount] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.residual_convention not in RESIDUAL_STATEMENTS:
@@ -129,6 +134,21 @@ class EnergyReport:
 
     def student_pj(self, profile: Profile) -> float:
         return sum(self.row_pj(r, profile) for r in self.layers)
+
+    @property
+    def other_convention(self) -> str | None:
+        """The integer-input convention :attr:`other_convention_layers` were counted under (None: not counted)."""
+        if not self.other_convention_layers or self.residual_convention not in OTHER_CONVENTION:
+            return None
+        return OTHER_CONVENTION[self.residual_convention]
+
+    @property
+    def integer_input_macs(self) -> float:
+        """MACs of synaptic layers whose input is integer-valued (a sum of spike trains), per sample."""
+        return float(sum(r.macs for r in self.layers if r.input_kind == "integer"))
+
+    def other_convention_mj(self, profile: Profile) -> float:
+        return sum(self.row_pj(r, profile) for r in self.other_convention_layers) / PJ_PER_MJ
 
     def teacher_pj(self, profile: Profile) -> float:
         if profile.per_layer:
@@ -177,6 +197,11 @@ class EnergyReport:
         for p in self.profiles:
             s, t = self.student_pj(p) / PJ_PER_MJ, self.teacher_pj(p) / PJ_PER_MJ
             rows.append(SummaryRow(f"energy {p.name} (mJ)", s, t, s / t if t else None, p.name))
+        if self.other_convention:
+            for p in self.profiles:
+                s, t = self.other_convention_mj(p), self.teacher_pj(p) / PJ_PER_MJ
+                rows.append(SummaryRow(f"energy {p.name} (mJ), integer inputs as {CONVENTION_WORDS[self.other_convention]}",
+                                       s, t, s / t if t else None))
         return rows
 
     def conventions(self) -> list[str]:
@@ -184,6 +209,7 @@ class EnergyReport:
             f"Per sample: mean over {self.samples} sentences, T = {self.time_steps} steps, activity recorded by "
             f"`{self.backend}`.",
             RESIDUAL_STATEMENTS[self.residual_convention],
+            *self._other_convention_statement(),
             SCOPE,
             f"Teacher counted: {self.teacher_method}.",
             "Names follow NeuroBench where they mean the same (differences in the NeuroBench column).",
@@ -194,6 +220,19 @@ class EnergyReport:
                                             "residual sum no synapse reads whole): their spike writes are not "
                                             "priced." if unknown else ""))
         return out
+
+    def _other_convention_statement(self) -> list[str]:
+        other = self.other_convention
+        if other is None:
+            return []
+        if self.integer_input_macs == 0:
+            return ["No synaptic layer reads integer inputs (integer-input MACs: 0), so both conventions (integer "
+                    "inputs as MACs, or as accumulates) give the same figures."]
+        p = self.profile
+        ratio = self.other_convention_mj(p) / (self.teacher_pj(p) / PJ_PER_MJ)
+        return [f"Integer-input MACs: {_num(self.integer_input_macs)} per sample. Counted instead as "
+                f"{CONVENTION_WORDS[other]}, the student's {p.name} energy is {_num(self.other_convention_mj(p))} mJ, "
+                f"{ratio:.2%} of the teacher's (the summary gives both, per profile)."]
 
     # ---- json --------------------------------------------------------------------------------
 
@@ -219,6 +258,13 @@ class EnergyReport:
             "energy": {r.profile: {"student_mj": r.student, "teacher_mj": r.teacher, "ratio": r.ratio}
                        for r in self.summary_rows() if r.profile},
             "layers": [dataclasses.asdict(r) for r in self.layers],
+            "integer_input_macs": self.integer_input_macs,
+            "other_convention": None if self.other_convention is None else {
+                "residual_convention": self.other_convention,
+                "energy": {p.name: {"student_mj": self.other_convention_mj(p),
+                                    "ratio": self.other_convention_mj(p) / (self.teacher_pj(p) / PJ_PER_MJ)}
+                           for p in self.profiles},
+                "layers": [dataclasses.asdict(r) for r in self.other_convention_layers]},
             "extra": self.extra,
         }
 
@@ -233,7 +279,8 @@ class EnergyReport:
                    teacher_macs=data["teacher"]["macs"], teacher_weight_reads=data["teacher"]["weight_reads"],
                    teacher_method=data["teacher"]["method"], samples=data["samples"], time_steps=data["time_steps"],
                    backend=data["backend"], accuracy=data["accuracy"], extra=data["extra"],
-                   teacher_layers=[LayerCount(**r) for r in data["teacher"].get("layers", [])])
+                   teacher_layers=[LayerCount(**r) for r in data["teacher"].get("layers", [])],
+                   other_convention_layers=[LayerCount(**r) for r in (data.get("other_convention") or {}).get("layers", [])])
 
     # ---- markdown ----------------------------------------------------------------------------
 

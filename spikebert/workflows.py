@@ -691,8 +691,10 @@ def _energy(*, model: str | Path, out: Path, shown: Path, teacher: str | None, t
     extra = {"student": str(shown_model), "teacher": teacher or str(teacher_config)}
     if sentences is not None:
         extra["data"] = f"{data} {split}"
+    other = {"mac": "accumulate", "accumulate": "mac"}[residual]
     return _write_energy(out, profiles, format_list, plots=plots,
                          layers=count_operations(graph, recorded, residual=residual), residual=residual,
+                         other_layers=count_operations(graph, recorded, residual=other),
                          teacher=counts, at=at, activity=recorded, accuracy=accuracy, extra=extra)
 
 
@@ -802,7 +804,7 @@ def _read_json(path: str | Path, what: str) -> dict:
 
 
 def _write_energy(out: Path, profiles, formats, *, plots: bool, layers, residual: str, teacher, at: str, activity,
-                  accuracy: float | None, extra: dict) -> EnergyResult:
+                  accuracy: float | None, extra: dict, other_layers=()) -> EnergyResult:
     """The report of either energy path: rows + teacher counts -> files (and plots)."""
     from spikebert.energy.report import EnergyReport
 
@@ -810,7 +812,8 @@ def _write_energy(out: Path, profiles, formats, *, plots: bool, layers, residual
                           teacher_macs=teacher.macs, teacher_weight_reads=teacher.weight_reads,
                           teacher_layers=list(teacher.layers),
                           teacher_method=f"{teacher.method}, {at}", samples=activity.samples,
-                          time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra)
+                          time_steps=activity.time_steps, backend=activity.backend, accuracy=accuracy, extra=extra,
+                          other_convention_layers=list(other_layers))
     paths = report.write(out, formats=formats)
     if plots:
         from spikebert.energy.plots import write_plots

@@ -106,3 +106,29 @@ def test_plots_written(tmp_path):
     for p in paths:
         assert p.read_bytes()[:4] == (b"\x89PNG" if p.suffix == ".png" else b"%PDF")
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_every_report_states_both_integer_input_conventions(tmp_path):
+    """The same activity counted with integer inputs as accumulates: b0_fc1's 800 MACs become k ACs per value k
+    (here 300), and the summary, the conventions and the JSON state that energy beside the headline."""
+    other = [LayerCount("b0_fc1", "conv1d", "integer", 0.5, 800.0, 0.0, 300.0, 0.0, weight_reads=80.0,
+                        input_elements=40.0) if r.name == "b0_fc1" else r for r in _report().layers]
+    r = _report(other_convention_layers=other)
+    assert r.other_convention == "accumulate" and r.integer_input_macs == 800
+    fp32 = get_profile("45nm-fp32")
+    assert r.other_convention_mj(fp32) == pytest.approx((20 * 4.6 + 450 * 0.9) / 1e9)
+    rows = {row.quantity: row for row in r.summary_rows()}
+    both = rows["energy 45nm-fp32 (mJ), integer inputs as accumulates"]
+    assert both.ratio == pytest.approx((20 * 4.6 + 450 * 0.9) / (5000 * 4.6))
+    assert rows["energy 45nm-fp32 (mJ)"].ratio == pytest.approx(r.ratio)
+    assert any("Counted instead as accumulates" in c and f"{both.ratio:.2%}" in c for c in r.conventions())
+    r.write(tmp_path, formats=("md", "json"), stem="rep")
+    md = (tmp_path / "rep.md").read_text()
+    assert "integer inputs as accumulates" in md and "Integer-input MACs: 800" in md
+    back = EnergyReport.from_dict(json.loads((tmp_path / "rep.json").read_text()))
+    assert back.other_convention_mj(fp32) == pytest.approx(r.other_convention_mj(fp32))
+    # a student with no integer inputs says the conventions agree, and a report without the second count says nothing
+    spikes_only = [r_ for r_ in r.layers if r_.input_kind != "integer"]
+    same = _report(layers=spikes_only, other_convention_layers=spikes_only)
+    assert any("both conventions" in c and "give the same figures" in c for c in same.conventions())
+    assert _report().other_convention is None and not any("Counted instead" in c for c in _report().conventions())
