@@ -98,7 +98,7 @@ def _layer_norm(m: GroupLayerNorm, *, tokens: int, **_) -> nir.NIRNode:
 
 
 def _attention(m: SpikeAttention, *, tokens: int, **_) -> nir.NIRNode:
-    return SBSpikeAttention(dim=m.dim, heads=m.heads, scale=m.scale, tokens=tokens, mask_padding=m.mask_padding)
+    return SBSpikeAttention(dim=m.dim, heads=m.heads, scale=m.export_scale(), tokens=tokens, mask_padding=m.mask_padding)
 
 
 def _token_mean(m: TokenMean, *, channels: int, tokens: int, **_) -> nir.NIRNode:

@@ -196,8 +196,9 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, groups: i
     return y * weight[:, None] + bias[:, None]
 
 
-def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale: float, key_mask: np.ndarray | None):
-    """SBSpikeAttention on (B, 3D, L) spikes -> ((B, D, L) output, attention counts A (B, H, L, L))."""
+def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale, key_mask: np.ndarray | None):
+    """SBSpikeAttention on (B, 3D, L) spikes -> ((B, D, L) output, attention counts A (B, H, L, L));
+    ``scale`` one number or one per head."""
     B, _, L = qkv.shape
     dh = dim // heads
     q = qkv[:, :dim].reshape(B, heads, dh, L)
@@ -207,7 +208,8 @@ def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale: float, key_
         keep = key_mask[:, None, None, :]  # (B, 1, 1, L)
         k, v = k * keep, v * keep
     a = q.transpose(0, 1, 3, 2) @ k  # (B, H, L, L): A[i, j] = #coincidences of query i and key j
-    y = (a @ v.transpose(0, 1, 3, 2)) * scale  # (B, H, L, dh)
+    per_head = np.asarray(scale, dtype=np.float64)
+    y = (a @ v.transpose(0, 1, 3, 2)) * (per_head.reshape(1, heads, 1, 1) if per_head.ndim else scale)  # (B, H, L, dh)
     return y.transpose(0, 1, 3, 2).reshape(B, dim, L), a, v
 
 

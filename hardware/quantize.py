@@ -186,11 +186,16 @@ def _synapse(name: str, node, gain: float, vth: float, neuron_shape) -> tuple[fl
 
 def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:
     """Set the integer multiplier of the attention counts; returns lam (64 units per coincidence step)."""
-    step = float(node.scale) * gain
+    scales = np.ravel(np.asarray(node.scale, dtype=np.float64))
+    if not np.all(scales == scales[0]):
+        raise SpikebertError(f"{name!r}: the attention scale differs across heads ({scales.tolist()}); Loihi fixed point "
+                             "holds one multiplier per population: use --fixed-point only with attn_scale = 'fixed' "
+                             "(float Lava and the reference executor run per-head scales)")
+    step = float(scales[0]) * gain
     lam = 2.0 ** (np.ceil(np.log2(1.0 / step)) + kernels.LOIHI_ACT_SHIFT)
     multiplier = step * lam
     if multiplier != round(multiplier):
-        raise SpikebertError(f"{name!r}: attention scale {node.scale} x gain {gain} has no exact power-of-two multiple")
+        raise SpikebertError(f"{name!r}: attention scale {scales[0]} x gain {gain} has no exact power-of-two multiple")
     node.metadata = {**(node.metadata or {}), "fixed_point": {"multiplier": int(multiplier), "scale": lam}}
     return lam
 

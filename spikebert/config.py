@@ -175,6 +175,11 @@ class StudentConfig(ConfigBase):
     threshold: float = 1.0
     attn_threshold: float = 0.5  # official: common_thr / 2
     qk_scale: float = 0.125  # official: applied after (Q K^T) V
+    # "fixed": qk_scale for every head (official); "learned-per-head": one trained scale per head, starting at qk_scale.
+    # With the attention LIF's reset to zero, a head's scale s and the threshold attn_threshold / s are the same
+    # neuron, so this is also a learned per-head attention threshold. Exported as SBSpikeAttention's per-head scale;
+    # Loihi fixed point holds one multiplier per population and refuses it.
+    attn_scale: typing.Literal["fixed", "learned-per-head"] = "fixed"
     norm: typing.Literal["layer", "batch"] = "layer"  # paper: LayerNorm; "batch" folds into the Linear at export
     mask_padding: bool = True  # official code lets pads into attention and the token mean
     position_embedding: bool = False  # official: none; True adds a learned (max_len, D) table before the spikes
@@ -207,6 +212,9 @@ class StudentConfig(ConfigBase):
             raise SpikebertError(f"StudentConfig.tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise SpikebertError(f"StudentConfig.pad_token_id={self.pad_token_id} outside the vocabulary")
+        if self.attn_scale != "fixed" and self.attention != "ssa":
+            raise SpikebertError(f"StudentConfig: attn_scale={self.attn_scale!r} scales the 'ssa' attention product; "
+                                 f"attention={self.attention!r} has no scale")
         if self.position_embedding and self.position_encoding not in ("none", "learned"):
             raise SpikebertError(f"StudentConfig: position_embedding=true (a learned table) contradicts "
                                  f"position_encoding={self.position_encoding!r}; set only position_encoding")

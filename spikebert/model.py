@@ -110,9 +110,16 @@ class SpikeAttention(nn.Module):
     With ``mask_padding``, padded tokens are removed from K and V, so they reach no real token.
     """
 
-    def __init__(self, *, dim: int, heads: int, scale: float, mask_padding: bool) -> None:
+    def __init__(self, *, dim: int, heads: int, scale: float, mask_padding: bool, learn_scale: bool = False) -> None:
         super().__init__()
-        self.dim, self.heads, self.scale, self.mask_padding = dim, heads, scale, mask_padding
+        self.dim, self.heads, self.mask_padding = dim, heads, mask_padding
+        # learn_scale: one trained scale per head (StudentConfig.attn_scale = "learned-per-head"), starting at scale
+        self.scale = None if learn_scale else scale
+        self.head_scale = nn.Parameter(torch.full((heads,), float(scale))) if learn_scale else None
+
+    def export_scale(self):
+        """The scale as SBSpikeAttention holds it: a float, or one float64 per head."""
+        return self.scale if self.head_scale is None else self.head_scale.detach().double().cpu().numpy()
 
     def split_heads(self, qkv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(Q, K, V) per head, each (T, B, H, L, dh), with padded keys and values removed if masking."""
@@ -126,7 +133,8 @@ class SpikeAttention(nn.Module):
     def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T, B, L, _ = qkv.shape
         q, k, v = self.split_heads(qkv, mask)
-        y = ((q @ k.transpose(-2, -1)) @ v) * self.scale  # (T, B, H, L, dh)
+        y = (q @ k.transpose(-2, -1)) @ v  # (T, B, H, L, dh)
+        y = y * (self.scale if self.head_scale is None else self.head_scale[:, None, None])
         return y.transpose(2, 3).reshape(T, B, L, self.dim)
 
 
@@ -191,7 +199,8 @@ class SpikingSelfAttention(nn.Module):
                                              mask_padding=cfg.mask_padding)
             self.attn_lif = None
         else:
-            self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding)
+            self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding,
+                                       learn_scale=cfg.attn_scale == "learned-per-head")
             self.attn_lif = make_lif(cfg, threshold=cfg.attn_threshold)
         self.proj = nn.Linear(D, D)
         self.proj_norm = make_norm(cfg, groups=1, dim=D)

@@ -87,22 +87,32 @@ class SBSpikeAttention(nir.NIRNode):
         Q, K, V = x[0:D], x[D:2D], x[2D:3D]          (binary spikes, (D, L) each)
         K[:, l] = V[:, l] = 0 for padding tokens l    (only if mask_padding)
         A_h = Q_h^T K_h                               (L x L coincidence counts)
-        y_h = scale * (A_h V_h^T)^T                   ((D/heads, L))
+        y_h = scale_h * (A_h V_h^T)^T                 ((D/heads, L))
 
     Input (3D, L) spikes, output (D, L) graded values. Heads split the channel axis in order.
+    ``scale``: one number for every head (the paper's), or one per head (``heads`` values: a student with
+    ``attn_scale = "learned-per-head"``).
     """
 
     dim: int
     heads: int
-    scale: float
+    scale: float | np.ndarray
     tokens: int
     mask_padding: bool
 
     def __post_init__(self):
         self.dim, self.heads, self.tokens = int(self.dim), int(self.heads), int(self.tokens)
-        self.scale, self.mask_padding = float(self.scale), bool(self.mask_padding)
+        self.mask_padding = bool(self.mask_padding)
         if self.dim % self.heads:
             raise SpikebertError(f"SBSpikeAttention: dim {self.dim} not divisible by heads {self.heads}")
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if scale.ndim == 0:
+            self.scale = float(scale)
+        elif scale.shape == (self.heads,):
+            self.scale = scale
+        else:
+            raise SpikebertError(f"SBSpikeAttention: scale must be one number or one per head ({self.heads}), "
+                                 f"got shape {scale.shape}")
         self.input_type = {"input": np.array([3 * self.dim, self.tokens])}
         self.output_type = {"output": np.array([self.dim, self.tokens])}
 
@@ -201,7 +211,7 @@ _NODE_FIELDS: dict[str, dict[str, str]] = {
     "Flatten": {"input_type?": "shape", "start_dim?": "int", "end_dim?": "int"},
     "SBTokenEmbedding": {"weight": _A, "max_len": "int>=1", "pad_token_id": "int>=0", "position_weight?": _A},
     "SBLayerNorm": {"weight": _A, "bias": _A, "groups": "int>=1", "eps": "float>0", "tokens": "int>=1"},
-    "SBSpikeAttention": {"dim": "int>=1", "heads": "int>=1", "scale": "float", "tokens": "int>=1",
+    "SBSpikeAttention": {"dim": "int>=1", "heads": "int>=1", "scale": "floats", "tokens": "int>=1",
                          "mask_padding": "bool"},
     "SBTokenMean": {"dim": "int>=1", "tokens": "int>=1", "mask_padding": "bool"},
     "SBIF": {"r": _A, "v_threshold": _A, "leak": _A},
@@ -459,6 +469,10 @@ def _field(value, kind: str, where: str):
         if kind.startswith("int>=") and value < int(kind[len("int>="):]):
             raise SpikebertError(f"{where} must be {kind[len('int'):]}, got {value}")
         return int(value)
+    if kind == "floats":  # a number, or a 1-D array of them (SBSpikeAttention's per-head scale)
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            return _field(value, _A, where)
+        return _field(value, "float", where)
     if kind.startswith("float"):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise SpikebertError(f"{where} must be a number, got {_kind(value)}")

@@ -1,0 +1,105 @@
+"""ChnSenti and Waimai again, with the teacher's vocabulary extended by the task's characters (issue #16, item 5).
+
+The offline teacher (all-MiniLM-L6-v2) has an English uncased vocabulary: most Chinese characters come out
+as ``[UNK]``. ``TeacherConfig.extend_vocab = "auto"`` (the default) adds every character of the training
+text that the tokenizer maps to ``[UNK]`` and occurs at least ``new_token_min_count`` times
+(``tokenizer.add_tokens`` + ``resize_token_embeddings``); the student reads the extended tokenizer from the
+teacher's folder, so both see the same tokens. Per task this script records the ``[UNK]`` share of the dev
+text before and after, trains the teacher (one epoch, lr 1e-4: the recipe of the earlier, unextended runs in
+README "Other tasks") and the student (the final SST-2 recipe of ``benchmarks/student_sst2.py``, two epochs),
+scores both on dev and, with ``--read-test``, once on test.
+
+    python benchmarks/chinese_vocab.py --runs runs/final --out benchmarks/results/chinese_vocab.json [--read-test]
+
+Writes the JSON after every task (command, machine, date, load); stages resume from their run folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+TASKS = ("chnsenti", "waimai")
+TEACHER = {"epochs": 1, "lr": 1e-4, "extend_vocab": "auto"}
+STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
+STUDENT = {"norm": "batch", "residual": "membrane", "position_encoding": "sinusoidal"}
+DISTILL = {"epochs": 2, "augment": None, "emb_rows": "batch"}
+# README "Other tasks" (2026-11-21): the same teacher recipe without the extension; LayerNorm SEW student
+BEFORE = {"chnsenti": {"teacher_dev": 0.7590, "student_dev": 0.7448, "teacher_test": 0.7487, "student_test": 0.7294},
+          "waimai": {"teacher_dev": 0.7546, "student_dev": 0.7437, "teacher_test": 0.7588, "student_test": 0.7462}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", default="runs/final")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--out", default="benchmarks/results/chinese_vocab.json")
+    p.add_argument("--read-test", action="store_true", help="also score the test split once (final reporting)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from spikebert import workflows
+    from spikebert.contract.fileio import atomic_write_text
+    from spikebert.data import load_split
+    from spikebert.teacher import load_tokenizer, resolve_teacher_name, unk_share
+
+    out = Path(args.out)
+    results = json.loads(out.read_text(encoding="utf-8"))["tasks"] if out.is_file() else {}
+    me = [sys.executable, *sys.argv]
+    for task in args.tasks:
+        run = Path(args.runs) / task
+        dev = load_split(task, "dev", data_dir=args.data_dir)
+        t0 = time.perf_counter()
+        teacher = workflows.train(stage="teacher", data=task, data_dir=args.data_dir, out=run / "teacher",
+                                  overrides=TEACHER, command=me)
+        teacher_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        workflows.train(stage="distill", data=task, data_dir=args.data_dir, out=run / "student",
+                        teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
+                        overrides=DISTILL, command=me)
+        student_s = time.perf_counter() - t0
+        model = run / "student" / "model.pt"
+        evaluation = workflows.evaluate(model=model, data=task, data_dir=args.data_dir, shuffled=True)
+        row = {
+            "unk_share_dev_before": unk_share(load_tokenizer(resolve_teacher_name("minilm-offline")), dev.sentences),
+            "unk_share_dev_after": unk_share(load_tokenizer(teacher["model"]), dev.sentences),
+            "vocab_size": json.loads((run / "student" / "student_config.json").read_text())["vocab_size"],
+            "teacher_dev_accuracy": teacher.get("teacher_dev_accuracy"),
+            "student_dev_accuracy": evaluation["accuracy"],
+            "student_shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
+            "seconds_this_invocation": {"teacher": round(teacher_s, 1), "student": round(student_s, 1)},
+            "before_extension": BEFORE[task],
+            "teacher_config": TEACHER, "student": STUDENT, "distill": DISTILL,
+        }
+        if args.read_test:
+            from spikebert.teacher import evaluate_teacher, load_teacher
+            from spikebert.tokenize import Batcher
+
+            test = load_split(task, "test", data_dir=args.data_dir)
+            batcher = Batcher(load_tokenizer(teacher["model"]), max_len=64)
+            row["teacher_test_accuracy"] = evaluate_teacher(load_teacher(teacher["model"]), batcher, test)
+            row["student_test_accuracy"] = workflows.evaluate(model=model, data=task, split="test",
+                                                              data_dir=args.data_dir)["accuracy"]
+        results[task] = row
+        atomic_write_text(out, json.dumps({
+            "command": " ".join(me),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average": os.getloadavg(),
+            "tasks": results,
+        }, indent=2) + "\n")
+        print(task, json.dumps({k: row[k] for k in ("unk_share_dev_before", "unk_share_dev_after",
+                                                    "teacher_dev_accuracy", "student_dev_accuracy")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

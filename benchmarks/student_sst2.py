@@ -1,0 +1,131 @@
+"""The issue-#16 SST-2 student: trained end to end on this machine, every synaptic layer reading binary spikes.
+
+Recipe (chosen on dev by ``benchmarks/ablation_sst2.py``; see README "Spike-driven student"):
+
+1. teacher: all-MiniLM-L6-v2 fine-tuned one epoch on 20,000 SST-2 training sentences;
+2. student: 2 x 256, T = 4, batch norm, padding masked, ``residual = "membrane"`` (every synaptic layer
+   reads binary spikes), sinusoidal positions (word order), distilled on the whole training split.
+
+Both stages resume from their run folders, so the script can be stopped and run again (a finished stage
+is reused, not retrained). Then it scores the student on all 872 dev sentences (also with each sentence's
+tokens shuffled, and per head the attention's rates), writes the 45 nm energy report against the teacher
+on the same sentences, and — only with ``--read-test``, once, after the recipe is fixed — the test split.
+
+    python benchmarks/student_sst2.py --runs runs/final --out benchmarks/results/student_sst2.json [--read-test]
+
+``wall_hours`` is the sum of the stages' recorded training seconds (``metrics.jsonl``) and this script's
+evaluation time; a reused stage contributes the seconds it recorded when it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+TEACHER = {"epochs": 1, "train_samples": 20000}
+STUDENT = {"norm": "batch", "residual": "membrane", "position_encoding": "sinusoidal"}
+DISTILL = {"epochs": 2, "augment": None, "emb_rows": "batch"}
+STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
+
+
+def _recorded_seconds(run: Path) -> float:
+    """The training seconds a run folder recorded at its last dev evaluation (cumulative over epochs)."""
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+             if line.strip() and "eval" in line]
+    if not evals:
+        raise RuntimeError(f"{run} has no finished epoch")
+    return float(evals[-1]["seconds"])
+
+
+def _commands(run: Path) -> list[list[str]]:
+    return [json.loads(line)["argv"] for line in (run / "commands.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", default="runs/final", help="folder of the teacher and student run folders")
+    p.add_argument("--teacher-run", default=None, help="the teacher's run folder (default RUNS/teacher)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="benchmarks/results/student_sst2.json")
+    p.add_argument("--read-test", action="store_true",
+                   help="also score the holdout test split (final reporting only: once, after selection on dev)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from spikebert import workflows
+    from spikebert.contract.fileio import atomic_write_text
+
+    runs = Path(args.runs)
+    teacher_run = Path(args.teacher_run) if args.teacher_run else runs / "teacher"
+    student_run = runs / "sst2-student"
+    me = [sys.executable, *sys.argv]
+    teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
+                              overrides=TEACHER, command=me)
+    student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
+                              teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
+                              overrides=DISTILL, command=me)
+    model = student_run / "model.pt"
+
+    t0 = time.perf_counter()
+    dev = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True, attention=True)
+    energy = workflows.energy(model=model, teacher=teacher["model"], data="sst-2", data_dir=args.data_dir,
+                              out=student_run / "energy", profile="45nm-fp32,loihi")
+    report = energy.report
+    integer_macs = sum(r.macs for r in report.layers if r.input_kind == "integer")
+    result = {
+        "task": "sst-2",
+        "dev_accuracy": dev["accuracy"],
+        "selected_dev_accuracy": student.get("dev_accuracy"),  # the training run's best epoch, as it recorded it
+        "dev_examples": dev["examples"],
+        "shuffled_dev_accuracy": dev["shuffled_accuracy"],
+        "shuffle_changed_predictions": dev["shuffle_changed_predictions"],
+        "teacher_dev_accuracy": teacher.get("teacher_dev_accuracy", teacher.get("dev_accuracy")),
+        "energy_ratio_45nm_fp32": report.ratio,
+        "student_mj_per_sentence": report.student_mj,
+        "teacher_mj_per_sentence": report.teacher_mj,
+        "integer_input_macs": integer_macs,
+        "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
+        "energy_report": str(student_run / "energy" / "energy_report.md"),
+        "mean_firing_rate": dev["mean_firing_rate"],
+        "attention": dev.get("attention"),
+        "residual": STUDENT["residual"],
+        "student": json.loads((student_run / "student_config.json").read_text(encoding="utf-8")),
+        "distill": json.loads((student_run / "distill_config.json").read_text(encoding="utf-8")),
+        "teacher": json.loads((teacher_run / "teacher_config.json").read_text(encoding="utf-8")),
+    }
+    if args.read_test:
+        test = workflows.evaluate(model=model, data="sst-2", split="test", data_dir=args.data_dir)
+        result["test_accuracy"] = test["accuracy"]
+        result["test_examples"] = test["examples"]
+    else:
+        result["test_accuracy"] = None
+    eval_s = time.perf_counter() - t0
+    seconds = {"teacher": _recorded_seconds(teacher_run), "student": _recorded_seconds(student_run),
+               "evaluation": round(eval_s, 1)}
+    result.update({
+        "wall_seconds": seconds,
+        "wall_hours": sum(seconds.values()) / 3600,
+        "commands": {"this_script": " ".join(me), "teacher": _commands(teacher_run),
+                     "student": _commands(student_run)},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor(),
+                    "python": platform.python_version()},
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "load_average_at_end": os.getloadavg(),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+    })
+    atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("dev_accuracy", "shuffled_dev_accuracy", "test_accuracy",
+                                            "energy_ratio_45nm_fp32", "integer_input_macs", "wall_hours")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
