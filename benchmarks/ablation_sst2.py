@@ -32,6 +32,8 @@ VARIANTS = {
     "membrane+sinusoidal": {"residual": "membrane", "position_encoding": "sinusoidal"},
     "membrane+learned": {"residual": "membrane", "position_encoding": "learned"},
     "membrane+sinusoidal+sdsa": {"residual": "membrane", "position_encoding": "sinusoidal", "attention": "sdsa"},
+    "membrane+sinusoidal+head-scale": {"residual": "membrane", "position_encoding": "sinusoidal",
+                                       "attn_scale": "learned-per-head"},
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
 
@@ -64,10 +66,18 @@ def main(argv=None) -> int:
         evaluation = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True,
                                         attention=VARIANTS[name].get("attention", "ssa") == "ssa")
         row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": DISTILL, "train_seconds": round(train_s, 1),
+               "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+               "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "selected_dev_accuracy": trained.get("dev_accuracy"),
                "dev_accuracy": evaluation["accuracy"], "shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
                "shuffle_changed_predictions": evaluation["shuffle_changed_predictions"],
                "mean_firing_rate": evaluation["mean_firing_rate"], "attention": evaluation.get("attention")}
+        if VARIANTS[name].get("attn_scale") == "learned-per-head":  # the trained scales, per block and head
+            from spikebert.students import load_student
+
+            student, _ = load_student(model)
+            row["head_scales"] = {f"b{i}": block.attn.attn.head_scale.detach().tolist()
+                                  for i, block in enumerate(student.blocks)}
         try:
             energy = workflows.energy(model=model, teacher=args.teacher, data="sst-2", data_dir=args.data_dir,
                                       out=out / name, profile="45nm-fp32,loihi")
@@ -86,7 +96,7 @@ def main(argv=None) -> int:
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "load_average": os.getloadavg(),
-            "note": "train_seconds measured single-threaded (OMP_NUM_THREADS=1) beside other work: not a timing "
+            "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
                     "benchmark",
             "teacher": args.teacher,
             "variants": results,
