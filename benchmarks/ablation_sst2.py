@@ -36,6 +36,7 @@ VARIANTS = {
                                        "attn_scale": "learned-per-head"},
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
+DISTILL_SEED = 42  # DistillConfig's default
 
 
 def main(argv=None) -> int:
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/abl", help="folder for the variants' run folders")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", required=True)
+    p.add_argument("--seeds", nargs="*", type=int, default=[DISTILL_SEED],
+                   help="distillation seeds; a seed other than the default runs as variant 'NAME@seedN'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -55,17 +58,20 @@ def main(argv=None) -> int:
     out = Path(args.out)
     path = out / "ablation.json"
     results = json.loads(path.read_text())["variants"] if path.is_file() else {}
-    for name in args.variants:
-        run = Path(args.runs) / name
+    for name, seed in [(n, s) for n in args.variants for s in args.seeds]:
+        distill = DISTILL if seed == DISTILL_SEED else {**DISTILL, "seed": seed}
+        key = name if seed == DISTILL_SEED else f"{name}@seed{seed}"
+        run = Path(args.runs) / key
         t0 = time.perf_counter()
         trained = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run, teacher=args.teacher,
-                                student_overrides={**STUDENT, **VARIANTS[name]}, overrides=DISTILL,
-                                command=[sys.executable, *sys.argv, f"# variant {name}"])
+                                student_overrides={**STUDENT, **VARIANTS[name]}, overrides=distill,
+                                command=[sys.executable, *sys.argv, f"# variant {key}"])
         train_s = time.perf_counter() - t0
         model = run / "model.pt"
         evaluation = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True,
                                         attention=VARIANTS[name].get("attention", "ssa") == "ssa")
-        row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": DISTILL, "train_seconds": round(train_s, 1),
+        row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": distill, "train_seconds": round(train_s, 1),
+               "command": " ".join([sys.executable, *sys.argv]),
                "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "selected_dev_accuracy": trained.get("dev_accuracy"),
@@ -80,17 +86,17 @@ def main(argv=None) -> int:
                                   for i, block in enumerate(student.blocks)}
         try:
             energy = workflows.energy(model=model, teacher=args.teacher, data="sst-2", data_dir=args.data_dir,
-                                      out=out / name, profile="45nm-fp32,loihi")
+                                      out=out / key, profile="45nm-fp32,loihi")
             report = energy.report
             row["energy"] = {"ratio_45nm_fp32": report.ratio, "student_mj": report.student_mj,
                              "teacher_mj": report.teacher_mj,
                              "integer_input_macs": sum(r.macs for r in report.layers
                                                        if r.input_kind == "integer"),
                              "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
-                             "report": str(out / name / "energy_report.md")}
+                             "report": str(out / key / "energy_report.md")}
         except SpikebertError as err:  # no NIR graph (attention='sdsa'): said, not hidden
             row["energy"] = {"not_measured": str(err)}
-        results[name] = row
+        results[key] = row
         atomic_write_text(path, json.dumps({
             "command": " ".join([sys.executable, *sys.argv]),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
@@ -101,7 +107,7 @@ def main(argv=None) -> int:
             "teacher": args.teacher,
             "variants": results,
         }, indent=2) + "\n")
-        print(name, json.dumps({k: row[k] for k in ("dev_accuracy", "shuffled_dev_accuracy")}), flush=True)
+        print(key, json.dumps({k: row[k] for k in ("dev_accuracy", "shuffled_dev_accuracy")}), flush=True)
     return 0
 
 
