@@ -35,20 +35,6 @@ DISTILL = {"epochs": 2, "augment": None, "emb_rows": "batch"}
 STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
 
 
-def _recorded_seconds(run: Path) -> float:
-    """The training seconds a run folder recorded at its last dev evaluation (cumulative over epochs)."""
-    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-             if line.strip() and "eval" in line]
-    if not evals:
-        raise RuntimeError(f"{run} has no finished epoch")
-    return float(evals[-1]["seconds"])
-
-
-def _commands(run: Path) -> list[list[str]]:
-    return [json.loads(line)["argv"] for line in (run / "commands.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/final", help="folder of the teacher and student run folders")
@@ -59,6 +45,8 @@ def main(argv=None) -> int:
                    help="also score the holdout test split (final reporting only: once, after selection on dev)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from run_summary import summarise  # benchmarks/, beside this script
 
     from spikebert import workflows
     from spikebert.contract.fileio import atomic_write_text
@@ -108,13 +96,15 @@ def main(argv=None) -> int:
     else:
         result["test_accuracy"] = None
     eval_s = time.perf_counter() - t0
-    seconds = {"teacher": _recorded_seconds(teacher_run), "student": _recorded_seconds(student_run),
+    teacher_summary, student_summary = summarise(teacher_run), summarise(student_run)
+    seconds = {"teacher": teacher_summary["train_seconds"], "student": student_summary["train_seconds"],
                "evaluation": round(eval_s, 1)}
     result.update({
         "wall_seconds": seconds,
         "wall_hours": sum(seconds.values()) / 3600,
-        "commands": {"this_script": " ".join(me), "teacher": _commands(teacher_run),
-                     "student": _commands(student_run)},
+        "commands": {"this_script": " ".join(me), "teacher": teacher_summary["commands"],
+                     "student": student_summary["commands"]},
+        "student_dev_per_epoch": student_summary["dev"],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor(),
                     "python": platform.python_version()},
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
