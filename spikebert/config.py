@@ -28,6 +28,21 @@ class ConfigBase:
         return dataclasses.asdict(self)
 
     @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """The fields that have a default, as :meth:`to_dict` writes them. A run folder's fingerprint uses them: a
+        field added after the run started, at its default, is the run that started (spikebert.engine)."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                continue
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return out
+
+    @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """The config of ``data`` (a JSON object's content): unknown and missing keys, wrong types (an int is not a
         bool or 3.0), non-finite floats and values outside a field's domain (:data:`DOMAINS`) raise SpikebertError."""

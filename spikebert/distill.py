@@ -220,7 +220,7 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     dev_targets = OnlineTargets(teacher, layers)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="pretrain",
-                      fingerprint={"student": student_cfg.to_dict(), "pretrain": cfg.to_dict(),
+                      fingerprint={"student": student_cfg, "pretrain": cfg,
                                    "teacher": weights_identity(cfg.teacher), "corpus_sha256": text_sha256(corpus)},
                       resume=resume)
     student_cfg.to_json(run_dir / "student_config.json")
@@ -329,7 +329,7 @@ def distill(
                if cfg.teacher_cache else OnlineTargets(teacher, layers))
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len, pad_to_max=not student_cfg.mask_padding)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=_loop(cfg), n_examples=len(data), desc="distill",
-                      fingerprint={"student": student_cfg.to_dict(), "distill": cfg.to_dict(),
+                      fingerprint={"student": student_cfg, "distill": cfg,
                                    "data_sha256": text_sha256(sentences), "teacher": weights_identity(teacher_dir),
                                    "init": weights_identity(init) if init else ""},
                       resume=resume)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from spikebert.config import ConfigBase
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.fileio import atomic_write_text
 from spikebert.io import load_checkpoint, save_checkpoint
@@ -98,11 +99,33 @@ def _schedule(kind: str, total: int, warmup: int) -> Callable[[int], float]:
     raise SpikebertError(f"unknown schedule {kind!r}; use 'cosine', 'linear' or 'constant'")
 
 
+def fingerprint_differences(saved: dict, current: dict, defaults: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """(keys that differ, "config.field" names only ``current`` has, at their defaults). A config field missing
+    from ``saved`` but at its default in ``current`` was added to the code after the run started: the same run.
+    Any other difference, a field removed from the code included, is a different run."""
+    differ, added = [], []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if not (isinstance(old, dict) and isinstance(new, dict) and key in defaults):
+            differ.append(key)
+            continue
+        fresh = {f for f in set(new) - set(old) if f in defaults[key] and new[f] == defaults[key][f]}
+        if any(old.get(f) != new.get(f) or (f in old) != (f in new) for f in (set(old) | set(new)) - fresh):
+            differ.append(key)
+        else:
+            added += [f"{key}.{f}" for f in sorted(fresh)]
+    return differ, added
+
+
 class Trainer:
     """Runs ``step_fn`` over seeded batches of ``n_examples`` indices, with eval after each epoch.
 
     ``model`` holds every trained parameter (wrap several modules in an ``nn.ModuleDict``).
-    ``fingerprint`` identifies the run (configs, data size): resuming a different run is refused.
+    ``fingerprint`` identifies the run (configs, data size): resuming a different run is refused. Configs are
+    given as :class:`~spikebert.config.ConfigBase` objects: a field added to a config after the run started
+    is accepted when it holds its default (the behaviour the run had), and named in the log.
     """
 
     def __init__(self, *, run_dir: Path, model: nn.Module, cfg: LoopConfig, n_examples: int,
@@ -116,9 +139,11 @@ class Trainer:
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         # the batches of a step depend on the process count: resuming under another one is another run
-        fingerprint = {**fingerprint, "loop": dataclasses.asdict(cfg), "n": n_examples,
-                       "processes": self.acc.num_processes}
+        defaults = {k: v.field_defaults() for k, v in fingerprint.items() if isinstance(v, ConfigBase)}
+        fingerprint = {**{k: v.to_dict() if isinstance(v, ConfigBase) else v for k, v in fingerprint.items()},
+                       "loop": dataclasses.asdict(cfg), "n": n_examples, "processes": self.acc.num_processes}
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        self.fingerprint_defaults = json.loads(json.dumps(defaults, sort_keys=True, default=str))
         decay, no_decay = [], []
         for name, p in model.named_parameters():
             if p.requires_grad:
@@ -174,12 +199,15 @@ class Trainer:
         path = self.run_dir / STATE_FILE
         payload = load_checkpoint(path, expected_format=STATE_FORMAT)
         if payload["fingerprint"] != json.dumps(self.fingerprint, sort_keys=True):
-            saved = json.loads(payload["fingerprint"])
-            differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
-            raise SpikebertError(
-                f"{path} belongs to a different run ({', '.join(differ)} differ from this one); "
-                "pass another output folder, or --no-resume to start over in this one"
-            )
+            differ, added = fingerprint_differences(json.loads(payload["fingerprint"]), self.fingerprint,
+                                                    self.fingerprint_defaults)
+            if differ:
+                raise SpikebertError(
+                    f"{path} belongs to a different run ({', '.join(differ)} differ from this one); "
+                    "pass another output folder, or --no-resume to start over in this one"
+                )
+            log.info("%s: %s added since this run started, at their defaults: the same run, resumed", self.desc,
+                     ", ".join(added))
         try:
             self.acc.unwrap_model(self.model).load_state_dict(payload["model"], strict=True)
         except RuntimeError as err:

@@ -37,7 +37,7 @@ def finetune_teacher(cfg: TeacherConfig, train: TextDataset, dev: TextDataset, r
                       seed=cfg.seed, schedule="linear", warmup_ratio=cfg.warmup_ratio, max_grad_norm=1.0,
                       mixed_precision=cfg.mixed_precision)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(train), desc="teacher",
-                      fingerprint={"teacher": cfg.to_dict(), "base_model": weights_identity(cfg.model),
+                      fingerprint={"teacher": cfg, "base_model": weights_identity(cfg.model),
                                    "train_sha256": text_sha256(train.sentences)}, resume=resume)
     cfg.to_json(run_dir / "teacher_config.json")
 

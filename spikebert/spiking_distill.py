@@ -169,8 +169,8 @@ def distill_spikingbert(
     batcher = Batcher(tokenizer, max_len=student_cfg.max_len)
     loop = _loop(cfg, schedule=cfg.schedule, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm)
     trainer = Trainer(run_dir=run_dir, model=model, cfg=loop, n_examples=len(data), desc="distill spikingbert",
-                      fingerprint={"method": "spikingbert", "student": student_cfg.to_dict(),
-                                   "distill": cfg.to_dict(), "data_sha256": text_sha256(data.sentences),
+                      fingerprint={"method": "spikingbert", "student": student_cfg,
+                                   "distill": cfg, "data_sha256": text_sha256(data.sentences),
                                    "teacher": weights_identity(teacher_dir),
                                    "init": weights_identity(init) if init else ""},
                       resume=resume)

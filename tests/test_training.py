@@ -255,3 +255,29 @@ def test_teacher_extends_its_vocabulary_for_an_uncovered_script(tmp_path, tiny_t
     off = TeacherConfig(model=tiny_teacher, epochs=1, batch_size=8, max_len=16, warmup_ratio=0.0, extend_vocab="off")
     finetune_teacher(off, train, train, tmp_path / "off")
     assert len(load_tokenizer(str(tmp_path / "off" / "model"))) == len(tok)
+
+
+def test_run_started_before_a_config_field_existed_resumes(tmp_path, tiny_teacher, tiny_task, caplog):
+    """A run whose fingerprint lacks a field added to the code since (here StudentConfig.attn_scale) resumes when
+    the field holds its default, and is refused when it does not: the default is the behaviour the run had."""
+    from spikebert.engine import STATE_FILE, STATE_FORMAT, fingerprint_differences
+    from spikebert.io import load_checkpoint, save_checkpoint
+
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
+    with pytest.raises(Interrupted):
+        distill(_student(tok), _distill_cfg(), run_dir=tmp_path, stop_after_steps=3, **kw)
+    state = load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)
+    older = json.loads(state["fingerprint"])
+    del older["student"]["attn_scale"]  # as a run started before the field existed recorded it
+    save_checkpoint(tmp_path / STATE_FILE, {**state, "fingerprint": json.dumps(older, sort_keys=True)})
+    with pytest.raises(ValueError, match="different run.*student"):
+        distill(_student(tok, attn_scale="learned-per-head"), _distill_cfg(), run_dir=tmp_path, **kw)
+    with caplog.at_level("INFO", logger="spikebert.engine"):
+        distill(_student(tok), _distill_cfg(), run_dir=tmp_path, **kw)
+    assert "student.attn_scale added since this run started" in caplog.text
+    # a field the code no longer has, or a changed value, is another run
+    assert fingerprint_differences({"s": {"a": 1, "gone": 0}}, {"s": {"a": 1}}, {"s": {}}) == (["s"], [])
+    assert fingerprint_differences({"s": {"a": 1}}, {"s": {"a": 2, "new": 0}}, {"s": {"a": 1, "new": 0}}) == (["s"], [])
+    assert StudentConfig.field_defaults()["attn_scale"] == "fixed" and "vocab_size" not in StudentConfig.field_defaults()
