@@ -62,10 +62,11 @@ def main(argv=None) -> int:
                               overrides=DISTILL, command=me)
     model = student_run / "model.pt"
 
+    energy_dir = Path(args.out).with_suffix("")  # the report beside the results file (its model.nir is git-ignored)
     t0 = time.perf_counter()
     dev = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True, attention=True)
     energy = workflows.energy(model=model, teacher=teacher["model"], data="sst-2", data_dir=args.data_dir,
-                              out=student_run / "energy", profile="45nm-fp32,loihi")
+                              out=energy_dir, profile="45nm-fp32,loihi")
     report = energy.report
     integer_macs = sum(r.macs for r in report.layers if r.input_kind == "integer")
     result = {
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
         "teacher_mj_per_sentence": report.teacher_mj,
         "integer_input_macs": integer_macs,
         "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
-        "energy_report": str(student_run / "energy" / "energy_report.md"),
+        "energy_report": str(energy_dir / "energy_report.md"),
         "mean_firing_rate": dev["mean_firing_rate"],
         "attention": dev.get("attention"),
         "residual": STUDENT["residual"],
