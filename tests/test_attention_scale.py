@@ -94,6 +94,7 @@ def test_sdsa_has_no_scale_to_learn(tiny_cfg):
         dataclasses.replace(tiny_cfg, attention="sdsa", attn_scale="learned-per-head")
 
 
+@pytest.mark.lava  # quantisation uses lava-nc's weight utilities
 def test_fixed_point_refuses_per_head_scales_by_name(per_head_student):
     from spikebert.hardware.quantize import quantize_graph
 
