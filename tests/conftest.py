@@ -62,6 +62,27 @@ def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bia
     return model.eval()
 
 
+
+def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length: int = 8):
+    """Export ``model`` to the NIR file ``path``, read it back, and check the reference executor against PyTorch
+    on random ids: logits to 1e-12 and every layer's spike counts. Returns (graph, ids, logits, activity)."""
+    import numpy as np
+    from spikebert.converters.torch_to_nir import export_student
+    from spikebert.hardware.reference import ReferenceExecutor
+
+    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.recording import record_batches
+
+    write_graph(path, export_student(model))
+    graph = read_graph(path)
+    ids = make_ids(sentences, length, model.cfg.vocab_size)
+    ex = ReferenceExecutor(graph)
+    ref_logits = ex.run_batches(ids.numpy(), batch_size=4)
+    torch_logits, torch_activity = record_batches(model, ids, batch_size=4, graph=graph)
+    np.testing.assert_allclose(ref_logits, torch_logits.numpy(), rtol=0, atol=1e-12)
+    assert ex.activity.same_counts(torch_activity)
+    return graph, ids, ref_logits, ex.activity
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: on a busy machine a second intra-op thread costs ~10 ms per op, the work ~10 us."""

@@ -11,8 +11,8 @@ from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, read_graph, write_graph
-from tests.conftest import make_ids, make_student
+from spikebert.contract.extension import SBSpikeAttention
+from tests.conftest import assert_file_graph_equals_pytorch, make_ids, make_student
 
 SCALES = [0.5, 2.0, 0.25, 4.0]  # distinct per head: a swapped or broadcast-wrong scale changes the output
 
@@ -58,20 +58,11 @@ def test_each_head_gets_its_own_scale(per_head_student):
 def test_per_head_scale_round_trips_through_nir_and_equals_pytorch(per_head_student, tmp_path):
     from spikebert.converters.nir_to_torch import import_graph
 
-    from spikebert.recording import record_batches
-
-    write_graph(tmp_path / "s.nir", export_student(per_head_student))
-    graph = read_graph(tmp_path / "s.nir")
+    graph, ids, ref_logits, activity = assert_file_graph_equals_pytorch(per_head_student, tmp_path / "s.nir")
     node = graph.nodes["b0_attn"]
     assert isinstance(node, SBSpikeAttention)
     np.testing.assert_array_equal(node.scale, SCALES)
-    ids = make_ids(6, 8, per_head_student.cfg.vocab_size)
-    ex = ReferenceExecutor(graph)
-    ref_logits = ex.run_batches(ids.numpy(), batch_size=4)
-    torch_logits, torch_activity = record_batches(per_head_student, ids, batch_size=4, graph=graph)
-    np.testing.assert_allclose(ref_logits, torch_logits.numpy(), rtol=0, atol=1e-12)
-    assert ex.activity.same_counts(torch_activity)
-    assert ex.activity.nodes["b0_proj"].input_nonzeros, "the attention LIF must fire for the test to mean anything"
+    assert activity.nodes["b0_proj"].input_nonzeros, "the attention LIF must fire for the test to mean anything"
     with torch.no_grad():
         rebuilt = import_graph(graph)(ids).numpy()
     np.testing.assert_allclose(rebuilt, ref_logits, rtol=0, atol=1e-12)

@@ -11,8 +11,7 @@ from spikebert.energy.counting import count_operations
 from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.extension import read_graph, write_graph
-from spikebert.recording import record_batches
-from tests.conftest import make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, make_ids, make_student
 
 
 @pytest.fixture(params=["layer", "batch"])
@@ -21,16 +20,8 @@ def membrane_student(tiny_cfg, request):
 
 
 def test_membrane_student_equals_reference_spike_for_spike(membrane_student, tmp_path):
-    graph = export_student(membrane_student)
-    write_graph(tmp_path / "m.nir", graph)
-    graph = read_graph(tmp_path / "m.nir")
-    ids = make_ids(6, 8, membrane_student.cfg.vocab_size)
-    ex = ReferenceExecutor(graph)
-    ref_logits = ex.run_batches(ids.numpy(), batch_size=4)
-    torch_logits, torch_activity = record_batches(membrane_student, ids, batch_size=4, graph=graph)
-    np.testing.assert_allclose(ref_logits, torch_logits.numpy(), rtol=0, atol=1e-12)
-    assert ex.activity.same_counts(torch_activity)
-    spiking_inputs = [n for n in ("b0_qkv", "b0_fc1", "b1_qkv", "b1_fc1") if ex.activity.nodes[n].input_nonzeros]
+    _, _, _, activity = assert_file_graph_equals_pytorch(membrane_student, tmp_path / "m.nir")
+    spiking_inputs = [n for n in ("b0_qkv", "b0_fc1", "b1_qkv", "b1_fc1") if activity.nodes[n].input_nonzeros]
     assert spiking_inputs, "the tiny student must fire for the test to mean anything"
 
 
