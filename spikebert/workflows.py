@@ -791,16 +791,10 @@ def _teacher_count(*, teacher, teacher_config, teacher_count: str, teacher_max_l
 
 
 def _read_json(path: str | Path, what: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{what} {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpikebertError(f"{what} {path} is not valid UTF-8 JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise SpikebertError(f"{what} {path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    """A JSON object file (a config, an energy report), read by the contract's strict reader."""
+    from spikebert.contract.jsonfile import read_json, require_object
+
+    return require_object(read_json(path, what=what), path, what=what)
 
 
 def _write_energy(out: Path, profiles, formats, *, plots: bool, layers, residual: str, teacher, at: str, activity,
