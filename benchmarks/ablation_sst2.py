@@ -90,8 +90,7 @@ def main(argv=None) -> int:
             report = energy.report
             row["energy"] = {"ratio_45nm_fp32": report.ratio, "student_mj": report.student_mj,
                              "teacher_mj": report.teacher_mj,
-                             "integer_input_macs": sum(r.macs for r in report.layers
-                                                       if r.input_kind == "integer"),
+                             "integer_input_macs": report.integer_input_macs,
                              "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
                              "report": str(out / key / "energy_report.md")}
         except SpikebertError as err:  # no NIR graph (attention='sdsa'): said, not hidden

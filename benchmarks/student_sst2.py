@@ -68,7 +68,6 @@ def main(argv=None) -> int:
     energy = workflows.energy(model=model, teacher=teacher["model"], data="sst-2", data_dir=args.data_dir,
                               out=energy_dir, profile="45nm-fp32,loihi")
     report = energy.report
-    integer_macs = sum(r.macs for r in report.layers if r.input_kind == "integer")
     result = {
         "task": "sst-2",
         "dev_accuracy": dev["accuracy"],
@@ -80,7 +79,7 @@ def main(argv=None) -> int:
         "energy_ratio_45nm_fp32": report.ratio,
         "student_mj_per_sentence": report.student_mj,
         "teacher_mj_per_sentence": report.teacher_mj,
-        "integer_input_macs": integer_macs,
+        "integer_input_macs": report.integer_input_macs,
         "real_input_macs": sum(r.macs for r in report.layers if r.input_kind == "real"),
         "energy_report": str(energy_dir / "energy_report.md"),
         "mean_firing_rate": dev["mean_firing_rate"],

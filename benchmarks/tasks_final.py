@@ -76,6 +76,7 @@ def main(argv=None) -> int:
         student_s = time.perf_counter() - t0
         model = run / "student" / "model.pt"
         evaluation = workflows.evaluate(model=model, data=task, data_dir=args.data_dir, shuffled=True)
+        summaries = {stage: summarise(run / stage) for stage in ("teacher", "student")}
         row = {
             "unk_share_dev_before": unk_share(load_tokenizer(resolve_teacher_name("minilm-offline")), dev.sentences),
             "unk_share_dev_after": unk_share(load_tokenizer(teacher["model"]), dev.sentences),
@@ -84,10 +85,8 @@ def main(argv=None) -> int:
             "student_dev_accuracy": evaluation["accuracy"],
             "student_shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
             "seconds_this_invocation": {"teacher": round(teacher_s, 1), "student": round(student_s, 1)},
-            "train_seconds_recorded": {"teacher": summarise(run / "teacher")["train_seconds"],
-                                       "student": summarise(run / "student")["train_seconds"]},
-            "commands": {"teacher": summarise(run / "teacher")["commands"],
-                         "student": summarise(run / "student")["commands"]},
+            "train_seconds_recorded": {stage: summary["train_seconds"] for stage, summary in summaries.items()},
+            "commands": {stage: summary["commands"] for stage, summary in summaries.items()},
             "earlier_run": BEFORE[task],
             "teacher_config": TEACHER, "student": STUDENT, "distill": DISTILL,
         }

@@ -161,10 +161,8 @@ class SpikeAttention(nn.Module):
     def __init__(self, node: SBSpikeAttention) -> None:
         super().__init__()
         self.dim, self.heads, self.mask_padding = node.dim, node.heads, node.mask_padding
-        per_head = np.asarray(node.scale, dtype=np.float64)
-        self.scale = float(per_head) if per_head.ndim == 0 else None
-        if self.scale is None:  # one per head: (1, H, 1, 1), following the module's dtype
-            self.register_buffer("head_scale", torch.as_tensor(per_head).reshape(1, -1, 1, 1))
+        per_head = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), (node.heads,))  # a number: every head
+        self.register_buffer("scale", torch.as_tensor(per_head.copy()).reshape(1, -1, 1, 1))  # (1, H, 1, 1)
 
     def initial_state(self, mask: torch.Tensor) -> torch.Tensor:
         return mask
@@ -176,8 +174,7 @@ class SpikeAttention(nn.Module):
             keep = state[:, :, None].to(x.dtype)  # (B, L, 1)
             k, v = k * keep, v * keep
         q, k, v = (t.reshape(B, L, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, L, dh)
-        y = (q @ k.transpose(-2, -1)) @ v  # (B, H, L, dh)
-        y = y * (self.scale if self.scale is not None else self.head_scale.to(y.dtype))
+        y = ((q @ k.transpose(-2, -1)) @ v) * self.scale.to(x.dtype)  # (B, H, L, dh)
         return y.transpose(1, 2).reshape(B, L, self.dim).transpose(1, 2), state  # (B, D, L)
 
 

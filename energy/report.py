@@ -150,6 +150,9 @@ class EnergyReport:
     def other_convention_mj(self, profile: Profile) -> float:
         return sum(self.row_pj(r, profile) for r in self.other_convention_layers) / PJ_PER_MJ
 
+    def other_convention_ratio(self, profile: Profile) -> float:
+        return self.other_convention_mj(profile) / (self.teacher_pj(profile) / PJ_PER_MJ)
+
     def teacher_pj(self, profile: Profile) -> float:
         if profile.per_layer:
             return sum(layer_energy_pj(r, profile, time_steps=1, neurons_in_model=False) for r in self.teacher_layers)
@@ -199,9 +202,9 @@ class EnergyReport:
             rows.append(SummaryRow(f"energy {p.name} (mJ)", s, t, s / t if t else None, p.name))
         if self.other_convention:
             for p in self.profiles:
-                s, t = self.other_convention_mj(p), self.teacher_pj(p) / PJ_PER_MJ
                 rows.append(SummaryRow(f"energy {p.name} (mJ), integer inputs as {CONVENTION_WORDS[self.other_convention]}",
-                                       s, t, s / t if t else None))
+                                       self.other_convention_mj(p), self.teacher_pj(p) / PJ_PER_MJ,
+                                       self.other_convention_ratio(p)))
         return rows
 
     def conventions(self) -> list[str]:
@@ -229,10 +232,9 @@ class EnergyReport:
             return ["No synaptic layer reads integer inputs (integer-input MACs: 0), so both conventions (integer "
                     "inputs as MACs, or as accumulates) give the same figures."]
         p = self.profile
-        ratio = self.other_convention_mj(p) / (self.teacher_pj(p) / PJ_PER_MJ)
         return [f"Integer-input MACs: {_num(self.integer_input_macs)} per sample. Counted instead as "
                 f"{CONVENTION_WORDS[other]}, the student's {p.name} energy is {_num(self.other_convention_mj(p))} mJ, "
-                f"{ratio:.2%} of the teacher's (the summary gives both, per profile)."]
+                f"{self.other_convention_ratio(p):.2%} of the teacher's (the summary gives both, per profile)."]
 
     # ---- json --------------------------------------------------------------------------------
 
@@ -261,8 +263,7 @@ class EnergyReport:
             "integer_input_macs": self.integer_input_macs,
             "other_convention": None if self.other_convention is None else {
                 "residual_convention": self.other_convention,
-                "energy": {p.name: {"student_mj": self.other_convention_mj(p),
-                                    "ratio": self.other_convention_mj(p) / (self.teacher_pj(p) / PJ_PER_MJ)}
+                "energy": {p.name: {"student_mj": self.other_convention_mj(p), "ratio": self.other_convention_ratio(p)}
                            for p in self.profiles},
                 "layers": [dataclasses.asdict(r) for r in self.other_convention_layers]},
             "extra": self.extra,

@@ -691,10 +691,11 @@ def _energy(*, model: str | Path, out: Path, shown: Path, teacher: str | None, t
     extra = {"student": str(shown_model), "teacher": teacher or str(teacher_config)}
     if sentences is not None:
         extra["data"] = f"{data} {split}"
-    other = {"mac": "accumulate", "accumulate": "mac"}[residual]
+    from spikebert.energy.report import OTHER_CONVENTION
+
     return _write_energy(out, profiles, format_list, plots=plots,
                          layers=count_operations(graph, recorded, residual=residual), residual=residual,
-                         other_layers=count_operations(graph, recorded, residual=other),
+                         other_layers=count_operations(graph, recorded, residual=OTHER_CONVENTION[residual]),
                          teacher=counts, at=at, activity=recorded, accuracy=accuracy, extra=extra)
 
 
