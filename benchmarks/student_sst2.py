@@ -12,6 +12,7 @@ tokens shuffled, and per head the attention's rates), writes the 45 nm energy re
 on the same sentences, and — only with ``--read-test``, once, after the recipe is fixed — the test split.
 
     python benchmarks/student_sst2.py --runs runs/final --out benchmarks/results/student_sst2.json [--read-test]
+    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3   # whole-split teacher
 
 ``wall_hours`` is the sum of the stages' recorded training seconds (``metrics.jsonl``) and this script's
 evaluation time; a reused stage contributes the seconds it recorded when it ran.
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-run", default=None, help="the teacher's run folder (default RUNS/teacher)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="benchmarks/results/student_sst2.json")
+    p.add_argument("--teacher-samples", type=int, default=TEACHER["train_samples"],
+                   help="teacher's training sentences (0 = the whole split; default %(default)s)")
+    p.add_argument("--epochs", type=int, default=DISTILL["epochs"], help="student epochs (default %(default)s)")
     p.add_argument("--read-test", action="store_true",
                    help="also score the holdout test split (final reporting only: once, after selection on dev)")
     args = p.parse_args(argv)
@@ -56,10 +60,10 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
-                              overrides=TEACHER, command=me)
+                              overrides={**TEACHER, "train_samples": args.teacher_samples}, command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
                               teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
-                              overrides=DISTILL, command=me)
+                              overrides={**DISTILL, "epochs": args.epochs}, command=me)
     model = student_run / "model.pt"
 
     energy_dir = Path(args.out).with_suffix("")  # the report beside the results file (its model.nir is git-ignored)
