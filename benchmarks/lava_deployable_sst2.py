@@ -123,8 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--attention-bias", type=float, default=1.0, help="make_student's: Q, K, V fire more")
     p.add_argument("--modes", default="float,fixed")
     p.add_argument("--checkpoint", default=None,
-                   help="a trained student's model.pt instead of the freshly initialised one (a membrane-residual "
-                        "student runs --modes float)")
+                   help="a trained student's model.pt instead of the freshly initialised one")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

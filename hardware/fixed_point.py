@@ -14,7 +14,7 @@ from spikebert.hardware import kernels
 
 from spikebert.contract.activity import NodeActivity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention
+from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding
 
 
 def is_quantised(graph: nir.NIRGraph) -> bool:
@@ -82,7 +82,14 @@ def _spiking(name: str, node, dt):
     return step
 
 
+def _host_embedding(name: str, node: SBTokenEmbedding, dt):
+    """The token embedding runs on the host before the graph's first step: ``encode_tokens`` sends its
+    integer currents ``rint(scale x)`` as the run's input, so inside the time loop it passes them on."""
+    return lambda x, state, ctx: (x, None)
+
+
 FIXED_STEP_BUILDERS = {
+    SBTokenEmbedding: _host_embedding,
     nir.Affine: _dense,
     nir.Linear: _dense,
     nir.Conv1d: _dense,

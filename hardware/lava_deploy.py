@@ -342,13 +342,13 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
         for leaf in inputs:
             if leaf in ports:
                 terms.append((leaf, None, ports[leaf][2]))
-            elif isinstance(nodes[leaf], SYNAPSES) and _token_syn(nodes[leaf]) and not fixed:
+            elif isinstance(nodes[leaf], SYNAPSES) and _token_syn(nodes[leaf]):  # fixed: integer sums, bias 0
                 bias = _bias(nodes[leaf]) if bias is None else bias + _bias(nodes[leaf])
                 for src in (s for p in preds[leaf] for s in leaves(p)):
                     terms.append((src, leaf, ports[src][2] + 1))
             else:
                 raise SpikebertError(f"fuse='deploy': the readout reads {type(nodes[leaf]).__name__} {leaf!r}, which "
-                                     "is not a population, the encoder or (in float) a token-wise synapse; use "
+                                     "is not a population, the encoder or a token-wise synapse; use "
                                      "fuse='blocks'")
         at = max(t[2] for t in terms)
         proc = group(chain, entry_shape=nir_shape(name), out_name=chain[-1], at=at, readout=True, bias=bias)

@@ -125,9 +125,10 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
     if ids is not None:
         T = run_time_steps(graph, None)
         enc = encode_tokens(graph, ids)
-        if fixed and not np.isin(enc.spikes, (0.0, 1.0)).all():
-            raise SpikebertError("this graph's encoder sends real-valued currents (residual = 'membrane'), which the "
-                                 "fixed-point token source cannot carry; run it in floating point")
+        if fixed and not np.array_equal(enc.spikes, np.rint(enc.spikes)):
+            raise SpikebertError("this graph's encoder sends real-valued currents, which the fixed-point token source "
+                                 "cannot carry: quantise the graph with spikebert.hardware.quantize (it gives the "
+                                 "embedding an integer scale), or run it in floating point")
         N, L = len(ids), enc.spikes.shape[2]
         B = max(1, min(batch_size, N))
         mask = enc.mask if enc.mask is not None else np.ones((N, L), dtype=bool)

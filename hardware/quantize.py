@@ -15,6 +15,14 @@ before Loihi's 6-bit MSB alignment): the largest that keeps its largest input we
 For an attention producer ``lam`` makes ``scale * gain * lam`` a whole number (64 units per
 float step of one coincidence), so attention is exact.
 
+A stream of currents (``residual = "membrane"``: unit ``Scale`` joins summing synapse outputs and the
+token embedding, read by several populations) gets one ``lam`` for all of it, since on Loihi those
+populations read the same integer sums (``current_streams``): every synapse of the stream is quantised at
+it, the host sends the embedding as integer currents ``rint(gain lam x)`` (``SBTokenEmbedding``'s
+``metadata["fixed_point"]["scale"]``), each population's bias is the sum of the biases of the synapses
+upstream of it, and the readout's Affine reads the integer sums back as currents (weights ``/ (gain lam)``,
+those biases added), so the readout keeps the float graph's meaning.
+
 Everything else keeps its float semantics, integer-valued anyway: the host-side token encoder,
 unit ``Scale`` joins (residual sums of spikes), ``Delay``, ``Flatten`` and ``Threshold``. The
 readout (synapses that feed no spiking population, e.g. ``SBTokenMean`` -> classifier ``Affine``
@@ -32,6 +40,7 @@ reference; executors must read the integers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import nir
@@ -41,7 +50,7 @@ from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenMean
+from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
 from spikebert.contract.graph import predecessors, topological_order
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,7 @@ VTH_MAX = 2**17 - 1
 BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed mantissa
 BIAS_EXP_MAX = 7  # 3-bit exponent
 DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
+A_IN_LIMIT = 2 ** (kernels.LOIHI_STATE_BITS - 1 - kernels.LOIHI_ACT_SHIFT) - 1  # largest input current u holds unwrapped
 SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 SPIKING = (nir.LIF, nir.IF)
 REFUSED = {
@@ -84,31 +94,35 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
             if isinstance(node, kind):
                 raise SpikebertError(f"node {name!r} ({type(node).__name__}) cannot run in Loihi fixed point: {why}")
     nodes = {n: copy.deepcopy(node) for n, node in graph.nodes.items()}
+    if np.isnan(dt) and any(isinstance(node, nir.LIF) for node in nodes.values()):
+        raise SpikebertError("the graph has LIF time constants but no metadata 'dt': pass quantize_graph(graph, dt=...)")
+    streams = current_streams(nodes, order, preds, succ)
+    in_stream = {lif for stream in streams for lif in stream.populations}
     scales = {}
     for name in order:
         node = nodes[name]
-        if not isinstance(node, SPIKING):
+        if not isinstance(node, SPIKING) or name in in_stream:
             continue
-        if np.isnan(dt) and any(isinstance(node, nir.LIF) for node in nodes.values()):
-            raise SpikebertError("the graph has LIF time constants but no metadata 'dt': "
-                             "pass quantize_graph(graph, dt=...)")
         producer = preds[name][0] if len(preds[name]) == 1 else None
         inputs = (*SYNAPSES, SBSpikeAttention)
         if producer is None or succ[producer] != [name] or not isinstance(nodes[producer], inputs):
             raise SpikebertError(
                 f"{type(node).__name__} {name!r}: fixed point needs exactly one producer, an Affine/Linear/Conv1d/"
-                f"Conv2d or "
-                f"SBSpikeAttention that feeds only it (found {preds[name]}); Loihi accumulates synaptic input in "
+                f"Conv2d or SBSpikeAttention that feeds only it, or a stream of currents (unit Scale joins of "
+                f"synapses and the token embedding; found {preds[name]}); Loihi accumulates synaptic input in "
                 "the neuron's units, so every synapse into a population shares its scale")
         beta, gain, vth = population_constants(name, node, dt)
         if isinstance(nodes[producer], SBSpikeAttention):
             lam = _attention(producer, nodes[producer], gain)
             bias = np.zeros(node.v_threshold.shape)
         else:
-            lam, bias = _synapse(producer, nodes[producer], gain, vth, node.v_threshold.shape)
+            lam = _synapse_scale(nodes[producer], gain, vth)
+            bias = _neuron_bias(_synapse(producer, nodes[producer], gain, lam), gain, lam, node.v_threshold.shape)
         scales[name] = lam
         node.metadata = {**(node.metadata or {}),
                          "fixed_point": neuron_params(name, beta, vth, lam, bias, bias_exp_min=bias_exp_min)}
+    for stream in streams:
+        scales.update(_quantise_stream(stream, nodes, preds, succ, dt, bias_exp_min=bias_exp_min))
     for name in order:
         node = nodes[name]
         if isinstance(node, (*SYNAPSES, SBTokenMean, SBSpikeAttention)) and fixed_params(node) is None:
@@ -151,16 +165,22 @@ def _power_of_two_at_most(x: float) -> float:
     return float(2.0 ** np.floor(np.log2(x)))
 
 
-def _synapse(name: str, node, gain: float, vth: float, neuron_shape) -> tuple[float, np.ndarray]:
-    """Quantise the weights of ``node`` in place; returns (lam, the neuron's float bias in v units)."""
+def _synapse_scale(node, gain: float, vth: float) -> float:
+    """The largest power-of-two ``lam`` that keeps ``node``'s largest weight within 8 bits at weight exponent 0
+    and the threshold ``vth`` within its 17-bit mantissa."""
+    largest = float(np.abs(gain * np.asarray(node.weight, dtype=np.float64)).max())
+    lam = _power_of_two_at_most(WEIGHT_LIMIT / largest) if largest > 0 else 64.0
+    return min(lam, _power_of_two_at_most(VTH_MAX / vth))
+
+
+def _synapse(name: str, node, gain: float, lam: float) -> np.ndarray:
+    """Quantise the weights of ``node`` in place at ``lam``; returns its float bias per output channel (zeroed
+    in the node: the neurons it feeds hold it)."""
     require_lava("Loihi fixed point (spikebert quantize, --fixed-point, --to netx)")
     from lava.utils.weightutils import clip_weights, determine_sign_mode, optimize_weight_bits, truncate_weights
 
     weight = np.asarray(node.weight, dtype=np.float64)
     bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), dtype=np.float64)
-    largest = float(np.abs(gain * weight).max())
-    lam = _power_of_two_at_most(WEIGHT_LIMIT / largest) if largest > 0 else 64.0
-    lam = min(lam, _power_of_two_at_most(VTH_MAX / vth))
     scaled = gain * lam * weight  # a_in units
     mixed = scaled.min() < 0 < scaled.max()
     grid = 2.0 if mixed else 1.0  # Lava drops the LSB of mixed-sign 8-bit weights
@@ -178,10 +198,147 @@ def _synapse(name: str, node, gain: float, vth: float, neuron_shape) -> tuple[fl
         node.bias = np.zeros_like(bias)
     node.metadata = {**(node.metadata or {}), "fixed_point": synapse_params(
         int(opt.weight_exp), int(opt.num_weight_bits), int(sign_mode.value), gain * lam)}
-    channel_bias = 2**kernels.LOIHI_ACT_SHIFT * gain * lam * bias  # v units (the bias is not MSB-aligned)
+    return bias
+
+
+def _neuron_bias(channel_bias: np.ndarray, gain: float, lam: float, neuron_shape) -> np.ndarray:
+    """A float bias per channel (the synapse's units) as the population's bias per neuron, in v units (the
+    bias is not MSB-aligned)."""
+    per_channel = 2**kernels.LOIHI_ACT_SHIFT * gain * lam * np.asarray(channel_bias, dtype=np.float64)
     shape = tuple(neuron_shape)
-    per_neuron = channel_bias.reshape(-1, *([1] * (len(shape) - 1))) if len(shape) > 1 else channel_bias
-    return lam, np.broadcast_to(per_neuron, shape).copy()
+    per_neuron = per_channel.reshape(-1, *([1] * (len(shape) - 1))) if len(shape) > 1 else per_channel
+    return np.broadcast_to(per_neuron, shape).copy()
+
+
+@dataclasses.dataclass
+class CurrentStream:
+    """Spiking populations that read a sum of currents (``residual = "membrane"``: the residual stream is
+    added to membrane potentials): the unit ``Scale`` joins that form the sums, the synapses and token
+    embeddings whose outputs enter them, and the readout nodes that also read them (``readers``)."""
+
+    populations: list[str]
+    joins: list[str]
+    synapses: list[str]
+    embeddings: list[str]
+    readers: list[tuple[str, str]]  # (stream node, the readout node that reads it)
+
+
+def _is_join(node) -> bool:
+    return isinstance(node, nir.Scale) and bool(np.all(np.asarray(node.scale) == 1))
+
+
+def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> list[CurrentStream]:
+    """The streams of currents of a graph, each with every population that reads it; populations that read
+    one (exclusive) synapse are in none. Populations that share a join, a synapse or an embedding are one
+    stream: on Loihi they read the same integer sums, so they share one scale."""
+    parent: dict[str, str] = {}
+
+    def root(n: str) -> str:
+        while parent.setdefault(n, n) != n:
+            n = parent[n]
+        return n
+
+    def absorb(name: str, todo: list[str]) -> None:
+        """Walk back from ``todo`` through joins into ``name``'s stream."""
+        while todo:
+            n = todo.pop()
+            if root(n) == root(name):
+                continue
+            parent[root(n)] = root(name)
+            if _is_join(nodes[n]):
+                todo += preds[n]
+            elif not isinstance(nodes[n], (*SYNAPSES, SBTokenEmbedding)):
+                raise SpikebertError(
+                    f"{type(nodes[name]).__name__} {name!r} is part of a sum of currents that includes "
+                    f"{type(nodes[n]).__name__} {n!r}: in fixed point such a sum may hold synapse outputs and the "
+                    "token embedding only (a membrane-residual stream); spikes joined into currents have no Loihi scale")
+
+    for name in order:
+        if isinstance(nodes[name], SPIKING) and len(preds[name]) == 1 and (
+                _is_join(nodes[preds[name][0]]) or isinstance(nodes[preds[name][0]], SBTokenEmbedding)):
+            absorb(name, [preds[name][0]])
+    for name in order:  # joins that extend a stream past its last population (into the readout)
+        if _is_join(nodes[name]) and name not in parent and any(p in parent for p in preds[name]):
+            absorb(name, list(preds[name]))
+    members: dict[str, list[str]] = {}
+    for n in order:
+        if n in parent:
+            members.setdefault(root(n), []).append(n)
+    streams = []
+    for names in members.values():
+        inside = set(names)
+        stream = CurrentStream(
+            populations=[n for n in names if isinstance(nodes[n], SPIKING)],
+            joins=[n for n in names if _is_join(nodes[n])],
+            synapses=[n for n in names if isinstance(nodes[n], SYNAPSES)],
+            embeddings=[n for n in names if isinstance(nodes[n], SBTokenEmbedding)],
+            readers=[])
+        for n in stream.synapses:
+            others = [d for d in succ[n] if d not in inside]
+            if others:
+                raise SpikebertError(f"{n!r} feeds the stream of currents into {stream.populations} and also {others}: "
+                                     "in fixed point its weights take the stream's scale, which its other readers "
+                                     "do not share")
+        stream.readers = [(n, d) for n in stream.joins + stream.embeddings for d in succ[n] if d not in inside]
+        streams.append(stream)
+    return streams
+
+
+def _quantise_stream(stream: CurrentStream, nodes: dict, preds: dict, succ: dict, dt: float, *,
+                     bias_exp_min: int) -> dict[str, float]:
+    """Quantise a stream of currents at one scale ``lam``; returns population -> lam.
+
+    Every synapse of the stream gets 8-bit weights at ``lam`` (the largest power of two that fits all of them,
+    every threshold and the embedding's currents), each embedding ``metadata["fixed_point"]["scale"]`` (the
+    host sends ``rint(scale x)``, integer input currents), each population as its bias the sum of the
+    biases of the synapses upstream of it, and each readout the inverse: its Affine reads the integer sums
+    times ``1 / (gain lam)`` plus those biases, so the readout's float semantics are the float graph's."""
+    constants = {p: population_constants(p, nodes[p], dt) for p in stream.populations}
+    gains = {p: c[1] for p, c in constants.items()}
+    gain = gains[stream.populations[0]]
+    if any(g != gain for g in gains.values()):
+        raise SpikebertError(f"the populations {stream.populations} read one stream of currents but have different "
+                             f"input gains {gains}: Loihi sums their input in one integer scale (give them one tau)")
+    vth = max(c[2] for c in constants.values())
+    limits = [_power_of_two_at_most(VTH_MAX / vth)]
+    limits += [_synapse_scale(nodes[s], gain, vth) for s in stream.synapses]
+    for e in stream.embeddings:
+        largest = float(np.abs(nodes[e].weight).max() + np.abs(nodes[e].position_weight).max())
+        if largest > 0:
+            limits.append(_power_of_two_at_most(A_IN_LIMIT / (gain * largest)))
+    lam = min(limits)
+    scale = gain * lam  # a_in units per float unit of current
+    offset: dict[str, np.ndarray] = {}  # per stream node: the float bias its current lacks (moved to the neurons)
+    for n in stream.synapses:
+        offset[n] = _synapse(n, nodes[n], gain, lam)
+    for n in stream.embeddings:
+        offset[n] = np.zeros(nodes[n].weight.shape[1])
+        nodes[n].metadata = {**(nodes[n].metadata or {}), "fixed_point": {"scale": scale}}
+    for n in stream.joins:  # in topological order: a join's predecessors come first
+        offset[n] = sum((offset[p] for p in preds[n][1:]), offset[preds[n][0]])
+    for p in stream.populations:
+        beta, _, threshold = constants[p]
+        bias = _neuron_bias(offset[preds[p][0]], gain, lam, nodes[p].v_threshold.shape)
+        nodes[p].metadata = {**(nodes[p].metadata or {}),
+                             "fixed_point": neuron_params(p, beta, threshold, lam, bias, bias_exp_min=bias_exp_min)}
+    for source, reader in stream.readers:
+        node = nodes[reader]
+        targets = [reader] if isinstance(node, (nir.Affine, nir.Linear)) else succ[reader]
+        if not isinstance(node, (SBTokenMean, nir.Affine, nir.Linear)) or any(
+                not isinstance(nodes[t], (nir.Affine, nir.Linear)) or fixed_params(nodes[t]) is not None
+                or len(preds[t]) != 1 for t in targets):
+            raise SpikebertError(
+                f"{type(node).__name__} {reader!r} reads the stream of currents at {source!r}: in fixed point a stream "
+                "is read by its populations and by a readout only (an Affine, or an SBTokenMean into Affines, that "
+                "feeds no spiking population), which converts the integer sums back to currents")
+        for t in targets:
+            weight = np.asarray(nodes[t].weight, dtype=np.float64)
+            bias = np.asarray(getattr(nodes[t], "bias", np.zeros(weight.shape[0])), dtype=np.float64)
+            nodes[t] = nir.Affine(weight=weight / scale, bias=bias + weight @ offset[source],
+                                  metadata=dict(nodes[t].metadata or {}))
+    log.info("stream of currents into %s: lam=2^%d, one scale for %d synapses and %d embedding(s)",
+             stream.populations, int(np.log2(lam)), len(stream.synapses), len(stream.embeddings))
+    return dict.fromkeys(stream.populations, lam)
 
 
 def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:

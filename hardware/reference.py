@@ -117,6 +117,9 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     masked = any(getattr(n, "mask_padding", False) for n in graph.nodes.values())
     mask = (ids != embed.pad_token_id) if masked else None
     if not spiking:  # the embedding's currents enter the network (residual = "membrane")
+        fixed = fixed_params(embed)
+        if fixed is not None:  # Loihi fixed point: integer input currents, rint(gain lam x) (hardware.quantize)
+            x = np.rint(float(fixed["scale"]) * x)
         return EncodedInput(spikes=x.astype(np.float64), mask=mask, first_node=embed_name)
     spikes = (x > graph.nodes[succ[0]].threshold).astype(np.float64)
     return EncodedInput(spikes=spikes, mask=mask, first_node=succ[0])

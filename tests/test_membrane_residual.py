@@ -89,3 +89,74 @@ def test_sinusoidal_table_is_not_trained(tiny_cfg):
     torch.testing.assert_close(model.position.weight, 0.5 * sinusoidal_table(tiny_cfg.max_len, tiny_cfg.dim))
     assert sinusoidal_table(4, 4)[1, 0] == pytest.approx(np.sin(1.0)) and sinusoidal_table(4, 4)[1, 1] == pytest.approx(
         np.cos(1.0))
+
+
+# --- Loihi fixed point: one integer scale for the whole stream of currents -------------------------------
+
+
+@pytest.fixture
+def membrane_batchnorm(tiny_cfg):
+    cfg = dataclasses.replace(tiny_cfg, residual="membrane", norm="batch", position_encoding="sinusoidal")
+    return make_student(cfg, seed=2)
+
+
+@pytest.mark.lava
+def test_membrane_student_quantises_as_one_stream(membrane_batchnorm, tmp_path):
+    """Every population that reads the stream shares one scale; the embedding sends integer currents; the
+    biases of the synapses upstream of a population are its bias; the readout reads the integer sums back
+    as currents, so the fixed-point logits stay near the float ones (8-bit weights)."""
+    from spikebert.hardware.quantize import quantize_graph
+    from spikebert.hardware.reference import encode_tokens
+
+    graph = export_student(membrane_batchnorm)
+    fixed = quantize_graph(graph)
+    stream = ["b0_in_lif", "b0_in_lif_1", "b1_in_lif", "b1_in_lif_1"]
+    scales = {fixed.nodes[p].metadata["fixed_point"]["scale"] for p in stream}
+    assert len(scales) == 1
+    ids = make_ids(16, 8, membrane_batchnorm.cfg.vocab_size, seed=3).numpy()
+    currents = encode_tokens(fixed, ids).spikes
+    assert np.array_equal(currents, np.rint(currents)) and np.abs(currents).max() > 1
+    assert not fixed.nodes["b0_in_lif"].metadata["fixed_point"]["bias_mant"].any()  # the embedding has no bias
+    assert fixed.nodes["b1_in_lif"].metadata["fixed_point"]["bias_mant"].any()  # b0_proj's and b0_fc2's biases
+    assert not np.any(fixed.nodes["b0_fc2"].bias)
+    write_graph(tmp_path / "q.nir", fixed)  # the quantised graph is a NIR file like any other
+    again = read_graph(tmp_path / "q.nir")
+    float_run = ReferenceExecutor(graph).run(ids, record=("b1_in_lif",))
+    fixed_run = ReferenceExecutor(again).run(ids, record=("b1_in_lif",))
+    assert (float_run.spikes["b1_in_lif"] != fixed_run.spikes["b1_in_lif"]).mean() < 0.05
+    assert (float_run.logits.argmax(-1) == fixed_run.logits.argmax(-1)).mean() >= 0.75
+    np.testing.assert_allclose(fixed_run.logits, float_run.logits, atol=0.5)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("fuse", ["none", "blocks", "deploy"])
+def test_membrane_student_fixed_point_is_bit_exact_in_lava(membrane_batchnorm, fuse):
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.quantize import quantize_graph
+
+    graph = quantize_graph(export_student(membrane_batchnorm))
+    ids = make_ids(5, 8, membrane_batchnorm.cfg.vocab_size).numpy()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids, record=("b1_in_lif_1",))
+    assert expected.spikes["b1_in_lif_1"].any()
+    lava = run_lava(graph, ids, batch_size=2, fuse=fuse, progress=False)
+    assert lava.fixed_point
+    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
+
+
+@pytest.mark.lava
+def test_fixed_point_refuses_a_stream_it_cannot_scale(membrane_batchnorm):
+    """A stream read by something other than its populations and a readout, and populations of one stream with
+    different input gains, are refused by name, not quantised wrongly."""
+    from spikebert.hardware.quantize import quantize_graph
+
+    from spikebert.contract.errors import SpikebertError
+
+    graph = export_student(membrane_batchnorm)
+    graph.nodes["b1_in_lif_1"].tau = graph.nodes["b1_in_lif_1"].tau * 2
+    with pytest.raises(SpikebertError, match="different input gains"):
+        quantize_graph(graph)
+    graph = export_student(membrane_batchnorm)
+    graph.edges.append(("b0_res1", "b1_fc1"))  # a stream read by a synapse of spikes: no single scale
+    with pytest.raises(SpikebertError, match="b1_fc1"):
+        quantize_graph(graph)

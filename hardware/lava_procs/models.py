@@ -57,8 +57,11 @@ class PyTokenSpikeSourceModel(PyLoihiProcessModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyTokenSpikeSourceModelFixed(PyTokenSpikeSourceModel):
+    """Binary spikes, or the integer input currents of a quantised membrane-residual embedding (signed,
+    24-bit messages), sent as int32."""
+
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.uint8)  # binary only (run_lava refuses currents in fixed point)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self) -> None:
         with reported(self.proc_params.get("error_path")):

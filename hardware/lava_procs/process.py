@@ -19,8 +19,8 @@ class TokenSpikeSource(AbstractProcess):
     """Streams host-encoded token spikes: batch k is sent, unchanged, during steps kT+1 .. kT+T
     (the last batch repeats after that, while deeper processes finish).
 
-    spikes: (n_batches, B, D, L): binary, or real-valued currents (a membrane-residual student's
-    embedding; floating point only).
+    spikes: (n_batches, B, D, L): binary, or a membrane-residual student's embedding currents (real in
+    floating point; integers at the stream's scale in fixed point).
     """
 
     def __init__(self, *, spikes: np.ndarray, time_steps: int, error_path: str | None = None,
