@@ -258,7 +258,8 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
                 _is_join(nodes[preds[name][0]]) or isinstance(nodes[preds[name][0]], SBTokenEmbedding)):
             absorb(name, [preds[name][0]])
     for name in order:  # joins that extend a stream past its last population (into the readout)
-        if _is_join(nodes[name]) and name not in parent and any(p in parent for p in preds[name]):
+        if _is_join(nodes[name]) and name not in parent and any(
+                p in parent and not isinstance(nodes[p], SPIKING) for p in preds[name]):
             absorb(name, list(preds[name]))
     members: dict[str, list[str]] = {}
     for n in order:
