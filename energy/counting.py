@@ -108,6 +108,7 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
         raise SpikebertError(f"residual convention {residual!r}: use one of {RESIDUAL_CONVENTIONS}")
     if activity.samples < 1:
         raise SpikebertError("activity records no samples")
+    _refuse_uncounted(graph)
     preds = predecessors(graph)
     n, T = activity.samples, activity.time_steps
     tokens = activity.real_tokens / n  # real tokens per sample
@@ -164,6 +165,21 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             rows.append(LayerCount(name, label, kind, act.input_rate, dense, dense, 0.0, 0.0,
                                    weight_reads=float(node.weight.size * T), input_elements=elements, **shape))
     return rows
+
+
+def _refuse_uncounted(graph: nir.NIRGraph) -> None:
+    """Synapses whose operations these rows cannot count are refused, not left out of the totals: Conv2d
+    maps, and Conv1d other than token-wise (kernel 1, stride 1, one group), whose fan-out per input differs
+    at the borders and with the stride."""
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Conv2d):
+            raise SpikebertError(f"cannot count the operations of Conv2d {name!r}: energy reports cover token-wise "
+                                 "synapses (Conv1d kernel 1, Affine, Linear), spike attention and token means")
+        if isinstance(node, nir.Conv1d) and (np.shape(node.weight)[2:] != (1,) or int(np.max(node.stride)) != 1
+                                             or int(node.groups) != 1):
+            raise SpikebertError(f"cannot count the operations of Conv1d {name!r} (kernel {np.shape(node.weight)[2:]}, "
+                                 f"stride {node.stride}, groups {node.groups}): energy reports count token-wise "
+                                 "Conv1d (kernel 1, stride 1, one group)")
 
 
 def _population_spikes(graph: nir.NIRGraph, preds: dict, activity: Activity) -> dict[str, float | None]:

@@ -86,6 +86,21 @@ def test_counts_hand_computed():
         count_operations(graph, act, residual="spikes")
 
 
+@pytest.mark.parametrize("node", [
+    nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 2, 3, 3)), stride=1, padding=1, dilation=1, groups=1,
+               bias=np.zeros(2)),
+    nir.Conv1d(input_shape=4, weight=np.ones((2, 2, 3)), stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(2)),
+])
+def test_synapses_it_cannot_count_are_refused_not_left_out(node):
+    shape = np.array([2, 4, 4] if isinstance(node, nir.Conv2d) else [2, 4])
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type=shape), "conv": node,
+                                "output": nir.Output(output_type=shape)},
+                         edges=[("input", "conv"), ("conv", "output")])
+    act = Activity(backend="hand", samples=1, time_steps=1, real_tokens=1.0, nodes={})
+    with pytest.raises(ValueError, match="cannot count the operations of Conv"):
+        count_operations(graph, act)
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown energy profile"):
         get_profile("7nm")
