@@ -8,6 +8,8 @@ keeps its float step (host-side encoder, joins, readout). Same step signature as
 
 from __future__ import annotations
 
+import logging
+
 import nir
 import numpy as np
 from spikebert.hardware import kernels
@@ -15,6 +17,8 @@ from spikebert.hardware import kernels
 from spikebert.contract.activity import NodeActivity
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding
+
+log = logging.getLogger(__name__)
 
 
 def is_quantised(graph: nir.NIRGraph) -> bool:
@@ -74,8 +78,15 @@ def _spiking(name: str, node, dt):
     p = fixed_params(node)
     du, dv, vth, bias = int(p["du"]), int(p["dv"]), int(p["vth"]), neuron_bias(p)
 
+    warned = []
+
     def step(x, state, ctx):
         u, v = (np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)) if state is None else state
+        if not warned and np.abs(x).max(initial=0) > kernels.LOIHI_A_IN_LIMIT:
+            warned.append(True)  # once per population and run: the chip wraps too, so the run stays bit-exact
+            log.warning("%s: input %d exceeds the %d that Loihi's 24-bit current holds: it wraps, as on the chip, and "
+                        "these neurons no longer follow the float graph (quantise with smaller weights or currents)",
+                        name, int(np.abs(x).max()), kernels.LOIHI_A_IN_LIMIT)
         spikes, u, v = kernels.loihi_lif_step(u, v, x, du=du, dv=dv, vth=vth, bias=bias)
         return spikes, (u, v)
 

@@ -249,6 +249,7 @@ def attention_stats(a: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> tu
 LOIHI_ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
 LOIHI_DECAY_SHIFT = 12  # du, dv are 12-bit fractions of 4096
 LOIHI_STATE_BITS = 24  # u, v
+LOIHI_A_IN_LIMIT = 2 ** (LOIHI_STATE_BITS - 1 - LOIHI_ACT_SHIFT) - 1  # largest |input| u holds without wrapping
 
 
 def shift_exp(x: np.ndarray, exp: int) -> np.ndarray:

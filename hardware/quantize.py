@@ -61,7 +61,7 @@ VTH_MAX = 2**17 - 1
 BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed mantissa
 BIAS_EXP_MAX = 7  # 3-bit exponent
 DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
-A_IN_LIMIT = 2 ** (kernels.LOIHI_STATE_BITS - 1 - kernels.LOIHI_ACT_SHIFT) - 1  # largest input current u holds unwrapped
+A_IN_LIMIT = kernels.LOIHI_A_IN_LIMIT
 SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 SPIKING = (nir.LIF, nir.IF)
 REFUSED = {
@@ -239,19 +239,22 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
         return n
 
     def absorb(name: str, todo: list[str]) -> None:
-        """Walk back from ``todo`` through joins into ``name``'s stream."""
+        """Walk back from ``todo`` through joins into ``name``'s stream; every node met is checked."""
+        seen: set[str] = set()
         while todo:
             n = todo.pop()
-            if root(n) == root(name):
+            if n in seen:
                 continue
-            parent[root(n)] = root(name)
-            if _is_join(nodes[n]):
-                todo += preds[n]
-            elif not isinstance(nodes[n], (*SYNAPSES, SBTokenEmbedding)):
+            seen.add(n)
+            if not (_is_join(nodes[n]) or isinstance(nodes[n], (*SYNAPSES, SBTokenEmbedding))):
                 raise SpikebertError(
                     f"{type(nodes[name]).__name__} {name!r} is part of a sum of currents that includes "
                     f"{type(nodes[n]).__name__} {n!r}: in fixed point such a sum may hold synapse outputs and the "
                     "token embedding only (a membrane-residual stream); spikes joined into currents have no Loihi scale")
+            if root(n) != root(name):
+                parent[root(n)] = root(name)
+            if _is_join(nodes[n]):
+                todo += preds[n]
 
     for name in order:
         if isinstance(nodes[name], SPIKING) and len(preds[name]) == 1 and (
@@ -280,7 +283,12 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
                 raise SpikebertError(f"{n!r} feeds the stream of currents into {stream.populations} and also {others}: "
                                      "in fixed point its weights take the stream's scale, which its other readers "
                                      "do not share")
-        stream.readers = [(n, d) for n in stream.joins + stream.embeddings for d in succ[n] if d not in inside]
+            currents = [p for p in preds[n] if not isinstance(nodes[p], (*SPIKING, nir.Threshold))]
+            if currents:
+                raise SpikebertError(f"{n!r} adds to the stream of currents into {stream.populations} but reads "
+                                     f"{currents}, not spikes: in fixed point a stream's synapses read binary spikes "
+                                     "(their integer outputs are then in the stream's scale)")
+        stream.readers = sorted({(n, d) for n in stream.joins + stream.embeddings for d in succ[n] if d not in inside})
         streams.append(stream)
     return streams
 
@@ -325,13 +333,13 @@ def _quantise_stream(stream: CurrentStream, nodes: dict, preds: dict, succ: dict
     for source, reader in stream.readers:
         node = nodes[reader]
         targets = [reader] if isinstance(node, (nir.Affine, nir.Linear)) else succ[reader]
-        if not isinstance(node, (SBTokenMean, nir.Affine, nir.Linear)) or any(
+        if not isinstance(node, (SBTokenMean, nir.Affine, nir.Linear)) or len(preds[reader]) != 1 or any(
                 not isinstance(nodes[t], (nir.Affine, nir.Linear)) or fixed_params(nodes[t]) is not None
                 or len(preds[t]) != 1 for t in targets):
             raise SpikebertError(
                 f"{type(node).__name__} {reader!r} reads the stream of currents at {source!r}: in fixed point a stream "
                 "is read by its populations and by a readout only (an Affine, or an SBTokenMean into Affines, that "
-                "feeds no spiking population), which converts the integer sums back to currents")
+                "reads nothing else and feeds no spiking population), which converts the integer sums back to currents")
         for t in targets:
             weight = np.asarray(nodes[t].weight, dtype=np.float64)
             bias = np.asarray(getattr(nodes[t], "bias", np.zeros(weight.shape[0])), dtype=np.float64)

@@ -160,3 +160,33 @@ def test_fixed_point_refuses_a_stream_it_cannot_scale(membrane_batchnorm):
     graph.edges.append(("b0_res1", "b1_fc1"))  # a stream read by a synapse of spikes: no single scale
     with pytest.raises(SpikebertError, match="b1_fc1"):
         quantize_graph(graph)
+    graph = export_student(membrane_batchnorm)
+    graph.edges.append(("b1_res1", "pool"))  # the readout reads the stream twice: its fold would be applied twice
+    with pytest.raises(SpikebertError, match="pool"):
+        quantize_graph(graph)
+    graph = export_student(membrane_batchnorm)
+    graph.edges.insert(0, ("b0_in_lif_1", "b0_res2"))  # a population's spikes joined into the currents
+    with pytest.raises(SpikebertError, match="spikes joined into currents"):
+        quantize_graph(graph)
+    graph = export_student(membrane_batchnorm)  # a stream synapse reading currents: its output is not in the scale
+    graph.nodes["extra"] = dataclasses.replace(graph.nodes["b0_proj"])
+    graph.edges += [("b0_res1", "extra"), ("extra", "b0_res2")]
+    with pytest.raises(SpikebertError, match="not spikes"):
+        quantize_graph(graph)
+
+
+@pytest.mark.lava
+def test_fixed_point_says_when_an_input_current_wraps(membrane_batchnorm, caplog):
+    """Loihi's 24-bit current wraps beyond 2^17 - 1 input units; the run stays bit-exact with the chip, but the
+    neurons no longer follow the float graph, and the log says so."""
+    from spikebert.hardware.quantize import quantize_graph
+    from spikebert.hardware.reference import encode_tokens
+
+    graph = quantize_graph(export_student(membrane_batchnorm))
+    ids = make_ids(2, 8, membrane_batchnorm.cfg.vocab_size).numpy()
+    ReferenceExecutor(graph).run(ids)
+    assert "wraps" not in caplog.text
+    graph.nodes["embed"].metadata["fixed_point"]["scale"] *= 2**12  # currents far beyond 24 bits
+    assert np.abs(encode_tokens(graph, ids).spikes).max() > 2**17
+    ReferenceExecutor(graph).run(ids)
+    assert "b0_in_lif: input" in caplog.text and "wraps" in caplog.text
