@@ -45,6 +45,7 @@ from spikebert.contract.extension import (
     READOUT,
     SBLayerNorm,
     SBSpikeAttention,
+    SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
     read_graph,
@@ -178,6 +179,28 @@ class SpikeAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, L, self.dim).transpose(1, 2), state  # (B, D, L)
 
 
+class SpikeDrivenAttention(nn.Module):
+    """``SBSpikeDrivenAttention``: (B, 3D, L) spikes -> (B, D, L) spikes; state = (token mask, the membrane of its
+    population (B, D))."""
+
+    def __init__(self, node: SBSpikeDrivenAttention, *, dt: float) -> None:
+        super().__init__()
+        self.dim, self.mask_padding = node.dim, node.mask_padding
+        self.population = _lif(node.population(), dt=dt)
+
+    def initial_state(self, mask: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return mask, None
+
+    def forward(self, x: torch.Tensor, state) -> tuple[torch.Tensor, tuple]:
+        mask, v = state
+        q, k, v_ = x.split(self.dim, dim=1)  # (B, D, L) each
+        coincide = k * v_
+        if self.mask_padding:
+            coincide = coincide * mask[:, None, :].to(x.dtype)
+        spikes, v = self.population(coincide.sum(dim=2), v)  # (B, D)
+        return q * spikes[:, :, None], (mask, v)
+
+
 class TokenMean(nn.Module):
     """``SBTokenMean``: (B, D, L) -> (B, D), over real tokens if ``mask_padding``; state = token mask."""
 
@@ -236,6 +259,7 @@ NODE_MAP: dict[type[nir.NIRNode], Callable[..., nn.Module]] = {
     nir.IF: _if,
     SBLayerNorm: lambda node, **_: GroupLayerNorm(node),
     SBSpikeAttention: lambda node, **_: SpikeAttention(node),
+    SBSpikeDrivenAttention: lambda node, *, dt, **_: SpikeDrivenAttention(node, dt=dt),
     SBTokenMean: lambda node, **_: TokenMean(node),
 }
 

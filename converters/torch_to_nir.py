@@ -49,10 +49,11 @@ from spikebert.contract.extension import (
     READOUT,
     SBLayerNorm,
     SBSpikeAttention,
+    SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
 )
-from spikebert.model import GroupLayerNorm, SpikeAttention, SpikeBERT, TokenBatchNorm, TokenMean
+from spikebert.model import GroupLayerNorm, SpikeAttention, SpikeBERT, SpikeDrivenAttention, TokenBatchNorm, TokenMean
 from spikebert.neurons import DT, LIF, HeavisideEncoder
 
 
@@ -101,6 +102,12 @@ def _attention(m: SpikeAttention, *, tokens: int, **_) -> nir.NIRNode:
     return SBSpikeAttention(dim=m.dim, heads=m.heads, scale=m.export_scale(), tokens=tokens, mask_padding=m.mask_padding)
 
 
+def _spike_driven_attention(m: SpikeDrivenAttention, *, tokens: int, **_) -> nir.NIRNode:
+    lif = _lif(m.lif, channels=m.dim, tokens=None)  # its population: one neuron per channel
+    return SBSpikeDrivenAttention(dim=m.dim, tokens=tokens, mask_padding=m.mask_padding, tau=lif.tau, r=lif.r,
+                                  v_leak=lif.v_leak, v_threshold=lif.v_threshold, v_reset=lif.v_reset)
+
+
 def _token_mean(m: TokenMean, *, channels: int, tokens: int, **_) -> nir.NIRNode:
     return SBTokenMean(dim=channels, tokens=tokens, mask_padding=m.mask_padding)
 
@@ -115,6 +122,7 @@ MODULE_MAP: dict[type, Callable[..., nir.NIRNode]] = {
     LIF: _lif,
     GroupLayerNorm: _layer_norm,
     SpikeAttention: _attention,
+    SpikeDrivenAttention: _spike_driven_attention,
     TokenMean: _token_mean,
     HeavisideEncoder: _heaviside,
 }
@@ -479,10 +487,6 @@ def export_student(model: nn.Module, *, metadata: dict | None = None) -> nir.NIR
             "`spikebert energy` simulate the whole student in PyTorch.")
     if not isinstance(model, SpikeBERT):
         raise UnsupportedError(f"export_student takes a SpikeBERT student, got {type(model).__name__}")
-    if model.cfg.attention != "ssa":
-        raise UnsupportedError(f"attention={model.cfg.attention!r} (spike-driven self-attention) has no NIR mapping "
-                               "yet: the SB extension has no node for SN(sum over tokens of K*V) * Q with its own "
-                               "neurons; train with attention='ssa' to export to NIR and Lava")
     nodes, edges = _Exporter(model).export()
     meta = {
         "spikebert_extension": EXTENSION_VERSION,

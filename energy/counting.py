@@ -8,6 +8,8 @@ For every synapse node (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean):
   ``"mac"`` counts it as dense MACs (NeuroBench/syops view), ``"accumulate"`` as k accumulates per
   value k (``acs = sum|x| x fan-out``, the multi-spike view).
 - attention: ``acs`` = exact accumulates of Q K^T (coincidences) and A V (nonzeros x fan-out).
+- spike-driven attention: ``acs`` = the K * V coincidences it sums over the tokens (masking Q is an AND, not
+  counted); its own population (D neurons per step) is the row ``<name>/population``.
 - token mean: one accumulate per input element.
 LIF nodes contribute ``neuron_updates`` = neurons x real tokens' share x T.
 
@@ -42,7 +44,7 @@ import numpy as np
 
 from spikebert.contract.activity import Activity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
+from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
 from spikebert.contract.graph import predecessors, topological_order
 
 RESIDUAL_CONVENTIONS = ("mac", "accumulate")
@@ -148,6 +150,18 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0, acs, 0.0,
                                    weight_reads=acs, input_elements=elements, fan_in=tokens, fan_out=tokens,
                                    output_elements=node.dim * tokens * T, params=2 * node.dim * tokens))
+            continue
+        elif isinstance(node, SBSpikeDrivenAttention):
+            # K * V summed over the tokens per channel, then Q masked by the channels that fired: the non-spiking
+            # equivalent is 2 D L multiplies per step; spike-driven, one accumulate per K-V coincidence (the mask
+            # is an AND, no sum). Its own population (D neurons per step) is a row of its own, "<name>/population".
+            acs, updates = act.qk_accumulates / n, float(node.dim * T)
+            rows.append(LayerCount(name, "attention", kind, act.input_rate, 2 * tokens * node.dim * T, 0.0, acs, 0.0,
+                                   input_elements=elements, fan_in=tokens, fan_out=1.0,
+                                   output_elements=node.dim * tokens * T))
+            rows.append(LayerCount(f"{name}/population", "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
+                                   state_accesses=STATE_ACCESSES_PER_UPDATE * updates, output_elements=updates,
+                                   leaky=True, output_spikes=None))
             continue
         elif isinstance(node, SBTokenMean):
             rows.append(LayerCount(name, "token-mean", kind, act.input_rate, 0.0, 0.0, elements, 0.0,

@@ -220,8 +220,8 @@ class EnergyReport:
         if any(p.per_layer for p in self.profiles):
             unknown = [r.name for r in self.layers if r.kind == "neurons" and r.output_spikes is None]
             out.append(LEMAIRE_STATEMENT + (f" Output spikes of {unknown} are not in the record (they only enter a "
-                                            "residual sum no synapse reads whole): their spike writes are not "
-                                            "priced." if unknown else ""))
+                                            "residual sum no synapse reads whole, or mask Q inside spike-driven "
+                                            "attention): their spike writes are not priced." if unknown else ""))
         return out
 
     def _other_convention_statement(self) -> list[str]:

@@ -50,7 +50,14 @@ from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from spikebert.contract.extension import (
+    SBIF,
+    SBLayerNorm,
+    SBSpikeAttention,
+    SBSpikeDrivenAttention,
+    SBTokenEmbedding,
+    SBTokenMean,
+)
 from spikebert.contract.graph import predecessors, topological_order
 
 log = logging.getLogger(__name__)
@@ -71,6 +78,8 @@ REFUSED = {
     nir.I: "non-spiking integrators have no Loihi fixed-point mapping here",
     nir.CubaLI: "non-spiking CUBA integrators have no Loihi fixed-point mapping here",
     nir.CubaLIF: "CubaLIF (a synaptic current with memory) is not quantised yet; use LIF",
+    SBSpikeDrivenAttention: "spike-driven attention's own population (fed by K * V coincidence counts) and its Q mask "
+                            "are not quantised yet; run the float graph (reference executor or Lava)",
     SBIF: "Loihi's and lava-nc's LIF reset the membrane to 0; SBIF's subtraction reset would need a custom neuron "
           "model (Loihi 2 microcode), which is not built; run the float graph (reference executor or Lava)",
 }

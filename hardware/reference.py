@@ -77,7 +77,14 @@ from spikebert.hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is
 
 from spikebert.contract.activity import Activity, NodeActivity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from spikebert.contract.extension import (
+    SBIF,
+    SBLayerNorm,
+    SBSpikeAttention,
+    SBSpikeDrivenAttention,
+    SBTokenEmbedding,
+    SBTokenMean,
+)
 from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
 
 log = logging.getLogger(__name__)
@@ -237,6 +244,23 @@ def _attention(name: str, node: SBSpikeAttention, dt: float | None) -> Step:
     return step
 
 
+def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float) -> Step:
+    """Q masked by the spikes of a population (D,) driven by the K*V coincidences summed over the tokens;
+    state = the population's membrane. Activity: the coincidences, as accumulates (``qk_accumulates``)."""
+    population = _spiking(name, node.population(), dt)
+
+    def step(x, v, ctx):
+        q, k, v_ = x[:, :node.dim], x[:, node.dim:2 * node.dim], x[:, 2 * node.dim:]  # (B, D, L) each
+        coincide = k * v_
+        if node.mask_padding:
+            coincide = coincide * ctx.mask[:, None, :]
+        spikes, v = population(coincide.sum(axis=-1), v, ctx)  # (B, D)
+        ctx.activity.add(NodeActivity(qk_accumulates=float(coincide.sum())))
+        return q * spikes[:, :, None], v
+
+    return step
+
+
 def _membrane(node, dt: float) -> dict[str, np.ndarray]:
     """Euler coefficients of the membrane: leaky (LIF, LI, CubaLIF, CubaLI) or integrator (IF, I)."""
     if isinstance(node, (nir.IF, nir.I)):
@@ -348,6 +372,7 @@ STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
     SBTokenEmbedding: _identity,  # host-side: run() starts after it, run_inputs() refuses token graphs
     SBLayerNorm: _layer_norm,
     SBSpikeAttention: _attention,
+    SBSpikeDrivenAttention: _spike_driven_attention,
     SBTokenMean: _token_mean,
     SBIF: _subtract_if,
 }

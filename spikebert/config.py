@@ -211,7 +211,7 @@ class StudentConfig(ConfigBase):
     neuron: typing.Literal["leaky", "leaky-subtract", "synaptic"] = "leaky"
     # "ssa": the paper's spiking self-attention (Q K^T) V * scale -> LIF, quadratic in length; "sdsa": Spike-driven
     # Transformer's spike-driven self-attention as its official code computes it, SN(sum over tokens of K * V) * Q
-    # (mask and add, linear in length; SN = an LIF at attn_threshold). "sdsa" has no NIR mapping yet.
+    # (mask and add, linear in length; SN = an LIF at attn_threshold), exported as SBSpikeDrivenAttention.
     attention: typing.Literal["ssa", "sdsa"] = "ssa"
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code

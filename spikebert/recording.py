@@ -31,7 +31,7 @@ from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBTokenEmbedding
 from spikebert.contract.graph import SYNAPSE_TYPES
 from spikebert.converters.torch_to_nir import export_student, node_name
-from spikebert.model import SpikeAttention, SpikeBERT, TokenBatchNorm, TokenMean
+from spikebert.model import SpikeAttention, SpikeBERT, SpikeDrivenAttention, TokenBatchNorm, TokenMean
 from spikebert.neurons import LIF, HeavisideEncoder
 from spikebert.outputs import StudentOutput
 
@@ -82,6 +82,16 @@ def attention_stats(a: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None)
         queries = mask[None, :, None, :].to(COUNT_DTYPE)  # (1, B, 1, L)
         qk, av = qk * queries, av * queries
     return torch.stack([qk.sum(), av.sum()])
+
+
+def spike_driven_counts(module: SpikeDrivenAttention, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The accumulates of spike-driven attention as a (2,) tensor: the K * V coincidences it sums over the
+    tokens (padded keys removed as the module removes them), and 0 for the mask of Q (an AND, no sum)."""
+    _, k, v = qkv.split(module.dim, dim=-1)
+    coincide = k * v
+    if module.mask_padding:
+        coincide = coincide * mask[None, :, :, None].to(coincide.dtype)
+    return torch.stack([coincide.sum(dtype=COUNT_DTYPE), torch.zeros((), dtype=COUNT_DTYPE, device=qkv.device)])
 
 
 # ---- hooks ---------------------------------------------------------------------------------------
@@ -168,8 +178,8 @@ class ActivityRecorder:
 
     def __enter__(self) -> ActivityRecorder:
         self._stack = contextlib.ExitStack()
-        self._stack.enter_context(_hooked(self.model, (nn.Linear, SpikeAttention, TokenMean, TokenBatchNorm),
-                                          self._hook))
+        self._stack.enter_context(_hooked(self.model, (nn.Linear, SpikeAttention, SpikeDrivenAttention, TokenMean,
+                                                       TokenBatchNorm), self._hook))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -195,6 +205,11 @@ class ActivityRecorder:
             a, v = attention_counts(m, qkv, module_mask)
             self._add(name, attention_stats(a, v, self._mask), slice(3, 5))
 
+        def spike_driven_attention(m, inputs, out):
+            qkv, module_mask = inputs
+            self._add(name, input_stats(qkv, self._mask), slice(0, 3))
+            self._add(name, spike_driven_counts(m, qkv, module_mask), slice(3, 5))
+
         def token_mean(m, inputs, out):
             x, *rest = inputs
             signal = self._carried.get(x, x)
@@ -207,8 +222,8 @@ class ActivityRecorder:
             if x not in self._linear_outputs:  # not folded into a Linear before it: carried forward
                 self._carried.set(out, self._carried.get(x, x))
 
-        for kind, hook in ((nn.Linear, linear), (SpikeAttention, attention), (TokenMean, token_mean),
-                           (TokenBatchNorm, batch_norm)):
+        for kind, hook in ((nn.Linear, linear), (SpikeAttention, attention), (SpikeDrivenAttention, spike_driven_attention),
+                           (TokenMean, token_mean), (TokenBatchNorm, batch_norm)):
             if isinstance(module, kind):
                 return hook
         raise AssertionError(f"no hook for {type(module).__name__}")

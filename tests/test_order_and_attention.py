@@ -76,9 +76,7 @@ def test_eval_cli_reports_shuffled_accuracy_and_attention(tmp_path, tiny_teacher
 
 def test_spike_driven_attention_is_linear_masking_and_refuses_nir(tiny_cfg):
     """SDSA: the output is Q's spikes masked per channel by SN(sum_l K*V); pads do not count; no NIR yet."""
-    from spikebert.converters.torch_to_nir import export_student
 
-    from spikebert.contract.errors import UnsupportedError
     from spikebert.model import SpikeBERT, SpikeDrivenAttention
     from spikebert.neurons import LIF
 
@@ -95,6 +93,4 @@ def test_spike_driven_attention_is_linear_masking_and_refuses_nir(tiny_cfg):
     model = SpikeBERT(dataclasses.replace(tiny_cfg, attention="sdsa"))
     ids = torch.randint(1, tiny_cfg.vocab_size, (2, tiny_cfg.max_len))
     model(ids).logits.sum().backward()
-    assert model.blocks[0].attn.qkv.weight.grad is not None
-    with pytest.raises(UnsupportedError, match="spike-driven self-attention"):
-        export_student(model.eval())
+    assert model.blocks[0].attn.qkv.weight.grad is not None  # its NIR form: tests/test_spike_driven_attention.py

@@ -118,6 +118,48 @@ class SBSpikeAttention(nir.NIRNode):
 
 
 @dataclasses.dataclass(eq=False)
+class SBSpikeDrivenAttention(nir.NIRNode):
+    """Spike-driven self-attention (Yao et al., NeurIPS 2023: mask and add, linear in the length), stateful:
+
+        Q, K, V = x[0:D], x[D:2D], x[2D:3D]          (binary spikes, (D, L) each)
+        K[:, l] = V[:, l] = 0 for padding tokens l    (only if mask_padding)
+        c = sum_l K[:, l] * V[:, l]                   ((D,) coincidence counts)
+        s = LIF(c)                                    ((D,) spikes of the node's own population)
+        y[:, l] = Q[:, l] * s                         ((D, L) spikes: Q masked by the channels that fired)
+
+    The population has NIR ``LIF`` semantics with the per-channel parameters ``tau``, ``r``, ``v_leak``,
+    ``v_threshold`` and ``v_reset`` (each (D,)); its membrane carries over the time steps of a sample.
+    Input (3D, L), output (D, L).
+    """
+
+    dim: int
+    tokens: int
+    mask_padding: bool
+    tau: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+    v_threshold: np.ndarray
+    v_reset: np.ndarray
+
+    def __post_init__(self):
+        self.dim, self.tokens, self.mask_padding = int(self.dim), int(self.tokens), bool(self.mask_padding)
+        for field in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
+            value = np.asarray(getattr(self, field), dtype=np.float64)
+            if value.shape != (self.dim,):
+                raise SpikebertError(f"SBSpikeDrivenAttention: {field} must have one value per channel ({self.dim},), "
+                                     f"got shape {value.shape}")
+            setattr(self, field, value)
+        if not np.all(self.tau > 0) or not np.all(self.v_threshold > 0):
+            raise SpikebertError("SBSpikeDrivenAttention: tau and v_threshold must be positive")
+        self.input_type = {"input": np.array([3 * self.dim, self.tokens])}
+        self.output_type = {"output": np.array([self.dim, self.tokens])}
+
+    def population(self) -> nir.LIF:
+        """The node's own population, as a NIR ``LIF`` of shape (D,)."""
+        return nir.LIF(tau=self.tau, r=self.r, v_leak=self.v_leak, v_threshold=self.v_threshold, v_reset=self.v_reset)
+
+
+@dataclasses.dataclass(eq=False)
 class SBTokenMean(nir.NIRNode):
     """Mean over tokens: (D, L) -> (D,); over real tokens only if ``mask_padding``."""
 
@@ -167,7 +209,8 @@ class SBIF(nir.NIRNode):
 READOUT = "mean over time steps of the output"  # metadata "readout" of every exported student
 
 EXTENSION_NODES: dict[str, type[nir.NIRNode]] = {
-    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBTokenMean, SBIF)
+    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBSpikeDrivenAttention,
+                                  SBTokenMean, SBIF)
 }
 
 
@@ -213,6 +256,8 @@ _NODE_FIELDS: dict[str, dict[str, str]] = {
     "SBLayerNorm": {"weight": _A, "bias": _A, "groups": "int>=1", "eps": "float>0", "tokens": "int>=1"},
     "SBSpikeAttention": {"dim": "int>=1", "heads": "int>=1", "scale": "floats", "tokens": "int>=1",
                          "mask_padding": "bool"},
+    "SBSpikeDrivenAttention": {"dim": "int>=1", "tokens": "int>=1", "mask_padding": "bool", "tau": _A, "r": _A,
+                               "v_leak": _A, "v_threshold": _A, "v_reset": _A},
     "SBTokenMean": {"dim": "int>=1", "tokens": "int>=1", "mask_padding": "bool"},
     "SBIF": {"r": _A, "v_threshold": _A, "leak": _A},
 }

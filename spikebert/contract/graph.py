@@ -9,10 +9,10 @@ import nir
 import numpy as np
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
+from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
 
 # nodes with synaptic weights: the rows of an activity record
-SYNAPSE_TYPES = (nir.Conv1d, nir.Affine, nir.Linear, SBSpikeAttention, SBTokenMean)
+SYNAPSE_TYPES = (nir.Conv1d, nir.Affine, nir.Linear, SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean)
 
 
 def topological_order(graph: nir.NIRGraph) -> list[str]:
