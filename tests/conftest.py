@@ -83,6 +83,22 @@ def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length:
     assert ex.activity.same_counts(torch_activity)
     return graph, ids, ref_logits, ex.activity
 
+def assert_lava_equals_reference(graph, ids, *, fuse: str, batch_size: int = 2, record: tuple[str, ...] = (),
+                                 activity: bool = True):
+    """Run ``graph`` on token ids in Lava (``fuse``) and on the reference executor: the step outputs bit for bit
+    and (``activity``) the activity counts equal. Returns (Lava run, reference run with ``record``)."""
+    import numpy as np
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.reference import ReferenceExecutor
+
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids, record=record)
+    lava = run_lava(graph, ids, batch_size=batch_size, fuse=fuse, progress=False)
+    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
+    assert not activity or lava.activity.same_counts(ref.activity)
+    return lava, expected
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: on a busy machine a second intra-op thread costs ~10 ms per op, the work ~10 us."""

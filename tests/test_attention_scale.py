@@ -12,7 +12,7 @@ from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention
-from tests.conftest import assert_file_graph_equals_pytorch, make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
 
 SCALES = [0.5, 2.0, 0.25, 4.0]  # distinct per head: a swapped or broadcast-wrong scale changes the output
 
@@ -103,12 +103,5 @@ def test_fixed_point_refuses_per_head_scales_by_name(per_head_student):
 
 @pytest.mark.lava
 def test_per_head_scale_in_lava_float(per_head_student):
-    from spikebert.hardware.lava_runner import run_lava
-
-    graph = export_student(per_head_student)
     ids = make_ids(5, 8, per_head_student.cfg.vocab_size).numpy()
-    ref = ReferenceExecutor(graph)
-    expected = ref.run(ids)
-    lava = run_lava(graph, ids, batch_size=2, fuse="none", progress=False)
-    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
-    assert lava.activity.same_counts(ref.activity)
+    assert_lava_equals_reference(export_student(per_head_student), ids, fuse="none")

@@ -13,7 +13,7 @@ from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeDrivenAttention, read_graph, write_graph
-from tests.conftest import assert_file_graph_equals_pytorch, make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
 
 
 @pytest.fixture(params=[("membrane", "batch"), ("spike", "layer")])
@@ -60,15 +60,8 @@ def test_sdsa_node_refuses_bad_parameters(tmp_path, sdsa_student):
 
 @pytest.mark.lava
 def test_sdsa_student_in_lava(sdsa_student):
-    from spikebert.hardware.lava_runner import run_lava
-
-    graph = export_student(sdsa_student)
     ids = make_ids(5, 8, sdsa_student.cfg.vocab_size).numpy()
-    ref = ReferenceExecutor(graph)
-    expected = ref.run(ids)
-    lava = run_lava(graph, ids, batch_size=2, fuse="blocks", progress=False)
-    np.testing.assert_array_equal(lava.step_outputs, expected.step_outputs)
-    assert lava.activity.same_counts(ref.activity)
+    assert_lava_equals_reference(export_student(sdsa_student), ids, fuse="blocks")
 
 
 @pytest.mark.lava
