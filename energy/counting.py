@@ -93,7 +93,7 @@ def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
     kinds = set()
     for p in preds[name]:
         node = graph.nodes[p]
-        if isinstance(node, (nir.LIF, nir.IF, nir.Threshold)):
+        if isinstance(node, (nir.LIF, nir.IF, nir.Threshold, SBSpikeDrivenAttention)):  # SDSA: masked Q spikes
             kinds.add("spike")
         elif isinstance(node, nir.Scale) and np.all(node.scale == 1):
             inner = _input_kind(graph, preds, p)
@@ -158,7 +158,7 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             acs, updates = act.qk_accumulates / n, float(node.dim * T)
             rows.append(LayerCount(name, "attention", kind, act.input_rate, 2 * tokens * node.dim * T, 0.0, acs, 0.0,
                                    input_elements=elements, fan_in=tokens, fan_out=1.0,
-                                   output_elements=node.dim * tokens * T))
+                                   output_elements=node.dim * tokens * T, params=2 * node.dim * tokens))
             rows.append(LayerCount(f"{name}/population", "neurons", "-", 0.0, 0.0, 0.0, 0.0, updates,
                                    state_accesses=STATE_ACCESSES_PER_UPDATE * updates, output_elements=updates,
                                    leaky=True, output_spikes=None))

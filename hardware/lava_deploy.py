@@ -49,7 +49,7 @@ from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.quantize import SPIKING, population_constants
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
+from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
 from spikebert.contract.graph import port_shape
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,10 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
     if steps.recurrent:
         raise SpikebertError(f"fuse='deploy' does not map recurrent edges {steps.recurrent} yet; use fuse='none' or "
                              "'blocks'")
+    sdsa = [n for n in compute if isinstance(graph.nodes[n], SBSpikeDrivenAttention)]
+    if sdsa:
+        raise SpikebertError(f"fuse='deploy' does not map spike-driven attention {sdsa} (its own population and the Q "
+                             "mask) yet; use fuse='blocks'")
     preds = steps.preds
     nodes = graph.nodes
     inventory: list[DeployProcess] = []

@@ -47,7 +47,14 @@ from spikebert.hardware.lava_env import LavaLogging, require_lava_dl
 from spikebert.hardware.quantize import SPIKING
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBIF, SBLayerNorm, SBSpikeAttention, SBTokenEmbedding, SBTokenMean
+from spikebert.contract.extension import (
+    SBIF,
+    SBLayerNorm,
+    SBSpikeAttention,
+    SBSpikeDrivenAttention,
+    SBTokenEmbedding,
+    SBTokenMean,
+)
 from spikebert.contract.fileio import atomic_write
 from spikebert.contract.graph import port_shape, predecessors
 
@@ -64,6 +71,8 @@ SEQUENTIAL = "netx chains its layers strictly sequentially (layer i feeds only l
 UNHOSTABLE = {
     SBSpikeAttention: "spike attention multiplies two activations (Q K^T, then V); a netx layer is a weighted "
                       "sum of one input",
+    SBSpikeDrivenAttention: "spike-driven attention sums K * V over the tokens and masks Q with its own spikes; a "
+                            "netx layer is a weighted sum of one input",
     SBLayerNorm: "LayerNorm (a mean, variance and division per token) has no netx layer",
     SBTokenMean: "the token mean is a host-side readout over the token axis; netx has no such layer",
     SBTokenEmbedding: "the token embedding is a host-side table lookup, not a netx layer",

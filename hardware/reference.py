@@ -89,7 +89,8 @@ from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shap
 
 log = logging.getLogger(__name__)
 
-TIMED_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, nir.Delay)  # their step depends on dt
+TIMED_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, nir.Delay,
+               SBSpikeDrivenAttention)  # their step depends on dt
 DELAY_TOLERANCE = 1e-9  # relative: delay/dt within this of a whole number of steps counts as whole (float dt)
 
 
@@ -252,10 +253,11 @@ def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float) 
     def step(x, v, ctx):
         q, k, v_ = x[:, :node.dim], x[:, node.dim:2 * node.dim], x[:, 2 * node.dim:]  # (B, D, L) each
         coincide = k * v_
-        if node.mask_padding:
+        if node.mask_padding and ctx.mask is not None:
             coincide = coincide * ctx.mask[:, None, :]
         spikes, v = population(coincide.sum(axis=-1), v, ctx)  # (B, D)
-        ctx.activity.add(NodeActivity(qk_accumulates=float(coincide.sum())))
+        real = coincide if ctx.mask is None else coincide * ctx.mask[:, None, :]  # not Lava's batch-filler rows
+        ctx.activity.add(NodeActivity(qk_accumulates=float(real.sum())))
         return q * spikes[:, :, None], v
 
     return step

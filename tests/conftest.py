@@ -62,7 +62,6 @@ def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bia
     return model.eval()
 
 
-
 def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length: int = 8):
     """Export ``model`` to the NIR file ``path``, read it back, and check the reference executor against PyTorch
     on random ids: logits to 1e-12 and every layer's spike counts. Returns (graph, ids, logits, activity)."""
@@ -82,6 +81,7 @@ def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length:
     np.testing.assert_allclose(ref_logits, torch_logits.numpy(), rtol=0, atol=1e-12)
     assert ex.activity.same_counts(torch_activity)
     return graph, ids, ref_logits, ex.activity
+
 
 def assert_lava_equals_reference(graph, ids, *, fuse: str, batch_size: int = 2, record: tuple[str, ...] = (),
                                  activity: bool = True):

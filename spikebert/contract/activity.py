@@ -1,9 +1,10 @@
 """Recorded activity: what a backend measured while running a NIR graph, for the energy module.
 
 Totals over samples, time steps and real tokens (padding excluded when the graph masks it):
-per node that has synapses (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean), the
-nonzeros, the sum of absolute values and the number of elements of its (summed) input, plus for
-attention nodes the exact accumulate counts of the two products.
+per node that has synapses (Conv1d, Affine, Linear, SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean),
+the nonzeros, the sum of absolute values and the number of elements of its (summed) input, plus for
+attention nodes the exact accumulate counts of the two products (spike-driven attention: its K * V
+coincidences in ``qk_accumulates``).
 """
 
 from __future__ import annotations
