@@ -481,6 +481,8 @@ def _nir_graphs():
             if isinstance(m, torch.nn.Linear):
                 m.weight.normal_(0, 0.5)
     graphs = {"student": export_student(model, metadata={"tokenizer": "tok", "tokenizer_sha256": "0" * 64})}
+    sdsa = SpikeBERT(dataclasses.replace(cfg, attention="sdsa", residual="membrane")).double().eval()
+    graphs["student_sdsa"] = export_student(sdsa, metadata={})  # SBSpikeDrivenAttention, a membrane stream
     rng = np.random.default_rng(0)
 
     def lif(n):
