@@ -37,7 +37,11 @@ NAMES = ("spikebert", "spikingbert_T8", "spikingbert_T16", "spikingbert_T32")
 
 
 def spikebert_rows(rows, T):
-    """Shapes of a SpikeBERT report's rows (NIR names b{i}_*, pool, classifier)."""
+    """Shapes of a SpikeBERT report's rows (NIR names b{i}_*, pool, classifier), from a report written before rows
+    carried their shapes: the token count is read off the SSA attention row (dense 2 n^2 D T)."""
+    if any("/" in r.name for r in rows):  # "<name>/population": spike-driven attention, whose dense count differs
+        raise SystemExit("this report has spike-driven attention rows; its rows carry their shapes already (price "
+                         "them with spikebert.energy.lemaire.price_rows directly)")
     att = next(r for r in rows if r.kind == "attention")
     tok = 1.5 * att.dense_macs / att.input_elements  # dense 2 n^2 D T, inputs 3 n D T
     by = {r.name: r for r in rows}
