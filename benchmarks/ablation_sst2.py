@@ -64,25 +64,28 @@ def main(argv=None) -> int:
         distill = DISTILL if seed == DISTILL_SEED else {**DISTILL, "seed": seed}
         key = name if seed == DISTILL_SEED else f"{name}@seed{seed}"
         run = Path(args.runs) / key
+        before = summarise(run)["dev"]  # the epochs this run folder had already evaluated
         t0 = time.perf_counter()
         trained = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run, teacher=args.teacher,
                                 student_overrides={**STUDENT, **VARIANTS[name]}, overrides=distill,
                                 command=[sys.executable, *sys.argv, f"# variant {key}"])
         call_s = time.perf_counter() - t0
-        recorded_s = summarise(run)["train_seconds"]  # training seconds as the run recorded them (resumed or not)
+        after = summarise(run)
+        recorded_s = after["train_seconds"]  # training seconds as the run recorded them (resumed or not)
         model = run / "model.pt"
         evaluation = workflows.evaluate(model=model, data="sst-2", data_dir=args.data_dir, shuffled=True,
                                         attention=VARIANTS[name].get("attention", "ssa") == "ssa")
         this_call = {"command": " ".join([sys.executable, *sys.argv]),
                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                      "date": datetime.datetime.now().isoformat(timespec="seconds")}
-        earlier = results.get(key, {})
-        trained_now = recorded_s is None or call_s > 0.5 * recorded_s  # else a finished run, only re-evaluated
+        earlier = results.get(key)
+        if after["dev"] != before or earlier is None:  # trained (or resumed) by this call
+            provenance = this_call
+        else:  # a finished run, only re-evaluated: its training's provenance stays
+            provenance = {**{k: earlier[k] for k in ("command", "threads", "date") if k in earlier},
+                          "re_evaluated": this_call}
         row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": distill,
-               "train_seconds": round(recorded_s if recorded_s is not None else call_s, 1),
-               **(this_call if trained_now or not earlier else
-                  {k: earlier[k] for k in ("command", "threads", "date") if k in earlier}),
-               **({} if trained_now or not earlier else {"re_evaluated": this_call}),
+               "train_seconds": round(recorded_s if recorded_s is not None else call_s, 1), **provenance,
                "selected_dev_accuracy": trained.get("dev_accuracy"),
                "dev_accuracy": evaluation["accuracy"], "shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
                "shuffle_changed_predictions": evaluation["shuffle_changed_predictions"],

@@ -45,7 +45,7 @@ import numpy as np
 from spikebert.contract.activity import Activity
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
-from spikebert.contract.graph import predecessors, topological_order
+from spikebert.contract.graph import is_join, predecessors, topological_order
 
 RESIDUAL_CONVENTIONS = ("mac", "accumulate")
 STATE_ACCESSES_PER_UPDATE = 2  # read the membrane, write it back
@@ -95,7 +95,7 @@ def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
         node = graph.nodes[p]
         if isinstance(node, (nir.LIF, nir.IF, nir.Threshold, SBSpikeDrivenAttention)):  # SDSA: masked Q spikes
             kinds.add("spike")
-        elif isinstance(node, nir.Scale) and np.all(node.scale == 1):
+        elif is_join(node):
             inner = _input_kind(graph, preds, p)
             kinds.add("integer" if inner in ("spike", "integer") else "real")
         else:
@@ -212,7 +212,7 @@ def _population_spikes(graph: nir.NIRGraph, preds: dict, activity: Activity) -> 
         if name not in valued:
             node = graph.nodes[name]
             valued[name] = isinstance(node, spiking) or (
-                isinstance(node, nir.Scale) and bool(np.all(node.scale == 1)) and bool(preds[name])
+                is_join(node) and bool(preds[name])
                 and all(spike_valued(p) for p in preds[name]))
         return valued[name]
 

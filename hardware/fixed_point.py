@@ -82,7 +82,7 @@ def _spiking(name: str, node, dt):
 
     def step(x, state, ctx):
         u, v = (np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)) if state is None else state
-        if not warned and np.abs(x).max(initial=0) > kernels.LOIHI_A_IN_LIMIT:
+        if not warned and max(x.max(initial=0), -x.min(initial=0)) > kernels.LOIHI_A_IN_LIMIT:  # no |x| copy
             warned.append(True)  # once per population and run: the chip wraps too, so the run stays bit-exact
             log.warning("%s: input %d exceeds the %d that Loihi's 24-bit current holds: it wraps, as on the chip, and "
                         "these neurons no longer follow the float graph (quantise with smaller weights or currents)",

@@ -50,7 +50,7 @@ from spikebert.hardware.quantize import SPIKING, population_constants
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
-from spikebert.contract.graph import port_shape
+from spikebert.contract.graph import is_join, port_shape
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,6 @@ class DeployProcess:
     source: str | None = None  # for a Conv: the population (or encoder) whose spikes it reads
     consumer: str | None = None  # for a Conv: the population it feeds
     lava_nc: bool = False
-
-
-def is_join(node: nir.NIRNode) -> bool:
-    return isinstance(node, nir.Scale) and bool(np.all(np.asarray(node.scale) == 1.0))
 
 
 def _token_syn(node) -> bool:

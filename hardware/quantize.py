@@ -58,7 +58,7 @@ from spikebert.contract.extension import (
     SBTokenEmbedding,
     SBTokenMean,
 )
-from spikebert.contract.graph import predecessors, topological_order
+from spikebert.contract.graph import is_join, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +232,6 @@ class CurrentStream:
     readers: list[tuple[str, str]]  # (stream node, the readout node that reads it)
 
 
-def _is_join(node) -> bool:
-    return isinstance(node, nir.Scale) and bool(np.all(np.asarray(node.scale) == 1))
-
-
 def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> list[CurrentStream]:
     """The streams of currents of a graph, each with every population that reads it; populations that read
     one (exclusive) synapse are in none. Populations that share a join, a synapse or an embedding are one
@@ -255,22 +251,22 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
             if n in seen:
                 continue
             seen.add(n)
-            if not (_is_join(nodes[n]) or isinstance(nodes[n], (*SYNAPSES, SBTokenEmbedding))):
+            if not (is_join(nodes[n]) or isinstance(nodes[n], (*SYNAPSES, SBTokenEmbedding))):
                 raise SpikebertError(
                     f"{type(nodes[name]).__name__} {name!r} is part of a sum of currents that includes "
                     f"{type(nodes[n]).__name__} {n!r}: in fixed point such a sum may hold synapse outputs and the "
                     "token embedding only (a membrane-residual stream); spikes joined into currents have no Loihi scale")
             if root(n) != root(name):
                 parent[root(n)] = root(name)
-            if _is_join(nodes[n]):
+            if is_join(nodes[n]):
                 todo += preds[n]
 
     for name in order:
         if isinstance(nodes[name], SPIKING) and len(preds[name]) == 1 and (
-                _is_join(nodes[preds[name][0]]) or isinstance(nodes[preds[name][0]], SBTokenEmbedding)):
+                is_join(nodes[preds[name][0]]) or isinstance(nodes[preds[name][0]], SBTokenEmbedding)):
             absorb(name, [preds[name][0]])
     for name in order:  # joins that extend a stream past its last population (into the readout)
-        if _is_join(nodes[name]) and name not in parent and any(
+        if is_join(nodes[name]) and name not in parent and any(
                 p in parent and not isinstance(nodes[p], SPIKING) for p in preds[name]):
             absorb(name, list(preds[name]))
     members: dict[str, list[str]] = {}
@@ -282,10 +278,11 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
         inside = set(names)
         stream = CurrentStream(
             populations=[n for n in names if isinstance(nodes[n], SPIKING)],
-            joins=[n for n in names if _is_join(nodes[n])],
+            joins=[n for n in names if is_join(nodes[n])],
             synapses=[n for n in names if isinstance(nodes[n], SYNAPSES)],
             embeddings=[n for n in names if isinstance(nodes[n], SBTokenEmbedding)],
-            readers=[])
+            readers=sorted({(n, d) for n in names if is_join(nodes[n]) or isinstance(nodes[n], SBTokenEmbedding)
+                            for d in succ[n] if d not in inside}))
         for n in stream.synapses:
             others = [d for d in succ[n] if d not in inside]
             if others:
@@ -297,7 +294,6 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
                 raise SpikebertError(f"{n!r} adds to the stream of currents into {stream.populations} but reads "
                                      f"{currents}, not spikes: in fixed point a stream's synapses read binary spikes "
                                      "(their integer outputs are then in the stream's scale)")
-        stream.readers = sorted({(n, d) for n in stream.joins + stream.embeddings for d in succ[n] if d not in inside})
         streams.append(stream)
     return streams
 

@@ -253,10 +253,8 @@ def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float) 
     def step(x, v, ctx):
         q, k, v_ = x[:, :node.dim], x[:, node.dim:2 * node.dim], x[:, 2 * node.dim:]  # (B, D, L) each
         coincide = k * v_
-        if node.mask_padding and ctx.mask is not None:
-            coincide = coincide * ctx.mask[:, None, :]
-        spikes, v = population(coincide.sum(axis=-1), v, ctx)  # (B, D)
-        real = coincide if ctx.mask is None else coincide * ctx.mask[:, None, :]  # not Lava's batch-filler rows
+        real = coincide if ctx.mask is None else coincide * ctx.mask[:, None, :]  # nor Lava's batch-filler rows
+        spikes, v = population((real if node.mask_padding else coincide).sum(axis=-1), v, ctx)  # (B, D)
         ctx.activity.add(NodeActivity(qk_accumulates=float(real.sum())))
         return q * spikes[:, :, None], v
 

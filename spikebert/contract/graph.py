@@ -15,6 +15,11 @@ from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttentio
 SYNAPSE_TYPES = (nir.Conv1d, nir.Affine, nir.Linear, SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean)
 
 
+def is_join(node: nir.NIRNode) -> bool:
+    """A residual join: a ``Scale`` of ones, which only sums its inputs (NIR fan-in)."""
+    return isinstance(node, nir.Scale) and bool(np.all(np.asarray(node.scale) == 1))
+
+
 def topological_order(graph: nir.NIRGraph) -> list[str]:
     """Kahn's algorithm; a cycle (recurrence) is reported with the nodes involved."""
     preds = predecessors(graph)
