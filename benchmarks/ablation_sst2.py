@@ -1,10 +1,10 @@
 """Student ablations on SST-2 at an equal budget (issue #16): residual, positions, attention.
 
 Every variant distils the same student size from the same teacher on the same 8,000 training sentences
-for one epoch (no augmentation, teacher targets cached), then reports on all 872 dev sentences: accuracy,
-accuracy with each sentence's tokens shuffled (an order-blind student loses nothing), per block and head
-the attention's firing rates and share of accumulates, and — for students with a NIR graph — the energy
-report (45 nm fp32 against the teacher at the same sentences' real lengths, integer-input MACs).
+for one epoch (no augmentation unless the variant says so, teacher targets cached), then reports on all
+872 dev sentences: accuracy, accuracy with each sentence's tokens shuffled (an order-blind student loses
+nothing), per block and head the attention's firing rates and share of accumulates, and — for students with
+a NIR graph — the energy report (45 nm fp32 against the teacher at the same sentences' real lengths, integer-input MACs).
 
     python benchmarks/ablation_sst2.py --teacher runs/abl/teacher/model --out benchmarks/results/ablation_sst2
 
@@ -36,8 +36,13 @@ VARIANTS = {
     "membrane+sinusoidal+sdsa": {"residual": "membrane", "position_encoding": "sinusoidal", "attention": "sdsa"},
     "membrane+sinusoidal+head-scale": {"residual": "membrane", "position_encoding": "sinusoidal",
                                        "attn_scale": "learned-per-head"},
+    # the same student, plus up to two teacher-labelled augmented copies of each of the 8,000 sentences
+    "membrane+sinusoidal+aug2": {"residual": "membrane", "position_encoding": "sinusoidal"},
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
+# variants that change the distillation, not the student: their training sees more (augmented) sentences than 8,000,
+# so they answer "does teacher-labelled augmentation help", at the same original sentences and epochs
+DISTILL_VARIANTS = {"membrane+sinusoidal+aug2": {"augment": {"n_samples": 2}}}
 DISTILL_SEED = 42  # DistillConfig's default
 
 
@@ -61,7 +66,8 @@ def main(argv=None) -> int:
     path = out / "ablation.json"
     results = json.loads(path.read_text())["variants"] if path.is_file() else {}
     for name, seed in [(n, s) for n in args.variants for s in args.seeds]:
-        distill = DISTILL if seed == DISTILL_SEED else {**DISTILL, "seed": seed}
+        distill = {**DISTILL, **DISTILL_VARIANTS.get(name, {})}
+        distill = distill if seed == DISTILL_SEED else {**distill, "seed": seed}
         key = name if seed == DISTILL_SEED else f"{name}@seed{seed}"
         run = Path(args.runs) / key
         before = summarise(run)["dev"]  # the epochs this run folder had already evaluated

@@ -267,17 +267,53 @@ def pretrain(student_cfg: StudentConfig, cfg: PretrainConfig, *, corpus: list[st
     return {"dev_feat_mse": -state.best_metric, "epoch": state.best_epoch}
 
 
+# the StudentConfig fields that shape the weights: an --init checkpoint must agree on them; the dynamics (T, tau,
+# thresholds, scale, surrogate) and padding masking may differ
+ARCHITECTURE_FIELDS = ("vocab_size", "max_len", "dim", "depth", "heads", "mlp_ratio", "norm", "positions", "residual",
+                       "attention", "attn_scale", "neuron")
+
+
+def _check_architecture(path, stored: StudentConfig, cfg: StudentConfig, fields=ARCHITECTURE_FIELDS) -> None:
+    for name in fields:
+        if getattr(stored, name) != getattr(cfg, name):
+            raise SpikebertError(f"{path}: its student has {name}={getattr(stored, name)!r}, this one "
+                                 f"{getattr(cfg, name)!r}; start from a model of the same architecture")
+
+
+def load_init(path: str | Path, model: DistillModel, *, tokenizer) -> str:
+    """Start stage 2 from ``path``: a stage-1 model (:func:`load_stage1`) or a trained stage-2 student
+    (``spikebert-student/1``, classifier included: a warm start, e.g. a further stage on teacher-labelled
+    augmentation). Returns the format loaded. Projections to the teacher start fresh for a student."""
+    payload = load_checkpoint(path, expected_format=(STAGE1_FORMAT, SpikeBERT.CHECKPOINT_FORMAT))
+    if payload["format"] == STAGE1_FORMAT:
+        _load_stage1_payload(path, payload, model, tokenizer=tokenizer)
+        return STAGE1_FORMAT
+    from spikebert.io import build_student
+
+    previous = build_student(path, payload, SpikeBERT)  # validates config, tensor names, shapes and values
+    if payload["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
+        raise SpikebertError(f"{path} was trained with another vocabulary than this teacher's tokenizer")
+    _check_architecture(path, previous.cfg, model.student.cfg, ARCHITECTURE_FIELDS + ("num_classes",))
+    model.student.load_state_dict(previous.state_dict(), strict=True)
+    log.info("stage 2 starts from the student %s (its dev accuracy %.4f)", path,
+             payload["metrics"].get("dev_accuracy", float("nan")))
+    return SpikeBERT.CHECKPOINT_FORMAT
+
+
 def load_stage1(path: str | Path, model: DistillModel, *, tokenizer) -> None:
     """Load stage-1 weights into ``model`` strictly: every key and shape must match, apart from the
     classifier, which stage 1 does not train. Dynamics fields (T, tau, thresholds) may differ."""
-    payload = load_checkpoint(path, expected_format=STAGE1_FORMAT)
+    _load_stage1_payload(path, load_checkpoint(path, expected_format=STAGE1_FORMAT), model, tokenizer=tokenizer)
+
+
+def _load_stage1_payload(path, payload: dict, model: DistillModel, *, tokenizer) -> None:
     if payload["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
         raise SpikebertError(f"{path} was pre-trained with another vocabulary than the teacher's tokenizer")
-    stored = StudentConfig.from_dict(payload["config"])
-    for name in ("vocab_size", "dim", "depth", "heads", "mlp_ratio", "max_len", "norm", "position_embedding"):
-        if getattr(stored, name) != getattr(model.student.cfg, name):
-            raise SpikebertError(f"{path}: stage-1 student has {name}={getattr(stored, name)!r}, this one "
-                             f"{getattr(model.student.cfg, name)!r}; pre-train with the same architecture")
+    try:
+        stored = StudentConfig.from_dict(payload["config"])
+    except SpikebertError as err:
+        raise type(err)(f"{path}: its stored config is invalid: {err}") from err
+    _check_architecture(path, stored, model.student.cfg)
     try:
         result = model.student.load_state_dict(payload["student"], strict=False)
         model.projector.load_state_dict(payload["projector"], strict=True)
@@ -317,7 +353,7 @@ def distill(
     student = SpikeBERT(student_cfg)
     model = DistillModel(student, teacher_dim=teacher.config.hidden_size, with_emb_map=cfg.w_emb > 0)
     if init:
-        load_stage1(init, model, tokenizer=tokenizer)
+        load_init(init, model, tokenizer=tokenizer)
     elif cfg.embedding_init == "teacher":
         init_embedding_from_teacher(student, teacher)
     teacher_emb = teacher.get_input_embeddings().weight.detach()

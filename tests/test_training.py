@@ -8,7 +8,7 @@ import torch
 from spikebert.cli import main
 from spikebert.config import DistillConfig, PretrainConfig, StudentConfig
 from spikebert.data import load_corpus, load_split
-from spikebert.distill import DistillModel, distill, embedding_loss, load_stage1, pretrain
+from spikebert.distill import DistillModel, distill, embedding_loss, load_init, load_stage1, pretrain
 from spikebert.engine import Interrupted, epoch_batches
 from spikebert.model import SpikeBERT
 from spikebert.teacher import load_teacher, load_tokenizer
@@ -133,6 +133,30 @@ def test_stage1_loads_strictly_into_stage2(tmp_path, tiny_teacher, tiny_task):
     wider = DistillModel(SpikeBERT(_student(tok, mlp_ratio=2.0)), teacher_dim=32, with_emb_map=True)
     with pytest.raises(ValueError, match="mlp_ratio"):
         load_stage1(tmp_path / "s1" / "model.pt", wider, tokenizer=tok)
+
+
+@pytest.mark.slow
+def test_stage2_warm_starts_from_a_trained_student(tmp_path, tiny_teacher, tiny_task):
+    """--init with a stage-2 student: every weight, classifier included, is the student's; another
+    architecture or class count is refused by name; the run's fingerprint names the init."""
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
+    distill(_student(tok), _distill_cfg(epochs=1), run_dir=tmp_path / "a", **kw)
+    first = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    model = DistillModel(SpikeBERT(_student(tok, time_steps=3)), teacher_dim=32, with_emb_map=True)
+    assert load_init(tmp_path / "a" / "model.pt", model, tokenizer=tok) == SpikeBERT.CHECKPOINT_FORMAT
+    for name, tensor in model.student.state_dict().items():
+        torch.testing.assert_close(tensor, first[name], msg=name)
+    for kw_other, field in (({"residual": "membrane"}, "residual"), ({"num_classes": 5}, "num_classes"),
+                            ({"position_encoding": "sinusoidal"}, "positions")):
+        other = DistillModel(SpikeBERT(_student(tok, **kw_other)), teacher_dim=32, with_emb_map=True)
+        with pytest.raises(ValueError, match=field):
+            load_init(tmp_path / "a" / "model.pt", other, tokenizer=tok)
+    # a further stage from it trains and selects on dev as any other
+    out = distill(_student(tok), _distill_cfg(epochs=1, lr=1e-4), run_dir=tmp_path / "b",
+                  init=tmp_path / "a" / "model.pt", **kw)
+    assert 0.0 <= out["dev_accuracy"] <= 1.0
 
 
 def test_wikitext_corpus_is_chunked_between_words(tmp_path):
