@@ -214,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--student", default=None, help="StudentConfig JSON (pretrain, distill), or SpikingBERTConfig "
                                                    "JSON with --method spikingbert")
     t.add_argument("--student-set", action="append", metavar="KEY=VALUE", help="override a student field")
-    t.add_argument("--init", default=None, help="distill: start from this stage-1 model.pt (loaded strictly); "
-                                                "with --method spikingbert, from an earlier SpikingBERT model.pt")
+    t.add_argument("--init", default=None, help="distill: start from this stage-1 model.pt (loaded strictly) or "
+                                                "a trained student's model.pt (a warm start, classifier included; "
+                                                "same architecture); with --method spikingbert, from an earlier "
+                                                "SpikingBERT model.pt")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one config field (JSON value), e.g. --set epochs=3; repeatable")
     t.add_argument("--out", required=True, help="run folder: state.pt, metrics.jsonl and the trained model")
