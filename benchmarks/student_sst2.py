@@ -17,8 +17,9 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--augment-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
-sentence (Tang et al.; ``spikebert.augment``) at ``--augment-lr``, cosine to 0. The student reported is the better
-of stages 2 and 3 on dev (selection on dev only).
+sentence (Tang et al.; ``spikebert.augment``) at ``--augment-lr``, cosine to 0. ``--augment-stages K`` repeats it
+K times, each from the best student so far, with fresh copies. The student reported is the best stage on dev
+(selection on dev only).
 
 ``wall_hours`` is the sum of the stages' recorded training seconds (``metrics.jsonl``) and this script's
 evaluation time; a reused stage contributes the seconds it recorded when it ran.
@@ -40,6 +41,7 @@ TEACHER = {"epochs": 1, "train_samples": 20000}
 STUDENT = {"norm": "batch", "residual": "membrane", "position_encoding": "sinusoidal"}
 DISTILL = {"epochs": 2, "augment": None, "emb_rows": "batch"}
 STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
+AUGMENT_SEED = 42  # AugmentConfig's default; augmented stage k draws its copies with seed AUGMENT_SEED + k
 
 
 def main(argv=None) -> int:
@@ -53,7 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=DISTILL["epochs"], help="student epochs (default %(default)s)")
     p.add_argument("--augment", type=int, default=0,
                    help="stage 3: teacher-labelled augmented copies per sentence (0 = no stage 3; default %(default)s)")
-    p.add_argument("--augment-epochs", type=int, default=1, help="stage 3 epochs (default %(default)s)")
+    p.add_argument("--augment-epochs", type=int, default=1, help="epochs per augmented stage (default %(default)s)")
+    p.add_argument("--augment-stages", type=int, default=1,
+                   help="augmented stages, each from the best student so far with fresh copies (default %(default)s)")
     p.add_argument("--augment-lr", type=float, default=1.5e-4, help="stage 3 peak learning rate (default %(default)s)")
     p.add_argument("--read-test", action="store_true",
                    help="also score the holdout test split (final reporting only: once, after selection on dev)")
@@ -76,13 +80,14 @@ def main(argv=None) -> int:
                               overrides={**DISTILL, "epochs": args.epochs}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
-    if args.augment:
-        augmented_run = runs / f"sst2-student-aug{args.augment}"
+    for k in range(args.augment_stages if args.augment else 0):
+        # each further stage starts from the student selected so far and draws fresh augmented copies (seed 42 + k)
+        augmented_run = runs / (f"sst2-student-aug{args.augment}" + (f"-{k + 1}" if k else ""))
         augmented = workflows.train(
             stage="distill", data="sst-2", data_dir=args.data_dir, out=augmented_run, teacher=teacher["model"],
             student=STUDENT_CONFIG, student_overrides=STUDENT, init=model, command=me,
             overrides={**DISTILL, "epochs": args.augment_epochs, "lr": args.augment_lr,
-                       "augment": {"n_samples": args.augment}})
+                       "augment": {"n_samples": args.augment, "seed": AUGMENT_SEED + k}})
         stages.append(augmented_run)
         if augmented["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
             student, student_run, model = augmented, augmented_run, augmented_run / "model.pt"
