@@ -38,11 +38,17 @@ VARIANTS = {
                                        "attn_scale": "learned-per-head"},
     # the same student, plus up to two teacher-labelled augmented copies of each of the 8,000 sentences
     "membrane+sinusoidal+aug2": {"residual": "membrane", "position_encoding": "sinusoidal"},
+    # size, time steps and KD temperature around the chosen student (issue #16, item 4)
+    "membrane+sinusoidal+dim384": {"residual": "membrane", "position_encoding": "sinusoidal", "dim": 384},
+    "membrane+sinusoidal+depth4": {"residual": "membrane", "position_encoding": "sinusoidal", "depth": 4},
+    "membrane+sinusoidal+T8": {"residual": "membrane", "position_encoding": "sinusoidal", "time_steps": 8},
+    "membrane+sinusoidal+kd-tau2": {"residual": "membrane", "position_encoding": "sinusoidal"},
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
 # variants that change the distillation, not the student: their training sees more (augmented) sentences than 8,000,
 # so they answer "does teacher-labelled augmentation help", at the same original sentences and epochs
-DISTILL_VARIANTS = {"membrane+sinusoidal+aug2": {"augment": {"n_samples": 2}}}
+DISTILL_VARIANTS = {"membrane+sinusoidal+aug2": {"augment": {"n_samples": 2}},
+                    "membrane+sinusoidal+kd-tau2": {"kd_temperature": 2.0}}
 DISTILL_SEED = 42  # DistillConfig's default
 
 
