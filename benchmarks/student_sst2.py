@@ -14,12 +14,14 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/final --out benchmarks/results/student_sst2.json [--read-test]
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3   # whole-split teacher
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --augment 2   # + stage 3
+    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --stage3-time-steps 8
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
-distilled ``--augment-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
-sentence (Tang et al.; ``spikebert.augment``) at ``--augment-lr``, cosine to 0. ``--augment-stages K`` repeats it
-K times, each from the best student so far, with fresh copies. The student reported is the best stage on dev
-(selection on dev only).
+distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
+sentence (Tang et al.; ``spikebert.augment``) at ``--stage3-lr``, cosine to 0. ``--stage3-time-steps T`` makes
+the third stage run at another T (with or without augmentation). ``--stage3-count K`` repeats it K times, each
+from the best student so far, with fresh copies. The student reported is the best stage on dev (selection on dev
+only).
 
 ``wall_hours`` is the sum of the stages' recorded training seconds (``metrics.jsonl``) and this script's
 evaluation time; a reused stage contributes the seconds it recorded when it ran.
@@ -54,11 +56,16 @@ def main(argv=None) -> int:
                    help="teacher's training sentences (0 = the whole split; default %(default)s)")
     p.add_argument("--epochs", type=int, default=DISTILL["epochs"], help="student epochs (default %(default)s)")
     p.add_argument("--augment", type=int, default=0,
-                   help="stage 3: teacher-labelled augmented copies per sentence (0 = no stage 3; default %(default)s)")
-    p.add_argument("--augment-epochs", type=int, default=1, help="epochs per augmented stage (default %(default)s)")
-    p.add_argument("--augment-stages", type=int, default=1,
-                   help="augmented stages, each from the best student so far with fresh copies (default %(default)s)")
-    p.add_argument("--augment-lr", type=float, default=1.5e-4, help="stage 3 peak learning rate (default %(default)s)")
+                   help="further stages: teacher-labelled augmented copies per sentence (default %(default)s)")
+    p.add_argument("--stage3-time-steps", type=int, default=0,
+                   help="further stages: the student's T (0 = as stage 2; a warm start may change T)")
+    p.add_argument("--stage3-epochs", "--augment-epochs", dest="stage3_epochs", type=int, default=1,
+                   help="epochs per further stage (default %(default)s)")
+    p.add_argument("--stage3-count", "--augment-stages", dest="stage3_count", type=int, default=1,
+                   help="further stages, each from the best student so far, with fresh augmented copies "
+                        "(default %(default)s)")
+    p.add_argument("--stage3-lr", "--augment-lr", dest="stage3_lr", type=float, default=1.5e-4,
+                   help="further stages' peak learning rate, cosine to 0 (default %(default)s)")
     p.add_argument("--read-test", action="store_true",
                    help="also score the holdout test split (final reporting only: once, after selection on dev)")
     args = p.parse_args(argv)
@@ -80,17 +87,21 @@ def main(argv=None) -> int:
                               overrides={**DISTILL, "epochs": args.epochs}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
-    for k in range(args.augment_stages if args.augment else 0):
+    further = bool(args.augment or args.stage3_time_steps)  # a stage 3 changes the data or the time steps
+    for k in range(args.stage3_count if further else 0):
         # each further stage starts from the student selected so far and draws fresh augmented copies (seed 42 + k)
-        augmented_run = runs / (f"sst2-student-aug{args.augment}" + (f"-{k + 1}" if k else ""))
-        augmented = workflows.train(
-            stage="distill", data="sst-2", data_dir=args.data_dir, out=augmented_run, teacher=teacher["model"],
-            student=STUDENT_CONFIG, student_overrides=STUDENT, init=model, command=me,
-            overrides={**DISTILL, "epochs": args.augment_epochs, "lr": args.augment_lr,
-                       "augment": {"n_samples": args.augment, "seed": AUGMENT_SEED + k}})
-        stages.append(augmented_run)
-        if augmented["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
-            student, student_run, model = augmented, augmented_run, augmented_run / "model.pt"
+        name = ("sst2-student" + (f"-aug{args.augment}" if args.augment else "")
+                + (f"-T{args.stage3_time_steps}" if args.stage3_time_steps else "") + (f"-{k + 1}" if k else ""))
+        augment = {"n_samples": args.augment, "seed": AUGMENT_SEED + k} if args.augment else None
+        steps = {"time_steps": args.stage3_time_steps} if args.stage3_time_steps else {}
+        further_run = runs / name
+        trained = workflows.train(
+            stage="distill", data="sst-2", data_dir=args.data_dir, out=further_run, teacher=teacher["model"],
+            student=STUDENT_CONFIG, student_overrides={**STUDENT, **steps}, init=model, command=me,
+            overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment})
+        stages.append(further_run)
+        if trained["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
+            student, student_run, model = trained, further_run, further_run / "model.pt"
 
     energy_dir = Path(args.out).with_suffix("")  # the report beside the results file (its model.nir is git-ignored)
     t0 = time.perf_counter()
