@@ -28,25 +28,25 @@ from run_summary import summarise  # benchmarks/, beside this script
 
 STUDENT = {"dim": 256, "depth": 2, "heads": 8, "mlp_ratio": 4.0, "max_len": 64, "time_steps": 4, "tau": 2.0,
            "mask_padding": True, "norm": "batch"}
+CHOSEN = {"residual": "membrane", "position_encoding": "sinusoidal"}  # the ablation's pick, varied below
 VARIANTS = {
     "sew": {},
     "membrane": {"residual": "membrane"},
-    "membrane+sinusoidal": {"residual": "membrane", "position_encoding": "sinusoidal"},
+    "membrane+sinusoidal": CHOSEN,
     "membrane+learned": {"residual": "membrane", "position_encoding": "learned"},
-    "membrane+sinusoidal+sdsa": {"residual": "membrane", "position_encoding": "sinusoidal", "attention": "sdsa"},
-    "membrane+sinusoidal+head-scale": {"residual": "membrane", "position_encoding": "sinusoidal",
-                                       "attn_scale": "learned-per-head"},
+    "membrane+sinusoidal+sdsa": {**CHOSEN, "attention": "sdsa"},
+    "membrane+sinusoidal+head-scale": {**CHOSEN, "attn_scale": "learned-per-head"},
     # the same student, plus up to two teacher-labelled augmented copies of each of the 8,000 sentences
-    "membrane+sinusoidal+aug2": {"residual": "membrane", "position_encoding": "sinusoidal"},
+    "membrane+sinusoidal+aug2": CHOSEN,
     # size, time steps and KD temperature around the chosen student (issue #16, item 4)
-    "membrane+sinusoidal+dim384": {"residual": "membrane", "position_encoding": "sinusoidal", "dim": 384},
-    "membrane+sinusoidal+depth4": {"residual": "membrane", "position_encoding": "sinusoidal", "depth": 4},
-    "membrane+sinusoidal+T8": {"residual": "membrane", "position_encoding": "sinusoidal", "time_steps": 8},
-    "membrane+sinusoidal+kd-tau2": {"residual": "membrane", "position_encoding": "sinusoidal"},
+    "membrane+sinusoidal+dim384": {**CHOSEN, "dim": 384},
+    "membrane+sinusoidal+depth4": {**CHOSEN, "depth": 4},
+    "membrane+sinusoidal+T8": {**CHOSEN, "time_steps": 8},
+    "membrane+sinusoidal+kd-tau2": CHOSEN,
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
-# variants that change the distillation, not the student: their training sees more (augmented) sentences than 8,000,
-# so they answer "does teacher-labelled augmentation help", at the same original sentences and epochs
+# variants that change the distillation, not the student (same 8,000 original sentences and epoch): augmentation,
+# whose training also sees the augmented copies, and the KD temperature
 DISTILL_VARIANTS = {"membrane+sinusoidal+aug2": {"augment": {"n_samples": 2}},
                     "membrane+sinusoidal+kd-tau2": {"kd_temperature": 2.0}}
 DISTILL_SEED = 42  # DistillConfig's default

@@ -273,7 +273,8 @@ ARCHITECTURE_FIELDS = ("vocab_size", "max_len", "dim", "depth", "heads", "mlp_ra
                        "attention", "attn_scale", "neuron")
 
 
-def _check_architecture(path, stored: StudentConfig, cfg: StudentConfig, fields=ARCHITECTURE_FIELDS) -> None:
+def check_architecture(path, stored, cfg, fields=ARCHITECTURE_FIELDS) -> None:
+    """Refuse, by field name, a checkpoint at ``path`` whose student config ``stored`` differs from ``cfg`` in ``fields``."""
     for name in fields:
         if getattr(stored, name) != getattr(cfg, name):
             raise SpikebertError(f"{path}: its student has {name}={getattr(stored, name)!r}, this one "
@@ -293,7 +294,7 @@ def load_init(path: str | Path, model: DistillModel, *, tokenizer) -> str:
     previous = build_student(path, payload, SpikeBERT)  # validates config, tensor names, shapes and values
     if payload["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
         raise SpikebertError(f"{path} was trained with another vocabulary than this teacher's tokenizer")
-    _check_architecture(path, previous.cfg, model.student.cfg, ARCHITECTURE_FIELDS + ("num_classes",))
+    check_architecture(path, previous.cfg, model.student.cfg, ARCHITECTURE_FIELDS + ("num_classes",))
     model.student.load_state_dict(previous.state_dict(), strict=True)
     log.info("stage 2 starts from the student %s (its dev accuracy %.4f)", path,
              payload["metrics"].get("dev_accuracy", float("nan")))
@@ -313,7 +314,7 @@ def _load_stage1_payload(path, payload: dict, model: DistillModel, *, tokenizer)
         stored = StudentConfig.from_dict(payload["config"])
     except SpikebertError as err:
         raise type(err)(f"{path}: its stored config is invalid: {err}") from err
-    _check_architecture(path, stored, model.student.cfg)
+    check_architecture(path, stored, model.student.cfg)
     try:
         result = model.student.load_state_dict(payload["student"], strict=False)
         model.projector.load_state_dict(payload["projector"], strict=True)

@@ -37,6 +37,8 @@ from spikebert.outputs import StudentOutput
 
 _FIELDS = ("input_nonzeros", "input_abs_sum", "input_elements", "qk_accumulates", "av_accumulates")
 COUNT_DTYPE = torch.float64  # totals exceed float32's 2^24 exact integers on a dev split
+# the student's modules whose forward the recorder hooks, in the order of ActivityRecorder._hook's table
+HOOKED = (nn.Linear, SpikeAttention, SpikeDrivenAttention, TokenMean, TokenBatchNorm)
 
 
 # ---- counting: torch twins of spikebert.hardware.kernels.input_stats / attention_stats ---------------------
@@ -178,8 +180,7 @@ class ActivityRecorder:
 
     def __enter__(self) -> ActivityRecorder:
         self._stack = contextlib.ExitStack()
-        self._stack.enter_context(_hooked(self.model, (nn.Linear, SpikeAttention, SpikeDrivenAttention, TokenMean,
-                                                       TokenBatchNorm), self._hook))
+        self._stack.enter_context(_hooked(self.model, HOOKED, self._hook))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -222,8 +223,7 @@ class ActivityRecorder:
             if x not in self._linear_outputs:  # not folded into a Linear before it: carried forward
                 self._carried.set(out, self._carried.get(x, x))
 
-        for kind, hook in ((nn.Linear, linear), (SpikeAttention, attention), (SpikeDrivenAttention, spike_driven_attention),
-                           (TokenMean, token_mean), (TokenBatchNorm, batch_norm)):
+        for kind, hook in zip(HOOKED, (linear, attention, spike_driven_attention, token_mean, batch_norm), strict=True):
             if isinstance(module, kind):
                 return hook
         raise AssertionError(f"no hook for {type(module).__name__}")

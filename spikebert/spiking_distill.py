@@ -21,6 +21,7 @@ from spikebert.data import TextDataset
 from spikebert.distill import (
     _cache,
     _loop,
+    check_architecture,
     dev_selection,
     feature_loss,
     init_embedding_from_teacher,
@@ -201,9 +202,7 @@ def distill_spikingbert(
 def _load_init(student: SpikingBERT, path: str | Path) -> None:
     """Weights of an earlier SpikingBERT run of the same architecture (dynamics fields may differ)."""
     previous, _ = load_model(path, SpikingBERT)  # a SpikeBERT checkpoint: an error naming both formats
-    for name in ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "mlp_ratio"):
-        if getattr(previous.cfg, name) != getattr(student.cfg, name):
-            raise SpikebertError(f"--init {path}: its {name}={getattr(previous.cfg, name)!r}, this student's "
-                             f"{getattr(student.cfg, name)!r}; continue with the same architecture")
+    check_architecture(f"--init {path}", previous.cfg, student.cfg,
+                       ("vocab_size", "num_classes", "max_len", "dim", "depth", "heads", "mlp_ratio"))
     student.load_state_dict(previous.state_dict(), strict=True)
     log.info("initialised from %s", path)

@@ -74,9 +74,8 @@ def test_eval_cli_reports_shuffled_accuracy_and_attention(tmp_path, tiny_teacher
     assert [len(h) for h in result["attention"].values()] == [2]
 
 
-def test_spike_driven_attention_is_linear_masking_and_refuses_nir(tiny_cfg):
-    """SDSA: the output is Q's spikes masked per channel by SN(sum_l K*V); pads do not count; no NIR yet."""
-
+def test_spike_driven_attention_is_linear_masking(tiny_cfg):
+    """SDSA: the output is Q's spikes masked per channel by SN(sum_l K*V); pads do not count; it trains."""
     from spikebert.model import SpikeBERT, SpikeDrivenAttention
     from spikebert.neurons import LIF
 
