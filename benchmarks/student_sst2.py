@@ -15,6 +15,11 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3   # whole-split teacher
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --augment 2   # + stage 3
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --stage3-time-steps 8
+    python benchmarks/student_sst2.py --runs runs/seed1 --teacher-run runs/full/teacher --teacher-samples 0 \
+        --epochs 3 --seed 1 --read-test --out benchmarks/results/student_sst2_seed1.json   # another student seed
+
+``--seed S`` changes only the student's seed (its initialisation and batch order); with ``--teacher-run`` pointing
+at a trained teacher, the runs differ in the student alone.
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
@@ -66,6 +71,8 @@ def main(argv=None) -> int:
                         "(default %(default)s)")
     p.add_argument("--stage3-lr", "--augment-lr", dest="stage3_lr", type=float, default=1.5e-4,
                    help="further stages' peak learning rate, cosine to 0 (default %(default)s)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the student's seed (default: DistillConfig's, 42); the teacher keeps its own")
     p.add_argument("--read-test", action="store_true",
                    help="also score the holdout test split (final reporting only: once, after selection on dev)")
     args = p.parse_args(argv)
@@ -80,11 +87,12 @@ def main(argv=None) -> int:
     teacher_run = Path(args.teacher_run) if args.teacher_run else runs / "teacher"
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
+    seed = {} if args.seed is None else {"seed": args.seed}
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
                               overrides={**TEACHER, "train_samples": args.teacher_samples}, command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
                               teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
-                              overrides={**DISTILL, "epochs": args.epochs}, command=me)
+                              overrides={**DISTILL, "epochs": args.epochs, **seed}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
     further = bool(args.augment or args.stage3_time_steps)  # a stage 3 changes the data or the time steps
@@ -98,7 +106,7 @@ def main(argv=None) -> int:
         trained = workflows.train(
             stage="distill", data="sst-2", data_dir=args.data_dir, out=further_run, teacher=teacher["model"],
             student=STUDENT_CONFIG, student_overrides={**STUDENT, **steps}, init=model, command=me,
-            overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment})
+            overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment, **seed})
         stages.append(further_run)
         if trained["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
             student, student_run, model = trained, further_run, further_run / "model.pt"
