@@ -16,7 +16,7 @@ from spikebert.hardware import kernels
 
 from spikebert.contract.activity import NodeActivity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding
+from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,22 @@ def _spiking(name: str, node, dt):
     return step
 
 
+def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt):
+    """The node's population in Loihi integers (as ``_spiking``), driven by its integer K*V coincidence counts
+    times the multiplier ``hardware.quantize`` chose; Q is masked by its spikes as in float."""
+    multiplier = int(fixed_params(node)["multiplier"])
+    population = _spiking(name, node, dt)
+
+    def step(x, state, ctx):
+        q, counts, accumulates = kernels.kv_coincidences(x, dim=node.dim, mask=ctx.mask,
+                                                         mask_padding=node.mask_padding)
+        spikes, state = population(np.rint(counts).astype(np.int64) * multiplier, state, ctx)  # (B, D)
+        ctx.activity.add(NodeActivity(qk_accumulates=accumulates))
+        return np.asarray(q, dtype=np.int64) * spikes[:, :, None], state
+
+    return step
+
+
 def _host_embedding(name: str, node: SBTokenEmbedding, dt):
     """The token embedding runs on the host before the graph's first step: ``encode_tokens`` sends its
     integer currents ``rint(scale x)`` as the run's input, so inside the time loop it passes them on."""
@@ -106,6 +122,7 @@ FIXED_STEP_BUILDERS = {
     nir.Conv1d: _dense,
     nir.Conv2d: _conv2d,
     SBSpikeAttention: _attention,
+    SBSpikeDrivenAttention: _spike_driven_attention,
     nir.LIF: _spiking,
     nir.IF: _spiking,
 }

@@ -213,6 +213,18 @@ def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale, key_mask: n
     return y.transpose(0, 1, 3, 2).reshape(B, dim, L), a, v
 
 
+def kv_coincidences(qkv: np.ndarray, *, dim: int, mask: np.ndarray | None, mask_padding: bool):
+    """SBSpikeDrivenAttention's input on (B, 3D, L) spikes -> (Q (B, D, L), c (B, D), accumulates).
+
+    ``c`` sums K * V over the tokens (real tokens only if ``mask_padding``: the node's own mask); the
+    accumulates are the coincidences on real tokens whatever ``mask_padding`` says, so Lava's batch-filler
+    rows are never counted."""
+    q, k, v = qkv[:, :dim], qkv[:, dim:2 * dim], qkv[:, 2 * dim:]  # (B, D, L) each
+    coincide = k * v
+    real = coincide if mask is None else coincide * mask[:, None, :]
+    return q, (real if mask_padding else coincide).sum(axis=-1), float(real.sum())
+
+
 def token_mean(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """(B, D, L) -> (B, D): mean over tokens, real tokens only when a mask is given."""
     if mask is None:

@@ -46,7 +46,7 @@ import logging
 import nir
 import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
-from spikebert.hardware.quantize import SPIKING, population_constants
+from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
@@ -206,7 +206,7 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
         in_shape = lava_shape(nir_shape(src), batch)
         if in_shape[2] != w.shape[1]:
             raise SpikebertError(f"{syn!r} takes {w.shape[1]} channels, {src!r} gives {in_shape[2]}")
-        graded = not isinstance(nodes[src], (*SPIKING, nir.Threshold))
+        graded = not isinstance(nodes[src], BINARY)
         name = f"{syn}__from__{src}" + (f"__to__{pop}" if pop else "")
         proc = Conv(weight=weight[:, None, None, :], input_shape=in_shape, weight_exp=0, num_weight_bits=8,
                     num_message_bits=24 if graded else 0, name=name)

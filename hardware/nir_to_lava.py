@@ -37,7 +37,7 @@ import nir
 import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
-from spikebert.hardware.quantize import SPIKING, population_constants
+from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 from spikebert.hardware.reference import SUPPORTED, Schedule, resolve_dt, schedule
 
 from spikebert.contract.errors import SpikebertError
@@ -332,7 +332,7 @@ def _shape(graph: nir.NIRGraph, name: str, port: str) -> tuple[int, ...]:
 
 def _binary(graph: nir.NIRGraph, name: str) -> bool:
     """Whether ``name`` outputs spikes: a lava Dense after it needs no graded messages."""
-    return isinstance(graph.nodes[name], (*SPIKING, nir.Threshold))
+    return isinstance(graph.nodes[name], BINARY)
 
 
 def _own_gain_stages(graph: nir.NIRGraph, source_node: str) -> nir.NIRGraph:

@@ -4,7 +4,8 @@ What runs in fixed point is every spiking population (``LIF``, ``IF``) and its s
 single ``Affine``/``Linear``/``Conv1d`` producer of each population (8-bit weight mantissas with
 a per-layer weight exponent, chosen by lava-nc's own ``optimize_weight_bits`` / ``clip_weights``
 / ``truncate_weights``), or an ``SBSpikeAttention`` producer, whose integer coincidence counts
-are multiplied by an integer. The neuron gets Loihi's 12-bit decays (``du = 4095``: no current
+are multiplied by an integer; likewise the own population of an ``SBSpikeDrivenAttention``, fed by
+its integer K*V coincidence counts. The neuron gets Loihi's 12-bit decays (``du = 4095``: no current
 memory, ``dv = round((1 - beta) 4096)``), a 17-bit threshold mantissa and a 13-bit bias mantissa
 with a 3-bit exponent; its state is 24-bit (``spikebert.hardware.kernels.loihi_lif_step``).
 
@@ -71,6 +72,7 @@ DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
 A_IN_LIMIT = kernels.LOIHI_A_IN_LIMIT
 SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 SPIKING = (nir.LIF, nir.IF)
+BINARY = (*SPIKING, nir.Threshold, SBSpikeDrivenAttention)  # nodes whose outputs are binary spikes (SDSA: masked Q)
 REFUSED = {
     SBLayerNorm: "LayerNorm is not Loihi-native (mean, variance and division per token); train the student with "
                  "norm=batch, which folds into the preceding weights at export",
@@ -78,8 +80,6 @@ REFUSED = {
     nir.I: "non-spiking integrators have no Loihi fixed-point mapping here",
     nir.CubaLI: "non-spiking CUBA integrators have no Loihi fixed-point mapping here",
     nir.CubaLIF: "CubaLIF (a synaptic current with memory) is not quantised yet; use LIF",
-    SBSpikeDrivenAttention: "spike-driven attention's own population (fed by K * V coincidence counts) and its Q mask "
-                            "are not quantised yet; run the float graph (reference executor or Lava)",
     SBIF: "Loihi's and lava-nc's LIF reset the membrane to 0; SBIF's subtraction reset would need a custom neuron "
           "model (Loihi 2 microcode), which is not built; run the float graph (reference executor or Lava)",
 }
@@ -110,6 +110,9 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
     scales = {}
     for name in order:
         node = nodes[name]
+        if isinstance(node, SBSpikeDrivenAttention):
+            scales[name] = _spike_driven_attention(name, node, dt, bias_exp_min=bias_exp_min)
+            continue
         if not isinstance(node, SPIKING) or name in in_stream:
             continue
         producer = preds[name][0] if len(preds[name]) == 1 else None
@@ -289,7 +292,7 @@ def current_streams(nodes: dict, order: list[str], preds: dict, succ: dict) -> l
                 raise SpikebertError(f"{n!r} feeds the stream of currents into {stream.populations} and also {others}: "
                                      "in fixed point its weights take the stream's scale, which its other readers "
                                      "do not share")
-            currents = [p for p in preds[n] if not isinstance(nodes[p], (*SPIKING, nir.Threshold))]
+            currents = [p for p in preds[n] if not isinstance(nodes[p], BINARY)]
             if currents:
                 raise SpikebertError(f"{n!r} adds to the stream of currents into {stream.populations} but reads "
                                      f"{currents}, not spikes: in fixed point a stream's synapses read binary spikes "
@@ -362,13 +365,31 @@ def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:
         raise SpikebertError(f"{name!r}: the attention scale differs across heads ({scales.tolist()}); Loihi fixed point "
                              "holds one multiplier per population: use --fixed-point only with attn_scale = 'fixed' "
                              "(float Lava and the reference executor run per-head scales)")
-    step = float(scales[0]) * gain
+    lam, multiplier = _count_scale(name, float(scales[0]) * gain, f"attention scale {scales[0]} x gain {gain}")
+    node.metadata = {**(node.metadata or {}), "fixed_point": {"multiplier": multiplier, "scale": lam}}
+    return lam
+
+
+def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float, *, bias_exp_min: int) -> float:
+    """Quantise the node's own population, whose input is the integer K*V coincidence counts: the counts are
+    multiplied by an integer (64 units per float step of one coincidence, as for ``SBSpikeAttention``), so
+    the input is exact and only the membrane's decay rounds, as in every Loihi population. Returns lam."""
+    beta, gain, vth = population_constants(name, node.population(), dt)
+    lam, multiplier = _count_scale(name, gain, f"gain {gain}")
+    node.metadata = {**(node.metadata or {}), "fixed_point": {
+        **neuron_params(name, beta, vth, lam, np.zeros(node.dim), bias_exp_min=bias_exp_min),
+        "multiplier": multiplier}}
+    return lam
+
+
+def _count_scale(name: str, step: float, what: str) -> tuple[float, int]:
+    """(lam, multiplier) for a population fed by integer counts worth ``step`` float units each: the
+    smallest power-of-two lam with ``step lam`` a whole number of at least ``2^LOIHI_ACT_SHIFT``."""
     lam = 2.0 ** (np.ceil(np.log2(1.0 / step)) + kernels.LOIHI_ACT_SHIFT)
     multiplier = step * lam
     if multiplier != round(multiplier):
-        raise SpikebertError(f"{name!r}: attention scale {scales[0]} x gain {gain} has no exact power-of-two multiple")
-    node.metadata = {**(node.metadata or {}), "fixed_point": {"multiplier": int(multiplier), "scale": lam}}
-    return lam
+        raise SpikebertError(f"{name!r}: {what} has no exact power-of-two multiple")
+    return lam, int(multiplier)
 
 
 def synapse_params(weight_exp: int, num_weight_bits: int, sign_mode: int, scale: float) -> dict:

@@ -251,11 +251,10 @@ def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float) 
     population = _spiking(name, node.population(), dt)
 
     def step(x, v, ctx):
-        q, k, v_ = x[:, :node.dim], x[:, node.dim:2 * node.dim], x[:, 2 * node.dim:]  # (B, D, L) each
-        coincide = k * v_
-        real = coincide if ctx.mask is None else coincide * ctx.mask[:, None, :]  # nor Lava's batch-filler rows
-        spikes, v = population((real if node.mask_padding else coincide).sum(axis=-1), v, ctx)  # (B, D)
-        ctx.activity.add(NodeActivity(qk_accumulates=float(real.sum())))
+        q, counts, accumulates = kernels.kv_coincidences(x, dim=node.dim, mask=ctx.mask,
+                                                         mask_padding=node.mask_padding)
+        spikes, v = population(counts, v, ctx)  # (B, D)
+        ctx.activity.add(NodeActivity(qk_accumulates=accumulates))
         return q * spikes[:, :, None], v
 
     return step

@@ -23,6 +23,14 @@ def sdsa_student(tiny_cfg, request):
     return make_student(cfg, seed=4, attention_bias=1.5)
 
 
+@pytest.fixture(params=["membrane", "spike"])
+def sdsa_batchnorm(tiny_cfg, request):
+    """Batch norm (it folds into the weights): the students that Loihi fixed point takes."""
+    cfg = dataclasses.replace(tiny_cfg, attention="sdsa", residual=request.param, norm="batch",
+                              position_encoding="sinusoidal")
+    return make_student(cfg, seed=4, attention_bias=1.5)
+
+
 def test_sdsa_student_exports_and_equals_pytorch(sdsa_student, tmp_path):
     """The file's graph on the reference executor = PyTorch (logits to 1e-12, every layer's counts), the
     attention's own population fires and its coincidences are counted; NIR->torch import agrees too."""
@@ -68,17 +76,54 @@ def test_sdsa_student_in_lava(sdsa_student, mask_padding):
     assert_lava_equals_reference(export_student(model), ids, fuse="blocks")
 
 
+def test_sdsa_population_is_exact_in_loihi_fixed_point(sdsa_batchnorm):
+    """At tau = 2 (beta = gain = 1/2) and threshold 1/2 the quantised population is exact: 64 units per
+    coincidence, threshold 64, decay by a half. Its recorded output equals a float LIF, written out here, fed
+    the recorded Q, K, V spikes of the fixed run, step by step (padding tokens' coincidences left out)."""
+    from spikebert.hardware.quantize import quantize_graph
+
+    cfg = sdsa_batchnorm.cfg
+    graph = quantize_graph(export_student(sdsa_batchnorm))
+    fixed = graph.nodes["b0_attn"].metadata["fixed_point"]
+    assert (fixed["multiplier"], fixed["vth"], fixed["dv"], fixed["scale"]) == (64, 64, 2048, 128.0)
+    ids = make_ids(16, 8, cfg.vocab_size, seed=3).numpy()
+    run = ReferenceExecutor(graph).run(ids, record=("b0_qkv_lif", "b0_attn"))
+    qkv, out = run.spikes["b0_qkv_lif"], run.spikes["b0_attn"]  # (T, B, 3D, L), (T, B, D, L)
+    real = (ids != 0)[:, None, :]
+    v, D = np.zeros((ids.shape[0], cfg.dim)), cfg.dim
+    for t in range(cfg.time_steps):
+        q, k, v_ = qkv[t][:, :D], qkv[t][:, D:2 * D], qkv[t][:, 2 * D:]
+        v = 0.5 * v + 0.5 * (k * v_ * real).sum(-1)  # beta = 1 - dt/tau, gain = r dt/tau
+        s = v > cfg.attn_threshold
+        v[s] = 0.0
+        np.testing.assert_array_equal(out[t], q * s[:, :, None])
+    assert 0 < out.mean() < qkv[:, :, :D].mean()  # Q masked: some channels pass, not all
+    float_run = ReferenceExecutor(export_student(sdsa_batchnorm)).run(ids, record=("b0_attn",))
+    assert (float_run.spikes["b0_attn"] != out).mean() < 0.05  # upstream 8-bit weights flip a few spikes
+
+
 @pytest.mark.lava
-def test_sdsa_is_refused_where_it_has_no_mapping(tiny_cfg):
-    """Loihi fixed point and the deployable build say so by name."""
+@pytest.mark.parametrize("fuse", ["none", "blocks"])
+def test_sdsa_student_fixed_point_is_bit_exact_in_lava(sdsa_batchnorm, fuse):
+    """Lava runs the quantised SDSA (in a NodeGroup, the reference executor's own fixed step) bit for bit as the
+    reference executor."""
+    from spikebert.hardware.quantize import quantize_graph
+
+    graph = export_student(sdsa_batchnorm)
+    ids = make_ids(5, 8, sdsa_batchnorm.cfg.vocab_size).numpy()
+    lava, expected = assert_lava_equals_reference(quantize_graph(graph), ids, fuse=fuse, record=("b1_attn",))
+    assert lava.fixed_point and expected.spikes["b1_attn"].any()
+
+
+@pytest.mark.lava
+def test_sdsa_is_refused_by_the_deployable_build(tiny_cfg):
+    """``deploy`` maps populations to lava-nc processes and has no mapping for SDSA's own population and Q mask:
+    it says so by name, in float and fixed point."""
     from spikebert.hardware.lava_runner import run_lava
     from spikebert.hardware.quantize import quantize_graph
 
     cfg = dataclasses.replace(tiny_cfg, attention="sdsa", residual="membrane", norm="batch")
-    sdsa_student = make_student(cfg, seed=4, attention_bias=1.5)
-    graph = export_student(sdsa_student)
-    with pytest.raises(SpikebertError, match="SBSpikeDrivenAttention"):
-        quantize_graph(graph)
-    with pytest.raises(SpikebertError, match="b0_attn"):
-        run_lava(graph, make_ids(2, 8, sdsa_student.cfg.vocab_size).numpy(), batch_size=2, fuse="deploy",
-                 progress=False)
+    graph = export_student(make_student(cfg, seed=4, attention_bias=1.5))
+    for g in (graph, quantize_graph(graph)):
+        with pytest.raises(SpikebertError, match="b0_attn"):
+            run_lava(g, make_ids(2, 8, cfg.vocab_size).numpy(), batch_size=2, fuse="deploy", progress=False)
