@@ -111,6 +111,10 @@ def quantize_graph(graph: nir.NIRGraph, *, dt: float | None = None, bias_exp_min
     for name in order:
         node = nodes[name]
         if isinstance(node, SBSpikeDrivenAttention):
+            currents = [p for p in preds[name] if not isinstance(nodes[p], BINARY)]
+            if currents:  # its counts must be whole numbers, or the integer input would round them
+                raise SpikebertError(f"SBSpikeDrivenAttention {name!r} reads {currents}, not spikes: in fixed point its "
+                                     "population's input is integer K*V coincidence counts of binary Q, K, V spikes")
             scales[name] = _spike_driven_attention(name, node, dt, bias_exp_min=bias_exp_min)
             continue
         if not isinstance(node, SPIKING) or name in in_stream:
@@ -372,10 +376,12 @@ def _attention(name: str, node: SBSpikeAttention, gain: float) -> float:
 
 def _spike_driven_attention(name: str, node: SBSpikeDrivenAttention, dt: float, *, bias_exp_min: int) -> float:
     """Quantise the node's own population, whose input is the integer K*V coincidence counts: the counts are
-    multiplied by an integer (64 units per float step of one coincidence, as for ``SBSpikeAttention``), so
-    the input is exact and only the membrane's decay rounds, as in every Loihi population. Returns lam."""
+    multiplied by an integer (64 to 127 units per coincidence, as for ``SBSpikeAttention``), so the input is
+    exact; the threshold rounds to ``round(v_threshold lam)`` and the decay truncates, as in every Loihi
+    population. Returns lam."""
     beta, gain, vth = population_constants(name, node.population(), dt)
-    lam, multiplier = _count_scale(name, gain, f"gain {gain}")
+    lam, multiplier = _count_scale(name, gain, f"its population's input gain r dt/tau = {gain} (make tau = 2^k dt "
+                                               "with r = 1, as the student's neurons are)")
     node.metadata = {**(node.metadata or {}), "fixed_point": {
         **neuron_params(name, beta, vth, lam, np.zeros(node.dim), bias_exp_min=bias_exp_min),
         "multiplier": multiplier}}

@@ -25,7 +25,9 @@ def result(seed: int, dev: float, **changes) -> dict:
          "energy_ratio_45nm_fp32": 0.0143, "wall_hours": 1.4,
          "student": {"dim": 256, "depth": 2, "residual": "membrane"},
          "distill": {"epochs": 3, "lr": 5e-4, "seed": seed}, "teacher": {"epochs": 1, "seed": 42},
-         "selected_stage": "sst2-student", "student_dev_per_epoch": {"sst2-student": []}}
+         "selected_stage": "sst2-student", "student_dev_per_epoch": {"sst2-student": []},
+         "commands": {"this_script": f"/v/bin/python benchmarks/student_sst2.py --runs runs/s{seed} --teacher-samples 0 "
+                                     f"--epochs 3 --seed={seed} --read-test --out r{seed}.json"}}
     for key, value in changes.items():
         r[key] = {**r[key], **value} if isinstance(value, dict) else value
     return r
@@ -67,13 +69,55 @@ def test_a_file_from_before_stages_were_recorded_is_stage_2(tmp_path):
     ({"distill": {"lr": 1e-4}}, "distill (lr)"),
     ({"student": {"dim": 384}}, "student (dim)"),
     ({"teacher": {"epochs": 3}}, "teacher (epochs)"),
-    ({"selected_stage": "sst2-student-aug2"}, "selected_stage"),
+    ({"student_dev_per_epoch": {"sst2-student": [], "sst2-student-aug2": []}},
+     "stages (['sst2-student'] against ['sst2-student', 'sst2-student-aug2'])"),
+    ({"commands": {"this_script": "python benchmarks/student_sst2.py --runs runs/x --epochs 2"}},
+     "arguments (['--teacher-samples', '0', '--epochs', '3'] against ['--epochs', '2'])"),
 ])
 def test_runs_of_another_recipe_are_refused_by_field(tmp_path, changes, field):
     a = write(tmp_path, "a.json", result(42, 0.836))
     b = write(tmp_path, "b.json", result(1, 0.80, **changes))
     with pytest.raises(SpikebertError, match=re.escape(f"differ in {field}") + ".*not one recipe"):
         seed_spread.spread([a, b])
+
+
+def test_seeds_may_select_different_stages_of_one_recipe(tmp_path):
+    """Selection on dev may keep stage 2 for one seed and stage 3 for another: the same recipe, whose selected
+    configs then differ by construction; each row says which stage it reports."""
+    stages = {"sst2-student": [], "sst2-student-aug2": []}
+    a = write(tmp_path, "a.json", result(42, 0.836, student_dev_per_epoch=stages))
+    b = write(tmp_path, "b.json", result(1, 0.84, student_dev_per_epoch=stages, selected_stage="sst2-student-aug2",
+                                         distill={"lr": 1.5e-4, "augment": {"n_samples": 2}}))
+    got = seed_spread.spread([a, b])
+    assert [row["selected_stage"] for row in got["runs"]] == ["sst2-student", "sst2-student-aug2"]
+    c = write(tmp_path, "c.json", result(2, 0.84, student_dev_per_epoch=stages, selected_stage="sst2-student-aug2",
+                                         teacher={"epochs": 3}))
+    with pytest.raises(SpikebertError, match=re.escape("differ in teacher (epochs)")):  # one teacher for all stages
+        seed_spread.spread([a, c])
+
+
+def test_operational_fields_are_not_the_recipe(tmp_path):
+    a = write(tmp_path, "a.json", result(42, 0.836))
+    b = write(tmp_path, "b.json", result(1, 0.83, distill={"checkpoint_every": 50, "teacher_cache": False}))
+    assert seed_spread.spread([a, b])["recipe"]["distill"] == {"epochs": 3, "lr": 5e-4}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r["distill"].pop("seed"), "distill.seed is None"),
+    (lambda r: r.update(distill=[1]), "'distill' is list"),
+    (lambda r: r.pop("commands"), "'commands' is NoneType"),
+    (lambda r: r["commands"].update(this_script="python other.py --epochs 3"), "does not run student_sst2.py"),
+    (lambda r: r.pop("selected_stage"), "no selected_stage recorded"),
+])
+def test_missing_or_malformed_metadata_is_refused_by_name(tmp_path, damage, message):
+    good = write(tmp_path, "a.json", result(42, 0.836))
+    bad = result(1, 0.83)
+    damage(bad)
+    with pytest.raises(SpikebertError, match=re.escape(message)):
+        seed_spread.spread([good, write(tmp_path, "bad.json", bad)])
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(SpikebertError, match="JSON object, not list"):
+        seed_spread.spread([good, tmp_path / "list.json"])
 
 
 def test_repeated_seed_missing_file_and_single_file_are_refused(tmp_path, capsys):
@@ -99,9 +143,14 @@ def test_a_metric_one_run_lacks_is_not_pooled(tmp_path):
     assert got["summary"]["dev_accuracy"]["n"] == 2
 
 
-def test_the_recorded_best_student_reads_as_a_recipe():
-    path = ROOT / "benchmarks" / "results" / "student_sst2.json"
-    r = json.loads(path.read_text(encoding="utf-8"))
-    got = seed_spread.recipe(r, path)
-    assert got["selected_stage"] == "sst2-student"
-    assert "seed" not in got["distill"] and got["student"]["residual"] == "membrane"
+def test_the_recorded_runs_read_as_recipes():
+    """The best student's file (written before stages were recorded) and the augmented run's: the same selected
+    stage and configs, but another recipe (a further stage was trained), which the spread refuses."""
+    results = ROOT / "benchmarks" / "results"
+    best = seed_spread.recipe(json.loads((results / "student_sst2.json").read_text(encoding="utf-8")), results)
+    assert best["selected_stage"] == "sst2-student" and best["stages"] == ["sst2-student"]
+    assert best["arguments"] == ["--teacher-samples", "0", "--epochs", "3"]
+    assert "seed" not in best["distill"] and best["student"]["residual"] == "membrane"
+    aug = seed_spread.recipe(json.loads((results / "student_sst2_aug.json").read_text(encoding="utf-8")), results)
+    assert aug["selected_stage"] == best["selected_stage"] and aug["distill"] == best["distill"]
+    assert aug["stages"] == ["sst2-student", "sst2-student-aug2"] and aug["arguments"] != best["arguments"]

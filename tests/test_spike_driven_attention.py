@@ -76,20 +76,26 @@ def test_sdsa_student_in_lava(sdsa_student, mask_padding):
     assert_lava_equals_reference(export_student(model), ids, fuse="blocks")
 
 
-def test_sdsa_population_is_exact_in_loihi_fixed_point(sdsa_batchnorm):
+@pytest.mark.parametrize("mask_padding", [True, False])
+def test_sdsa_population_is_exact_in_loihi_fixed_point(sdsa_batchnorm, mask_padding):
     """At tau = 2 (beta = gain = 1/2) and threshold 1/2 the quantised population is exact: 64 units per
     coincidence, threshold 64, decay by a half. Its recorded output equals a float LIF, written out here, fed
-    the recorded Q, K, V spikes of the fixed run, step by step (padding tokens' coincidences left out)."""
+    the recorded Q, K, V spikes of the fixed run, step by step (padding tokens' coincidences left out if the
+    node masks padding). 16 sentences in batches of 64 and of 5: the state starts at rest in every batch."""
     from spikebert.hardware.quantize import quantize_graph
 
-    cfg = sdsa_batchnorm.cfg
-    graph = quantize_graph(export_student(sdsa_batchnorm))
+    cfg = dataclasses.replace(sdsa_batchnorm.cfg, mask_padding=mask_padding)
+    student = make_student(cfg, seed=4, attention_bias=1.5)
+    graph = quantize_graph(export_student(student))
     fixed = graph.nodes["b0_attn"].metadata["fixed_point"]
     assert (fixed["multiplier"], fixed["vth"], fixed["dv"], fixed["scale"]) == (64, 64, 2048, 128.0)
     ids = make_ids(16, 8, cfg.vocab_size, seed=3).numpy()
     run = ReferenceExecutor(graph).run(ids, record=("b0_qkv_lif", "b0_attn"))
+    ex = ReferenceExecutor(graph)  # one executor, batches of 5: no state leaks from one batch into the next
+    batched = [ex.run(ids[i:i + 5], record=("b0_attn",)).spikes["b0_attn"] for i in range(0, len(ids), 5)]
+    np.testing.assert_array_equal(np.concatenate(batched, axis=1), run.spikes["b0_attn"])
     qkv, out = run.spikes["b0_qkv_lif"], run.spikes["b0_attn"]  # (T, B, 3D, L), (T, B, D, L)
-    real = (ids != 0)[:, None, :]
+    real = (ids != 0)[:, None, :] if mask_padding else np.ones((ids.shape[0], 1, ids.shape[1]))
     v, D = np.zeros((ids.shape[0], cfg.dim)), cfg.dim
     for t in range(cfg.time_steps):
         q, k, v_ = qkv[t][:, :D], qkv[t][:, D:2 * D], qkv[t][:, 2 * D:]
@@ -98,7 +104,7 @@ def test_sdsa_population_is_exact_in_loihi_fixed_point(sdsa_batchnorm):
         v[s] = 0.0
         np.testing.assert_array_equal(out[t], q * s[:, :, None])
     assert 0 < out.mean() < qkv[:, :, :D].mean()  # Q masked: some channels pass, not all
-    float_run = ReferenceExecutor(export_student(sdsa_batchnorm)).run(ids, record=("b0_attn",))
+    float_run = ReferenceExecutor(export_student(student)).run(ids, record=("b0_attn",))
     assert (float_run.spikes["b0_attn"] != out).mean() < 0.05  # upstream 8-bit weights flip a few spikes
 
 
@@ -113,6 +119,22 @@ def test_sdsa_student_fixed_point_is_bit_exact_in_lava(sdsa_batchnorm, fuse):
     ids = make_ids(5, 8, sdsa_batchnorm.cfg.vocab_size).numpy()
     lava, expected = assert_lava_equals_reference(quantize_graph(graph), ids, fuse=fuse, record=("b1_attn",))
     assert lava.fixed_point and expected.spikes["b1_attn"].any()
+
+
+def test_fixed_point_refuses_what_it_cannot_make_exact(sdsa_batchnorm):
+    """SDSA fed currents instead of spikes (its counts would not be whole numbers), and a population gain with
+    no power-of-two multiple, are refused by name."""
+    from spikebert.hardware.quantize import quantize_graph
+
+    graph = export_student(sdsa_batchnorm)
+    del graph.nodes["b0_qkv_lif"]  # the attention reads the QKV synapse's currents directly
+    graph.edges = [(s, d) for s, d in graph.edges if "b0_qkv_lif" not in (s, d)] + [("b0_qkv", "b0_attn")]
+    with pytest.raises(SpikebertError, match=r"'b0_attn' reads \['b0_qkv'\], not spikes"):
+        quantize_graph(graph)
+    graph = export_student(sdsa_batchnorm)
+    graph.nodes["b0_attn"].tau = np.full(sdsa_batchnorm.cfg.dim, 3.0)
+    with pytest.raises(SpikebertError, match="b0_attn.*tau = 2\\^k dt"):
+        quantize_graph(graph)
 
 
 @pytest.mark.lava
