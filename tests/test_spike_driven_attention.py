@@ -76,6 +76,7 @@ def test_sdsa_student_in_lava(sdsa_student, mask_padding):
     assert_lava_equals_reference(export_student(model), ids, fuse="blocks")
 
 
+@pytest.mark.lava  # Loihi fixed point uses lava-nc's weight utilities
 @pytest.mark.parametrize("mask_padding", [True, False])
 def test_sdsa_population_is_exact_in_loihi_fixed_point(sdsa_batchnorm, mask_padding):
     """At tau = 2 (beta = gain = 1/2) and threshold 1/2 the quantised population is exact: 64 units per
@@ -121,6 +122,7 @@ def test_sdsa_student_fixed_point_is_bit_exact_in_lava(sdsa_batchnorm, fuse):
     assert lava.fixed_point and expected.spikes["b1_attn"].any()
 
 
+@pytest.mark.lava
 def test_fixed_point_refuses_what_it_cannot_make_exact(sdsa_batchnorm):
     """SDSA fed currents instead of spikes (its counts would not be whole numbers), and a population gain with
     no power-of-two multiple, are refused by name."""
