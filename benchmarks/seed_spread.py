@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spikebert.contract.errors import SpikebertError  # noqa: E402
 from spikebert.contract.fileio import atomic_write_text  # noqa: E402
+from spikebert.contract.jsonfile import read_json, require_object  # noqa: E402
 
 METRICS = ("dev_accuracy", "test_accuracy", "shuffled_dev_accuracy", "energy_ratio_45nm_fp32", "wall_hours")
 CONFIGS = ("student", "distill", "teacher")  # the selected stage's recorded configs
@@ -41,13 +42,15 @@ def _field(result: dict, key: str, kind: type, path: Path):
     return value
 
 
+def _single_stage(result: dict) -> bool:
+    """Files written before further stages existed keep their per-epoch dev as one list (one stage: stage 2);
+    later ones as a dict of stages, with the selected one named."""
+    return isinstance(result.get("student_dev_per_epoch"), list)
+
+
 def stages(result: dict, path: Path) -> list[str]:
-    """The stages the run trained, in order. Files written before further stages existed keep their per-epoch
-    dev as one list (one stage: stage 2); later ones as a dict of stages."""
-    per_epoch = result.get("student_dev_per_epoch")
-    if isinstance(per_epoch, list):
-        return [STAGE2]
-    return list(_field(result, "student_dev_per_epoch", dict, path))
+    """The stages the run trained, in order."""
+    return [STAGE2] if _single_stage(result) else list(_field(result, "student_dev_per_epoch", dict, path))
 
 
 def arguments(result: dict, path: Path) -> list[str]:
@@ -71,9 +74,7 @@ def arguments(result: dict, path: Path) -> list[str]:
 def recipe(result: dict, path: Path) -> dict:
     """What a results file says was trained, the student's seed left out: the script's options, the stages,
     the selected stage and its configs (distillation fields that change no weight left out too)."""
-    if not isinstance(result, dict):
-        raise SpikebertError(f"{path}: a results file holds a JSON object, not {type(result).__name__}")
-    selected = result.get("selected_stage", STAGE2 if isinstance(result.get("student_dev_per_epoch"), list) else None)
+    selected = result.get("selected_stage", STAGE2 if _single_stage(result) else None)
     if not isinstance(selected, str):
         raise SpikebertError(f"{path}: no selected_stage recorded, so which stage it reports is unknown")
     out = {"arguments": arguments(result, path), "stages": stages(result, path), "selected_stage": selected,
@@ -105,14 +106,7 @@ def spread(paths: list[Path]) -> dict:
     seeds: its configs then differ by construction, and the options say what each stage was)."""
     if len(paths) < 2:
         raise SpikebertError(f"a seed spread needs at least 2 results files, got {len(paths)}")
-    results = []
-    for path in paths:
-        try:
-            results.append(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise SpikebertError(f"{path}: no such results file") from None
-        except json.JSONDecodeError as e:
-            raise SpikebertError(f"{path}: not JSON ({e})") from None
+    results = [require_object(read_json(path, what="results file"), path, what="results file") for path in paths]
     recipes = [recipe(r, path) for r, path in zip(results, paths)]
     first = recipes[0]
     for path, other in zip(paths[1:], recipes[1:]):

@@ -116,7 +116,7 @@ def test_missing_or_malformed_metadata_is_refused_by_name(tmp_path, damage, mess
     with pytest.raises(SpikebertError, match=re.escape(message)):
         seed_spread.spread([good, write(tmp_path, "bad.json", bad)])
     (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
-    with pytest.raises(SpikebertError, match="JSON object, not list"):
+    with pytest.raises(SpikebertError, match="not a results file: it holds a JSON array"):
         seed_spread.spread([good, tmp_path / "list.json"])
 
 
@@ -125,10 +125,10 @@ def test_repeated_seed_missing_file_and_single_file_are_refused(tmp_path, capsys
     b = write(tmp_path, "b.json", result(42, 0.83))
     with pytest.raises(SpikebertError, match="seed repeated"):
         seed_spread.spread([a, b])
-    with pytest.raises(SpikebertError, match="no such results file"):
+    with pytest.raises(SpikebertError, match="results file .*absent.json does not exist"):
         seed_spread.spread([a, tmp_path / "absent.json"])
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
-    with pytest.raises(SpikebertError, match="not JSON"):
+    with pytest.raises(SpikebertError, match="not a results file: not valid JSON"):
         seed_spread.spread([a, tmp_path / "bad.json"])
     out = tmp_path / "spread.json"
     assert seed_spread.main([str(a), "--out", str(out)]) == 2
