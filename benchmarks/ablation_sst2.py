@@ -43,6 +43,10 @@ VARIANTS = {
     "membrane+sinusoidal+depth4": {**CHOSEN, "depth": 4},
     "membrane+sinusoidal+T8": {**CHOSEN, "time_steps": 8},
     "membrane+sinusoidal+kd-tau2": CHOSEN,
+    # relative positions in the attention (issue #16, item 1): R = 8, started as shifts or at zero; and alone
+    "membrane+sinusoidal+rel8": {**CHOSEN, "relative_distance": 8},
+    "membrane+sinusoidal+rel8-zero": {**CHOSEN, "relative_distance": 8, "relative_init": "zero"},
+    "membrane+rel8": {"residual": "membrane", "relative_distance": 8},
 }
 DISTILL = {"train_samples": 8000, "epochs": 1, "augment": None, "emb_rows": "batch"}
 # variants that change the distillation, not the student (same 8,000 original sentences and epoch): augmentation,

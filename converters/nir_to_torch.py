@@ -49,6 +49,7 @@ from spikebert.contract.extension import (
     SBTokenEmbedding,
     SBTokenMean,
     read_graph,
+    relative_matrix,
 )
 from spikebert.contract.graph import topological_order
 
@@ -164,6 +165,8 @@ class SpikeAttention(nn.Module):
         self.dim, self.heads, self.mask_padding = node.dim, node.heads, node.mask_padding
         per_head = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), (node.heads,))  # a number: every head
         self.register_buffer("scale", torch.as_tensor(per_head.copy()).reshape(1, -1, 1, 1))  # (1, H, 1, 1)
+        relative = relative_matrix(node, node.tokens)  # (H, L, L) at the graph's length, or None
+        self.register_buffer("relative", None if relative is None else torch.as_tensor(relative))
 
     def initial_state(self, mask: torch.Tensor) -> torch.Tensor:
         return mask
@@ -175,7 +178,9 @@ class SpikeAttention(nn.Module):
             keep = state[:, :, None].to(x.dtype)  # (B, L, 1)
             k, v = k * keep, v * keep
         q, k, v = (t.reshape(B, L, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, L, dh)
-        y = ((q @ k.transpose(-2, -1)) @ v) * self.scale.to(x.dtype)  # (B, H, L, dh)
+        a = q @ k.transpose(-2, -1)  # (B, H, L, L)
+        a = a if self.relative is None else a + self.relative[:, :L, :L].to(x.dtype)
+        y = (a @ v) * self.scale.to(x.dtype)  # (B, H, L, dh)
         return y.transpose(1, 2).reshape(B, L, self.dim).transpose(1, 2), state  # (B, D, L)
 
 

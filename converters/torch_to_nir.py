@@ -99,7 +99,8 @@ def _layer_norm(m: GroupLayerNorm, *, tokens: int, **_) -> nir.NIRNode:
 
 
 def _attention(m: SpikeAttention, *, tokens: int, **_) -> nir.NIRNode:
-    return SBSpikeAttention(dim=m.dim, heads=m.heads, scale=m.export_scale(), tokens=tokens, mask_padding=m.mask_padding)
+    return SBSpikeAttention(dim=m.dim, heads=m.heads, scale=m.export_scale(), tokens=tokens, mask_padding=m.mask_padding,
+                            relative_bias=m.export_relative())
 
 
 def _spike_driven_attention(m: SpikeDrivenAttention, *, tokens: int, **_) -> nir.NIRNode:

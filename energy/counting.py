@@ -7,7 +7,8 @@ For every synapse node (Conv1d, Affine, Linear, SBSpikeAttention, SBTokenMean):
 - integer input (a residual join of spike trains; SpikeBERT's stream): convention ``residual``:
   ``"mac"`` counts it as dense MACs (NeuroBench/syops view), ``"accumulate"`` as k accumulates per
   value k (``acs = sum|x| x fan-out``, the multi-spike view).
-- attention: ``acs`` = exact accumulates of Q K^T (coincidences) and A V (nonzeros x fan-out).
+- attention: ``acs`` = exact accumulates of Q K^T (coincidences) and (A + B) V (nonzeros x fan-out; B = relative
+  positions, absent by default).
 - spike-driven attention: ``acs`` = the K * V coincidences it sums over the tokens (masking Q is an AND, not
   counted); its own population (D neurons per step) is the row ``<name>/population``.
 - token mean: one accumulate per input element.
@@ -149,7 +150,8 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
             acs = (act.qk_accumulates + act.av_accumulates) / n
             rows.append(LayerCount(name, "attention", kind, act.input_rate, dense, 0.0, acs, 0.0,
                                    weight_reads=acs, input_elements=elements, fan_in=tokens, fan_out=tokens,
-                                   output_elements=node.dim * tokens * T, params=2 * node.dim * tokens))
+                                   output_elements=node.dim * tokens * T,
+                                   params=2 * node.dim * tokens + float(np.count_nonzero(node.relative_bias))))
             continue
         elif isinstance(node, SBSpikeDrivenAttention):
             # K * V summed over the tokens per channel, then Q masked by the channels that fired: the non-spiking

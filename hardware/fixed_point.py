@@ -16,7 +16,7 @@ from spikebert.hardware import kernels
 
 from spikebert.contract.activity import NodeActivity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenEmbedding
+from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenEmbedding, relative_matrix
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,16 @@ def _conv2d(name: str, node: nir.Conv2d, dt):
 
 def _attention(name: str, node: SBSpikeAttention, dt):
     multiplier = int(fixed_params(node)["multiplier"])
+    relative = relative_matrix(node, node.tokens)  # coincidence units -> whole input units, rounded once
+    relative = None if relative is None else np.rint(relative * multiplier)
 
     def step(x, state, ctx):
-        counts, a, v = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=1.0,
-                                              key_mask=ctx.mask if node.mask_padding else None)
-        qk, av = kernels.attention_stats(a, v, ctx.mask)
+        counts, a, v, w = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=1.0,
+                                                 key_mask=ctx.mask if node.mask_padding else None,
+                                                 relative=relative, count_unit=multiplier)
+        qk, av = kernels.attention_stats(a, v, ctx.mask, mixing=w)
         ctx.activity.add(NodeActivity(qk_accumulates=qk, av_accumulates=av))
-        return np.rint(counts).astype(np.int64) * multiplier, None  # counts are whole numbers in float64
+        return np.rint(counts).astype(np.int64), None  # whole numbers in float64
 
     return step
 

@@ -196,9 +196,12 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, groups: i
     return y * weight[:, None] + bias[:, None]
 
 
-def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale, key_mask: np.ndarray | None):
-    """SBSpikeAttention on (B, 3D, L) spikes -> ((B, D, L) output, attention counts A (B, H, L, L));
-    ``scale`` one number or one per head."""
+def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale, key_mask: np.ndarray | None,
+                    relative: np.ndarray | None = None, count_unit: int = 1):
+    """SBSpikeAttention on (B, 3D, L) spikes -> ((B, D, L) output, counts A (B, H, L, L), V (B, H, dh, L), what
+    multiplies V (B, H, L, L)): y = scale ((count_unit A + relative) V); ``scale`` one number or one per head,
+    ``relative`` the (H, L, L) bias of relative positions or None. Fixed point passes the integer multiplier as
+    ``count_unit`` and the bias in its units, so every product is a whole number."""
     B, _, L = qkv.shape
     dh = dim // heads
     q = qkv[:, :dim].reshape(B, heads, dh, L)
@@ -208,9 +211,10 @@ def spike_attention(qkv: np.ndarray, *, dim: int, heads: int, scale, key_mask: n
         keep = key_mask[:, None, None, :]  # (B, 1, 1, L)
         k, v = k * keep, v * keep
     a = q.transpose(0, 1, 3, 2) @ k  # (B, H, L, L): A[i, j] = #coincidences of query i and key j
+    w = a * count_unit if relative is None else a * count_unit + relative[None, :, :L, :L]  # (B, H, L, L)
     per_head = np.asarray(scale, dtype=np.float64)
-    y = (a @ v.transpose(0, 1, 3, 2)) * (per_head.reshape(1, heads, 1, 1) if per_head.ndim else scale)  # (B, H, L, dh)
-    return y.transpose(0, 1, 3, 2).reshape(B, dim, L), a, v
+    y = (w @ v.transpose(0, 1, 3, 2)) * (per_head.reshape(1, heads, 1, 1) if per_head.ndim else scale)  # (B, H, L, dh)
+    return y.transpose(0, 1, 3, 2).reshape(B, dim, L), a, v, w
 
 
 def kv_coincidences(qkv: np.ndarray, *, dim: int, mask: np.ndarray | None, mask_padding: bool):
@@ -243,14 +247,17 @@ def input_stats(x: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, f
     return float(np.count_nonzero(x)), float(np.abs(x).sum()), float(x.size)
 
 
-def attention_stats(a: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+def attention_stats(a: np.ndarray, v: np.ndarray, mask: np.ndarray | None, *,
+                    mixing: np.ndarray | None = None) -> tuple[float, float]:
     """Exact accumulate counts of the attention products, over real query tokens.
 
     Q K^T: one accumulate per coincident spike pair, i.e. sum(A).
-    A V: one accumulate of A[i, j] per spike of V at key j, for every nonzero A[i, j].
+    W V, W = ``mixing`` (A + B with relative positions; A without): one accumulate of W[i, j] per spike of V at
+    key j, for every nonzero W[i, j].
     """
+    w = a if mixing is None else mixing
     nnz_v = np.count_nonzero(v, axis=2)  # (B, H, L): spikes of V per key token
-    rows = (a != 0) if mask is None else (a != 0) & mask[:, None, :, None]
+    rows = (w != 0) if mask is None else (w != 0) & mask[:, None, :, None]
     qk = a.sum() if mask is None else (a * mask[:, None, :, None]).sum()
     av = (rows * nnz_v[:, :, None, :]).sum()
     return float(qk), float(av)

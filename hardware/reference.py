@@ -84,6 +84,7 @@ from spikebert.contract.extension import (
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
+    relative_matrix,
 )
 from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
 
@@ -235,10 +236,12 @@ def _token_mean(name: str, node: SBTokenMean, dt: float | None) -> Step:
 
 
 def _attention(name: str, node: SBSpikeAttention, dt: float | None) -> Step:
+    relative = relative_matrix(node, node.tokens)
+
     def step(x, state, ctx):
-        y, a, v = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=node.scale,
-                                         key_mask=ctx.mask if node.mask_padding else None)
-        qk, av = kernels.attention_stats(a, v, ctx.mask)
+        y, a, v, w = kernels.spike_attention(x, dim=node.dim, heads=node.heads, scale=node.scale,
+                                            key_mask=ctx.mask if node.mask_padding else None, relative=relative)
+        qk, av = kernels.attention_stats(a, v, ctx.mask, mixing=w)
         ctx.activity.add(NodeActivity(qk_accumulates=qk, av_accumulates=av))
         return y, None
 

@@ -213,6 +213,16 @@ class StudentConfig(ConfigBase):
     # Transformer's spike-driven self-attention as its official code computes it, SN(sum over tokens of K * V) * Q
     # (mask and add, linear in length; SN = an LIF at attn_threshold), exported as SBSpikeDrivenAttention.
     attention: typing.Literal["ssa", "sdsa"] = "ssa"
+    # Relative positions in the 'ssa' attention (Shaw et al. 2018's relative bias, without softmax): head h adds
+    # a learned b_h[clip(j - i, -R, R)] to its coincidence counts, Y_h = scale (Q_h K_h^T + B_h) V_h, with
+    # R = relative_distance (0 = off, the paper). V is binary, so B_h V is accumulates: a learned mixing of the
+    # neighbours' V spikes that depends on their distance, not on the content. Exported as SBSpikeAttention's
+    # relative_bias, in coincidence units.
+    relative_distance: int = 0
+    # "shift": head h starts with 1/qk_scale at offset 0, -1, +1, -2, +2, ... (one coincidence's worth of current
+    # per V spike: each head first copies one neighbour's V, so order is read from the first step); "zero": starts
+    # at 0 (at the student's learning rate it then moves by about lr per step, in coincidence units)
+    relative_init: typing.Literal["shift", "zero"] = "shift"
     pad_token_id: int = 0
     surrogate_alpha: float = 2.0  # ATan surrogate, as SpikingJelly's default in the official code
     layer_norm_eps: float = 1e-5
@@ -230,6 +240,14 @@ class StudentConfig(ConfigBase):
         if self.attn_scale != "fixed" and self.attention != "ssa":
             raise SpikebertError(f"StudentConfig: attn_scale={self.attn_scale!r} scales the 'ssa' attention product; "
                                  f"attention={self.attention!r} has no scale")
+        if self.relative_distance < 0:
+            raise SpikebertError(f"StudentConfig.relative_distance must be >= 0 (0 = off), got {self.relative_distance}")
+        if self.relative_distance >= self.max_len:
+            raise SpikebertError(f"StudentConfig.relative_distance={self.relative_distance} reaches past max_len="
+                                 f"{self.max_len}: distances are at most max_len - 1")
+        if self.relative_distance and self.attention != "ssa":
+            raise SpikebertError(f"StudentConfig: relative_distance={self.relative_distance} biases the 'ssa' "
+                                 f"attention's counts; attention={self.attention!r} has none (set relative_distance=0)")
         if self.position_embedding and self.position_encoding not in ("none", "learned"):
             raise SpikebertError(f"StudentConfig: position_embedding=true (a learned table) contradicts "
                                  f"position_encoding={self.position_encoding!r}; set only position_encoding")

@@ -100,22 +100,54 @@ def make_norm(cfg: StudentConfig, *, groups: int, dim: int) -> nn.Module:
     return TokenBatchNorm(features=groups * dim, eps=cfg.layer_norm_eps)
 
 
+def relative_offsets(length: int, distance: int) -> torch.Tensor:
+    """(L, L) indices into a (2R + 1)-wide relative table: R + clip(j - i, -R, R) for query i, key j."""
+    pos = torch.arange(length)
+    return (pos[None, :] - pos[:, None]).clamp(-distance, distance) + distance
+
+
+def shift_offsets(heads: int, distance: int) -> list[int]:
+    """The offsets the "shift" start gives the heads in turn: 0, -1, +1, -2, +2, ..., clipped to +-R."""
+    return [max(-distance, min(distance, (h + 1) // 2 * (-1 if h % 2 else 1))) for h in range(heads)]
+
+
 class SpikeAttention(nn.Module):
     """Spiking self-attention core over tokens, no softmax (eq. SSA):
 
         A_h = Q_h K_h^T            (integer coincidence counts, L x L per head)
-        Y_h = scale * (A_h V_h)
+        B_h[i, j] = b_h[R + clip(j - i, -R, R)]   (relative positions; absent when R = 0)
+        Y_h = scale * ((A_h + B_h) V_h)
 
     Input: concatenated spikes [Q; K; V] of shape (T, B, L, 3D); output (T, B, L, D).
     With ``mask_padding``, padded tokens are removed from K and V, so they reach no real token.
     """
 
-    def __init__(self, *, dim: int, heads: int, scale: float, mask_padding: bool, learn_scale: bool = False) -> None:
+    def __init__(self, *, dim: int, heads: int, scale: float, mask_padding: bool, learn_scale: bool = False,
+                 relative_distance: int = 0, relative_init: str = "shift") -> None:
         super().__init__()
         self.dim, self.heads, self.mask_padding = dim, heads, mask_padding
         # learn_scale: one trained scale per head (StudentConfig.attn_scale = "learned-per-head"), starting at scale
         self.scale = None if learn_scale else scale
         self.head_scale = nn.Parameter(torch.full((heads,), float(scale))) if learn_scale else None
+        self.relative_distance = relative_distance
+        self.relative_bias = None  # (H, 2R + 1) in coincidence units (StudentConfig.relative_distance)
+        if relative_distance:
+            table = torch.zeros(heads, 2 * relative_distance + 1)
+            if relative_init == "shift":  # each head copies one neighbour's V at first (one coincidence per spike)
+                for h, offset in enumerate(shift_offsets(heads, relative_distance)):
+                    table[h, relative_distance + offset] = 1.0 / scale
+            self.relative_bias = nn.Parameter(table)
+
+    def mixing(self, a: torch.Tensor) -> torch.Tensor:
+        """A_h + B_h: what multiplies V, (..., H, L, L) like ``a``."""
+        if self.relative_bias is None:
+            return a
+        L = a.shape[-1]
+        return a + self.relative_bias[:, relative_offsets(L, self.relative_distance).to(a.device)].to(a.dtype)
+
+    def export_relative(self):
+        """The relative table as SBSpikeAttention holds it: (H, 2R + 1) float64, or None."""
+        return None if self.relative_bias is None else self.relative_bias.detach().double().cpu().numpy()
 
     def export_scale(self):
         """The scale as SBSpikeAttention holds it: a float, or one float64 per head."""
@@ -133,7 +165,7 @@ class SpikeAttention(nn.Module):
     def forward(self, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T, B, L, _ = qkv.shape
         q, k, v = self.split_heads(qkv, mask)
-        y = (q @ k.transpose(-2, -1)) @ v  # (T, B, H, L, dh)
+        y = self.mixing(q @ k.transpose(-2, -1)) @ v  # (T, B, H, L, dh)
         y = y * (self.scale if self.head_scale is None else self.head_scale[:, None, None])
         return y.transpose(2, 3).reshape(T, B, L, self.dim)
 
@@ -200,7 +232,8 @@ class SpikingSelfAttention(nn.Module):
             self.attn_lif = None
         else:
             self.attn = SpikeAttention(dim=D, heads=cfg.heads, scale=cfg.qk_scale, mask_padding=cfg.mask_padding,
-                                       learn_scale=cfg.attn_scale == "learned-per-head")
+                                       learn_scale=cfg.attn_scale == "learned-per-head",
+                                       relative_distance=cfg.relative_distance, relative_init=cfg.relative_init)
             self.attn_lif = make_lif(cfg, threshold=cfg.attn_threshold)
         self.proj = nn.Linear(D, D)
         self.proj_norm = make_norm(cfg, groups=1, dim=D)

@@ -73,13 +73,16 @@ def attention_counts(module: SpikeAttention, qkv: torch.Tensor,
     return q @ k.transpose(-2, -1), v
 
 
-def attention_stats(a: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Accumulates of Q K^T (sum of A) and of A V (one per nonzero A[i, j] per spike of V at key j),
-    over real query tokens, as a (2,) tensor. Shapes as :func:`attention_counts`."""
+def attention_stats(a: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, *,
+                    mixing: torch.Tensor | None = None) -> torch.Tensor:
+    """Accumulates of Q K^T (sum of A) and of W V (one per nonzero W[i, j] per spike of V at key j; W =
+    ``mixing``, A + B with relative positions, else A), over real query tokens, as a (2,) tensor. Shapes as
+    :func:`attention_counts`."""
     exact = torch.promote_types(a.dtype, torch.float32)  # per-query counts stay below 2^24: exact
+    w = a if mixing is None else mixing
     spikes_v = (v != 0).sum(dim=-1).to(exact)  # (T, B, H, L): spikes of V per key token
     qk = a.sum(dim=-1, dtype=COUNT_DTYPE)  # (T, B, H, L) per query token
-    av = ((a != 0).to(exact) @ spikes_v.unsqueeze(-1)).squeeze(-1).to(COUNT_DTYPE)  # (T, B, H, L)
+    av = ((w != 0).to(exact) @ spikes_v.unsqueeze(-1)).squeeze(-1).to(COUNT_DTYPE)  # (T, B, H, L)
     if mask is not None:
         queries = mask[None, :, None, :].to(COUNT_DTYPE)  # (1, B, 1, L)
         qk, av = qk * queries, av * queries
@@ -204,7 +207,7 @@ class ActivityRecorder:
             qkv, module_mask = inputs
             self._add(name, input_stats(qkv, self._mask), slice(0, 3))
             a, v = attention_counts(m, qkv, module_mask)
-            self._add(name, attention_stats(a, v, self._mask), slice(3, 5))
+            self._add(name, attention_stats(a, v, self._mask, mixing=m.mixing(a)), slice(3, 5))
 
         def spike_driven_attention(m, inputs, out):
             qkv, module_mask = inputs
@@ -357,7 +360,7 @@ def attention_heads(model: SpikeBERT, id_batches: Iterable[torch.Tensor], *,
             spikes_v = (v != 0).sum(dim=-1).to(a.dtype)  # (T, B, H, L)
             qmask = mask[None, :, None, :].to(a.dtype)  # (1, B, 1, L)
             qk = (a.sum(-1) * qmask).sum(dim=(0, 1, 3))  # (H,)
-            av = (((a != 0).to(a.dtype) @ spikes_v.unsqueeze(-1)).squeeze(-1) * qmask).sum(dim=(0, 1, 3))
+            av = (((m.mixing(a) != 0).to(a.dtype) @ spikes_v.unsqueeze(-1)).squeeze(-1) * qmask).sum(dim=(0, 1, 3))
             elems = (real.sum() * q.shape[0] * q.shape[-1]).expand(q.shape[2])  # per head
             row = torch.stack([(t * real).sum(dim=(0, 1, 3, 4)) for t in (q, k, v)] + [elems, qk, av], dim=1)
             sums[name] = sums.get(name, 0) + row.double().cpu()

@@ -25,7 +25,7 @@ def test_attention_counts_hand_computed():
     k = np.array([[1, 1], [0, 1]])
     v = np.array([[1, 0], [0, 0]])
     qkv = np.concatenate([q, k, v])[None].astype(float)  # (1, 6, 2)
-    y, a, vv = kernels.spike_attention(qkv, dim=2, heads=1, scale=0.5, key_mask=None)
+    y, a, vv, _ = kernels.spike_attention(qkv, dim=2, heads=1, scale=0.5, key_mask=None)
     # A[i, j] = sum_d q[d, i] k[d, j]: token0 q=(1,1), token1 q=(0,1); k0=(1,0), k1=(1,1)
     np.testing.assert_array_equal(a[0, 0], [[1, 2], [0, 1]])
     qk, av = kernels.attention_stats(a, vv, None)
@@ -34,7 +34,7 @@ def test_attention_counts_hand_computed():
     np.testing.assert_array_equal(y[0], 0.5 * np.array([[1, 0], [0, 0]]))
     # masking key 1 removes its coincidences
     qk_m, _ = kernels.attention_stats(*kernels.spike_attention(qkv, dim=2, heads=1, scale=0.5,
-                                                               key_mask=np.array([[True, False]]))[1:],
+                                                               key_mask=np.array([[True, False]]))[1:3],
                                       np.array([[True, True]]))
     assert qk_m == 1
 

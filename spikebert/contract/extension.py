@@ -87,11 +87,13 @@ class SBSpikeAttention(nir.NIRNode):
         Q, K, V = x[0:D], x[D:2D], x[2D:3D]          (binary spikes, (D, L) each)
         K[:, l] = V[:, l] = 0 for padding tokens l    (only if mask_padding)
         A_h = Q_h^T K_h                               (L x L coincidence counts)
-        y_h = scale_h * (A_h V_h^T)^T                 ((D/heads, L))
+        B_h[i, j] = relative_bias[h, R + clip(j - i, -R, R)]   (relative positions, coincidence units)
+        y_h = scale_h * ((A_h + B_h) V_h^T)^T         ((D/heads, L))
 
     Input (3D, L) spikes, output (D, L) graded values. Heads split the channel axis in order.
     ``scale``: one number for every head (the paper's), or one per head (``heads`` values: a student with
-    ``attn_scale = "learned-per-head"``).
+    ``attn_scale = "learned-per-head"``). ``relative_bias``: (heads, 2R + 1), the learned bias per head and
+    clipped distance j - i (a student with ``relative_distance = R``); absent, or all zeros, for none (the paper's).
     """
 
     dim: int
@@ -99,6 +101,7 @@ class SBSpikeAttention(nir.NIRNode):
     scale: float | np.ndarray
     tokens: int
     mask_padding: bool
+    relative_bias: np.ndarray | None = None
 
     def __post_init__(self):
         self.dim, self.heads, self.tokens = int(self.dim), int(self.heads), int(self.tokens)
@@ -113,8 +116,25 @@ class SBSpikeAttention(nir.NIRNode):
         else:
             raise SpikebertError(f"SBSpikeAttention: scale must be one number or one per head ({self.heads}), "
                                  f"got shape {scale.shape}")
+        if self.relative_bias is None:  # written as a zero table of distance 0, which biases nothing
+            self.relative_bias = np.zeros((self.heads, 1))
+        self.relative_bias = np.asarray(self.relative_bias, dtype=np.float64)
+        rows, width = self.relative_bias.shape if self.relative_bias.ndim == 2 else (None, None)
+        if rows != self.heads or width % 2 != 1:
+            raise SpikebertError(f"SBSpikeAttention: relative_bias must be (heads, 2R + 1) = ({self.heads}, odd), got "
+                                 f"shape {self.relative_bias.shape}")
         self.input_type = {"input": np.array([3 * self.dim, self.tokens])}
         self.output_type = {"output": np.array([self.dim, self.tokens])}
+
+
+def relative_matrix(node: SBSpikeAttention, length: int) -> np.ndarray | None:
+    """B of ``SBSpikeAttention`` for ``length`` tokens, (H, L, L) float64; None when the table is all zeros."""
+    table = node.relative_bias
+    if not np.any(table):
+        return None
+    distance = table.shape[1] // 2
+    pos = np.arange(length)
+    return table[:, np.clip(pos[None, :] - pos[:, None], -distance, distance) + distance]
 
 
 @dataclasses.dataclass(eq=False)
@@ -255,7 +275,7 @@ _NODE_FIELDS: dict[str, dict[str, str]] = {
     "SBTokenEmbedding": {"weight": _A, "max_len": "int>=1", "pad_token_id": "int>=0", "position_weight?": _A},
     "SBLayerNorm": {"weight": _A, "bias": _A, "groups": "int>=1", "eps": "float>0", "tokens": "int>=1"},
     "SBSpikeAttention": {"dim": "int>=1", "heads": "int>=1", "scale": "floats", "tokens": "int>=1",
-                         "mask_padding": "bool"},
+                         "mask_padding": "bool", "relative_bias?": _A},
     "SBSpikeDrivenAttention": {"dim": "int>=1", "tokens": "int>=1", "mask_padding": "bool", "tau": _A, "r": _A,
                                "v_leak": _A, "v_threshold": _A, "v_reset": _A},
     "SBTokenMean": {"dim": "int>=1", "tokens": "int>=1", "mask_padding": "bool"},
