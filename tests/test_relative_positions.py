@@ -230,3 +230,21 @@ def test_fixed_point_attention_written_out(tiny_cfg):
                         expected[t, b, h * dh:(h + 1) * dh, i] += w * v[:, j]
     np.testing.assert_array_equal(out, expected)
     assert np.abs(out).max() > 0 and np.any(table)
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_relative_student_deploys_in_lava_nc_processes(tiny_cfg):
+    """``fuse='deploy'`` (lava-nc Conv and LIFReset processes; the attention a NodeGroup running the reference's
+    integer step): bit for bit in fixed point, the bias's accumulates recorded as the reference counts them."""
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.quantize import quantize_graph
+
+    graph = quantize_graph(export_student(_relative_student(tiny_cfg, residual="membrane", norm="batch")))
+    ids = make_ids(5, 8, tiny_cfg.vocab_size).numpy()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids)
+    run = run_lava(graph, ids, batch_size=2, fuse="deploy", progress=False)
+    np.testing.assert_array_equal(run.step_outputs, expected.step_outputs)
+    for name in ("b0_attn", "b1_attn"):
+        assert run.activity.nodes[name].same_counts(ref.activity.nodes[name]), name
