@@ -17,8 +17,11 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --stage3-time-steps 8
     python benchmarks/student_sst2.py --runs runs/seed1 --teacher-run runs/full/teacher --teacher-samples 0 \
         --epochs 3 --seed 1 --read-test --out benchmarks/results/student_sst2_seed1.json   # another student seed
+    python benchmarks/student_sst2.py --runs runs/rel8 --teacher-run runs/full/teacher --teacher-samples 0 \
+        --epochs 3 --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8.json
 
-``--seed S`` changes only the student's seed (its initialisation and batch order); with ``--teacher-run`` pointing
+``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
+shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch order); with ``--teacher-run`` pointing
 at a trained teacher, the runs differ in the student alone.
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
@@ -71,6 +74,9 @@ def main(argv=None) -> int:
                         "(default %(default)s)")
     p.add_argument("--stage3-lr", "--augment-lr", dest="stage3_lr", type=float, default=1.5e-4,
                    help="further stages' peak learning rate, cosine to 0 (default %(default)s)")
+    p.add_argument("--relative-distance", type=int, default=0,
+                   help="relative positions in the attention, up to this distance (StudentConfig.relative_distance; "
+                        "0 = off, the recipe's default)")
     p.add_argument("--seed", type=int, default=None,
                    help="the student's seed (default: DistillConfig's, 42); the teacher keeps its own")
     p.add_argument("--read-test", action="store_true",
@@ -88,10 +94,11 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     seed = {} if args.seed is None else {"seed": args.seed}
+    student_overrides = {**STUDENT, **({"relative_distance": args.relative_distance} if args.relative_distance else {})}
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
                               overrides={**TEACHER, "train_samples": args.teacher_samples}, command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
-                              teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
+                              teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=student_overrides,
                               overrides={**DISTILL, "epochs": args.epochs, **seed}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
@@ -105,7 +112,7 @@ def main(argv=None) -> int:
         further_run = runs / name
         trained = workflows.train(
             stage="distill", data="sst-2", data_dir=args.data_dir, out=further_run, teacher=teacher["model"],
-            student=STUDENT_CONFIG, student_overrides={**STUDENT, **steps}, init=model, command=me,
+            student=STUDENT_CONFIG, student_overrides={**student_overrides, **steps}, init=model, command=me,
             overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment, **seed})
         stages.append(further_run)
         if trained["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
