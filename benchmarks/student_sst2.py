@@ -21,8 +21,8 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
         --epochs 3 --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8.json
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
-shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch order); with ``--teacher-run`` pointing
-at a trained teacher, the runs differ in the student alone.
+shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
+order); with ``--teacher-run`` pointing at a trained teacher, the runs differ in the student alone.
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
