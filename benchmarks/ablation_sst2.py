@@ -68,13 +68,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from filelock import FileLock
+
     from spikebert import workflows
     from spikebert.contract.errors import SpikebertError
     from spikebert.contract.fileio import atomic_write_text
 
     out = Path(args.out)
     path = out / "ablation.json"
-    results = json.loads(path.read_text())["variants"] if path.is_file() else {}
+
+    def rows() -> dict:  # the variants as the file holds them now
+        return json.loads(path.read_text())["variants"] if path.is_file() else {}
+
     for name, seed in [(n, s) for n in args.variants for s in args.seeds]:
         distill = {**DISTILL, **DISTILL_VARIANTS.get(name, {})}
         distill = distill if seed == DISTILL_SEED else {**distill, "seed": seed}
@@ -94,12 +99,15 @@ def main(argv=None) -> int:
         this_call = {"command": " ".join([sys.executable, *sys.argv]),
                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                      "date": datetime.datetime.now().isoformat(timespec="seconds")}
-        earlier = results.get(key)
-        if after["dev"] != before or earlier is None:  # trained (or resumed) by this call
+        earlier = rows().get(key)
+        if after["dev"] != before:  # trained (or resumed) by this call
             provenance = this_call
-        else:  # a finished run, only re-evaluated: its training's provenance stays
+        elif earlier is not None:  # a finished run, only re-evaluated: its training's provenance stays
             provenance = {**{k: earlier[k] for k in ("command", "threads", "date") if k in earlier},
                           "re_evaluated": this_call}
+        else:  # a finished run with no row yet: its training's provenance comes from the run folder
+            first = json.loads((run / "commands.jsonl").read_text(encoding="utf-8").splitlines()[0])
+            provenance = {"command": " ".join(first["argv"]), "date": first["date"], "re_evaluated": this_call}
         row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": distill,
                "train_seconds": round(recorded_s if recorded_s is not None else call_s, 1), **provenance,
                "selected_dev_accuracy": trained.get("dev_accuracy"),
@@ -123,17 +131,20 @@ def main(argv=None) -> int:
                              "report": str(out / key / "energy_report.md")}
         except SpikebertError as err:  # a student without a NIR graph: said, not hidden
             row["energy"] = {"not_measured": str(err)}
-        results[key] = row
-        atomic_write_text(path, json.dumps({
-            "command": " ".join([sys.executable, *sys.argv]),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "load_average": os.getloadavg(),
-            "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
-                    "benchmark",
-            "teacher": args.teacher,
-            "variants": results,
-        }, indent=2) + "\n")
+        # Merge into the file as it is now, under a lock: two runs of this script writing the same OUT
+        # (say, one more seed started while a variant list trains) must not drop each other's rows.
+        with FileLock(str(path) + ".lock"):
+            results = {**rows(), key: row}
+            atomic_write_text(path, json.dumps({
+                "command": " ".join([sys.executable, *sys.argv]),
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "load_average": os.getloadavg(),
+                "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
+                        "benchmark",
+                "teacher": args.teacher,
+                "variants": results,
+            }, indent=2) + "\n")
         print(key, json.dumps({k: row[k] for k in ("dev_accuracy", "shuffled_dev_accuracy")}), flush=True)
     return 0
 
