@@ -56,6 +56,25 @@ DISTILL_VARIANTS = {"membrane+sinusoidal+aug2": {"augment": {"n_samples": 2}},
 DISTILL_SEED = 42  # DistillConfig's default
 
 
+def rows(path: Path) -> dict:
+    """The variants ``ablation.json`` holds now ({} before the first)."""
+    return json.loads(path.read_text(encoding="utf-8"))["variants"] if path.is_file() else {}
+
+
+def record(path: Path, key: str, row: dict, header: dict) -> None:
+    """Write one variant's row into ``ablation.json``, keeping every other row the file holds now.
+
+    The file is read again and written atomically under a lock, so two runs of this script writing the same
+    OUT (one more seed started while a list of variants trains) cannot drop each other's rows.
+    """
+    from filelock import FileLock
+
+    from spikebert.contract.fileio import atomic_write_text
+
+    with FileLock(str(path) + ".lock"):
+        atomic_write_text(path, json.dumps({**header, "variants": {**rows(path), key: row}}, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", required=True, help="the fine-tuned teacher folder")
@@ -68,17 +87,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from filelock import FileLock
 
     from spikebert import workflows
     from spikebert.contract.errors import SpikebertError
-    from spikebert.contract.fileio import atomic_write_text
 
     out = Path(args.out)
     path = out / "ablation.json"
-
-    def rows() -> dict:  # the variants as the file holds them now
-        return json.loads(path.read_text())["variants"] if path.is_file() else {}
 
     for name, seed in [(n, s) for n in args.variants for s in args.seeds]:
         distill = {**DISTILL, **DISTILL_VARIANTS.get(name, {})}
@@ -99,7 +113,7 @@ def main(argv=None) -> int:
         this_call = {"command": " ".join([sys.executable, *sys.argv]),
                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                      "date": datetime.datetime.now().isoformat(timespec="seconds")}
-        earlier = rows().get(key)
+        earlier = rows(path).get(key)
         if after["dev"] != before:  # trained (or resumed) by this call
             provenance = this_call
         elif earlier is not None:  # a finished run, only re-evaluated: its training's provenance stays
@@ -131,20 +145,15 @@ def main(argv=None) -> int:
                              "report": str(out / key / "energy_report.md")}
         except SpikebertError as err:  # a student without a NIR graph: said, not hidden
             row["energy"] = {"not_measured": str(err)}
-        # Merge into the file as it is now, under a lock: two runs of this script writing the same OUT
-        # (say, one more seed started while a variant list trains) must not drop each other's rows.
-        with FileLock(str(path) + ".lock"):
-            results = {**rows(), key: row}
-            atomic_write_text(path, json.dumps({
-                "command": " ".join([sys.executable, *sys.argv]),
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
-                "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                "load_average": os.getloadavg(),
-                "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
-                        "benchmark",
-                "teacher": args.teacher,
-                "variants": results,
-            }, indent=2) + "\n")
+        record(path, key, row, {
+            "command": " ".join([sys.executable, *sys.argv]),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average": os.getloadavg(),
+            "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
+                    "benchmark",
+            "teacher": args.teacher,
+        })
         print(key, json.dumps({k: row[k] for k in ("dev_accuracy", "shuffled_dev_accuracy")}), flush=True)
     return 0
 
