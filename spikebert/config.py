@@ -219,8 +219,9 @@ class StudentConfig(ConfigBase):
     # neighbours' V spikes that depends on their distance, not on the content. Exported as SBSpikeAttention's
     # relative_bias, in coincidence units.
     relative_distance: int = 0
-    # "shift": head h starts with 1/qk_scale at offset 0, -1, +1, -2, +2, ... (one coincidence's worth of current
-    # per V spike: each head first copies one neighbour's V, so order is read from the first step); "zero": starts
+    # "shift": head h starts with 1/qk_scale at offset 0, -1, +1, -2, +2, ..., +-(R - 1), cycling when there are
+    # more heads (one coincidence's worth of current per V spike: each head first copies one neighbour's V, so
+    # order is read from the first step; +-R are the clipped buckets, so no head starts there); "zero": starts
     # at 0 (at the student's learning rate it then moves by about lr per step, in coincidence units)
     relative_init: typing.Literal["shift", "zero"] = "shift"
     pad_token_id: int = 0

@@ -107,8 +107,12 @@ def relative_offsets(length: int, distance: int) -> torch.Tensor:
 
 
 def shift_offsets(heads: int, distance: int) -> list[int]:
-    """The offsets the "shift" start gives the heads in turn: 0, -1, +1, -2, +2, ..., clipped to +-R."""
-    return [max(-distance, min(distance, (h + 1) // 2 * (-1 if h % 2 else 1))) for h in range(heads)]
+    """The offsets the "shift" start gives the heads in turn: 0, -1, +1, -2, +2, ..., +-(R - 1), then again.
+
+    Offsets +-R are left out: their table entries are the clipped buckets, which hold every key at distance R
+    or more, so a head started there would sum all the far V spikes on one side instead of copying one."""
+    cycle = [(k + 1) // 2 * (-1 if k % 2 else 1) for k in range(2 * distance - 1)]
+    return [cycle[h % len(cycle)] for h in range(heads)]
 
 
 class SpikeAttention(nn.Module):

@@ -40,7 +40,19 @@ def test_offsets_clip_at_the_distance():
     # query i (rows), key j (columns), R = 1: index R + clip(j - i, -1, 1)
     np.testing.assert_array_equal(relative_offsets(4, 1).numpy(),
                                   [[1, 2, 2, 2], [0, 1, 2, 2], [0, 0, 1, 2], [0, 0, 0, 1]])
-    assert shift_offsets(6, 2) == [0, -1, 1, -2, 2, -2]
+    # the shift start skips +-R (the clipped buckets) and cycles: no head starts as a sum over all far keys
+    assert shift_offsets(6, 2) == [0, -1, 1, 0, -1, 1]
+    assert shift_offsets(8, 8) == [0, -1, 1, -2, 2, -3, 3, -4]
+    assert shift_offsets(3, 1) == [0, 0, 0]
+
+
+def test_the_shift_start_copies_one_neighbour_even_with_more_heads_than_offsets():
+    # R = 1, 4 heads of 2 channels: every head starts at offset 0, so with Q silent Y = V, token by token
+    attn = SpikeAttention(dim=8, heads=4, scale=0.25, mask_padding=False, relative_distance=1)
+    T, B, L, D = 1, 1, 7, 8
+    v = (torch.rand(T, B, L, D, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    y = attn(torch.cat([torch.zeros(T, B, L, 2 * D), v], dim=-1), torch.ones(B, L, dtype=torch.bool))
+    assert torch.equal(y, v)
 
 
 def test_one_head_hand_computed():
@@ -201,12 +213,14 @@ def test_relative_student_fixed_point_is_bit_exact_in_lava(tiny_cfg, fuse):
 
 
 @pytest.mark.lava  # quantisation uses lava-nc's weight utilities
-def test_fixed_point_attention_written_out(tiny_cfg):
+@pytest.mark.parametrize("mask_padding", [True, False])
+def test_fixed_point_attention_written_out(tiny_cfg, mask_padding):
     """The integer attention input, written out with loops from the recorded Q, K, V spikes:
-    y[i] = sum_j (multiplier A[i, j] + rint(multiplier b[R + clip(j - i)])) V[j], padded keys left out."""
+    y[i] = sum_j (multiplier A[i, j] + rint(multiplier b[R + clip(j - i)])) V[j], padded keys left out
+    when ``mask_padding`` is on (off, as in the official code, they take part like any key)."""
     from spikebert.hardware.quantize import quantize_graph
 
-    student = _relative_student(tiny_cfg, residual="membrane", norm="batch")
+    student = _relative_student(tiny_cfg, residual="membrane", norm="batch", mask_padding=mask_padding)
     graph = quantize_graph(export_student(student))
     node = graph.nodes["b1_attn"]
     multiplier, table = node.metadata["fixed_point"]["multiplier"], node.relative_bias
@@ -223,13 +237,14 @@ def test_fixed_point_attention_written_out(tiny_cfg):
                 q, k, v = (qkv[t, b, part * D + h * dh:part * D + (h + 1) * dh] for part in range(3))
                 for i in range(L):
                     for j in range(L):
-                        if ids[b, j] == 0:  # a padded key reaches no query
+                        if mask_padding and ids[b, j] == 0:  # a padded key reaches no query
                             continue
                         bias = int(np.rint(multiplier * table[h, R + min(R, max(-R, j - i))]))
                         w = multiplier * int(q[:, i] @ k[:, j]) + bias
                         expected[t, b, h * dh:(h + 1) * dh, i] += w * v[:, j]
     np.testing.assert_array_equal(out, expected)
     assert np.abs(out).max() > 0 and np.any(table)
+    assert (ids == 0).any()  # the batch has padding, so both settings are exercised
 
 
 @pytest.mark.lava
