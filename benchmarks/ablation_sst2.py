@@ -58,7 +58,11 @@ DISTILL_SEED = 42  # DistillConfig's default
 
 def rows(path: Path) -> dict:
     """The variants ``ablation.json`` holds now ({} before the first)."""
-    return json.loads(path.read_text(encoding="utf-8"))["variants"] if path.is_file() else {}
+    from spikebert.contract.jsonfile import read_json, require_object
+
+    if not path.is_file():
+        return {}
+    return require_object(read_json(path, what="ablation results file"), path, what="ablation results file")["variants"]
 
 
 def record(path: Path, key: str, row: dict, header: dict) -> None:
@@ -87,13 +91,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-
     from spikebert import workflows
     from spikebert.contract.errors import SpikebertError
 
     out = Path(args.out)
     path = out / "ablation.json"
-
     for name, seed in [(n, s) for n in args.variants for s in args.seeds]:
         distill = {**DISTILL, **DISTILL_VARIANTS.get(name, {})}
         distill = distill if seed == DISTILL_SEED else {**distill, "seed": seed}
