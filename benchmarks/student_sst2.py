@@ -19,6 +19,8 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
         --epochs 3 --seed 1 --read-test --out benchmarks/results/student_sst2_seed1.json   # another student seed
     python benchmarks/student_sst2.py --runs runs/rel8 --teacher-run runs/full/teacher --teacher-samples 0 \
         --epochs 3 --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8.json
+    python benchmarks/student_sst2.py --runs runs/rel8-t2 --teacher-samples 0 --teacher-epochs 2 --epochs 3 \
+        --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8_teacher2.json   # 2 teacher epochs
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results/student_sst2.json")
     p.add_argument("--teacher-samples", type=int, default=TEACHER["train_samples"],
                    help="teacher's training sentences (0 = the whole split; default %(default)s)")
+    p.add_argument("--teacher-epochs", type=int, default=TEACHER["epochs"],
+                   help="teacher fine-tuning epochs (default %(default)s)")
     p.add_argument("--epochs", type=int, default=DISTILL["epochs"], help="student epochs (default %(default)s)")
     p.add_argument("--augment", type=int, default=0,
                    help="further stages: teacher-labelled augmented copies per sentence (default %(default)s)")
@@ -96,7 +100,8 @@ def main(argv=None) -> int:
     seed = {} if args.seed is None else {"seed": args.seed}
     student_overrides = {**STUDENT, **({"relative_distance": args.relative_distance} if args.relative_distance else {})}
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
-                              overrides={**TEACHER, "train_samples": args.teacher_samples}, command=me)
+                              overrides={**TEACHER, "epochs": args.teacher_epochs, "train_samples": args.teacher_samples},
+                              command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
                               teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=student_overrides,
                               overrides={**DISTILL, "epochs": args.epochs, **seed}, command=me)
