@@ -1,6 +1,6 @@
 """Mean ± sample standard deviation of one recipe over ``student_sst2.py`` results files that differ only in seed.
 
-    python benchmarks/seed_spread.py benchmarks/results/student_sst2.json \\
+    python benchmarks/seed_spread.py benchmarks/results/student_sst2_full.json \\
         benchmarks/results/student_sst2_seed1.json benchmarks/results/student_sst2_seed2.json \\
         --out benchmarks/results/student_sst2_seeds.json
 

@@ -2,19 +2,24 @@
 
 Recipe (chosen on dev by ``benchmarks/ablation_sst2.py``; see README "Spike-driven student"):
 
-1. teacher: all-MiniLM-L6-v2 fine-tuned one epoch on 20,000 SST-2 training sentences;
+1. teacher: all-MiniLM-L6-v2 fine-tuned ``--teacher-epochs`` (default 1) on ``--teacher-samples`` SST-2
+   training sentences (default 20,000; the best runs use 0, the whole split);
 2. student: 2 x 256, T = 4, batch norm, padding masked, ``residual = "membrane"`` (every synaptic layer
-   reads binary spikes), sinusoidal positions (word order), distilled on the whole training split.
+   reads binary spikes), sinusoidal positions (word order), distilled on the whole training split; the best
+   runs add relative positions in the attention (``--relative-distance 8``).
 
 Both stages resume from their run folders, so the script can be stopped and run again (a finished stage
 is reused, not retrained). Then it scores the student on all 872 dev sentences (also with each sentence's
 tokens shuffled, and per head the attention's rates), writes the 45 nm energy report against the teacher
 on the same sentences, and — only with ``--read-test``, once, after the recipe is fixed — the test split.
 
-    python benchmarks/student_sst2.py --runs runs/final --out benchmarks/results/student_sst2.json [--read-test]
-    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3   # whole-split teacher
-    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --augment 2   # + stage 3
-    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --stage3-time-steps 8
+    python benchmarks/student_sst2.py --runs runs/final --out benchmarks/results/student_sst2_teacher20k.json [--read-test]
+    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 \
+        --out benchmarks/results/student_sst2_full.json   # whole-split teacher
+    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --augment 2 \
+        --out benchmarks/results/student_sst2_aug.json   # + stage 3
+    python benchmarks/student_sst2.py --runs runs/full --teacher-samples 0 --epochs 3 --stage3-time-steps 8 \
+        --out benchmarks/results/student_sst2_t8.json
     python benchmarks/student_sst2.py --runs runs/seed1 --teacher-run runs/full/teacher --teacher-samples 0 \
         --epochs 3 --seed 1 --read-test --out benchmarks/results/student_sst2_seed1.json   # another student seed
     python benchmarks/student_sst2.py --runs runs/rel8 --teacher-run runs/full/teacher --teacher-samples 0 \
@@ -61,7 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/final", help="folder of the teacher and student run folders")
     p.add_argument("--teacher-run", default=None, help="the teacher's run folder (default RUNS/teacher)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="benchmarks/results/student_sst2.json")
+    p.add_argument("--out", required=True, help="the results file (benchmarks/results/student_sst2.json, the issue's "
+                   "best run, is chosen among these on dev by benchmarks/best_run.py)")
     p.add_argument("--teacher-samples", type=int, default=TEACHER["train_samples"],
                    help="teacher's training sentences (0 = the whole split; default %(default)s)")
     p.add_argument("--teacher-epochs", type=int, default=TEACHER["epochs"],

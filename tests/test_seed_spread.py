@@ -147,7 +147,7 @@ def test_the_recorded_runs_read_as_recipes():
     """The best student's file (written before stages were recorded) and the augmented run's: the same selected
     stage and configs, but another recipe (a further stage was trained), which the spread refuses."""
     results = ROOT / "benchmarks" / "results"
-    best = seed_spread.recipe(json.loads((results / "student_sst2.json").read_text(encoding="utf-8")), results)
+    best = seed_spread.recipe(json.loads((results / "student_sst2_full.json").read_text(encoding="utf-8")), results)
     assert best["selected_stage"] == "sst2-student" and best["stages"] == ["sst2-student"]
     assert best["arguments"] == ["--teacher-samples", "0", "--epochs", "3"]
     assert "seed" not in best["distill"] and best["student"]["residual"] == "membrane"
