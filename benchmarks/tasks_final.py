@@ -13,6 +13,12 @@ character of the training text that the tokenizer maps to ``[UNK]`` and that occ
 folder, so both see the same tokens. Every task records the ``[UNK]`` share of its dev text before and after.
 
     python benchmarks/tasks_final.py --runs runs/final --out benchmarks/results/tasks_final.json [--read-test]
+    python benchmarks/tasks_final.py --runs runs/final-rel8 --teacher-runs runs/final --relative-distance 8 \
+        --read-test --out benchmarks/results/tasks_final_rel8.json
+
+``--relative-distance R`` gives the students relative positions in their attention (the SST-2 recipe of
+``student_sst2.py --relative-distance 8``); ``--teacher-runs DIR`` reuses the teachers of an earlier invocation
+(``DIR/TASK/teacher``), so the students differ in their own recipe alone.
 
 Writes the JSON after every task (command, machine, date, load); stages resume from their run folders.
 """
@@ -48,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--out", default="benchmarks/results/tasks_final.json")
+    p.add_argument("--teacher-runs", default=None, help="folder of earlier teachers, DIR/TASK/teacher (default RUNS)")
+    p.add_argument("--relative-distance", type=int, default=0,
+                   help="the students' relative positions in attention, R (default 0: none)")
     p.add_argument("--read-test", action="store_true", help="also score the test split once (final reporting)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,21 +71,23 @@ def main(argv=None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text(encoding="utf-8"))["tasks"] if out.is_file() else {}
     me = [sys.executable, *sys.argv]
+    student = {**STUDENT, **({"relative_distance": args.relative_distance} if args.relative_distance else {})}
     for task in args.tasks:
         run = Path(args.runs) / task
+        teacher_run = Path(args.teacher_runs) / task / "teacher" if args.teacher_runs else run / "teacher"
         dev = load_split(task, "dev", data_dir=args.data_dir)
         t0 = time.perf_counter()
-        teacher = workflows.train(stage="teacher", data=task, data_dir=args.data_dir, out=run / "teacher",
+        teacher = workflows.train(stage="teacher", data=task, data_dir=args.data_dir, out=teacher_run,
                                   overrides=TEACHER, command=me)
         teacher_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         workflows.train(stage="distill", data=task, data_dir=args.data_dir, out=run / "student",
-                        teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=STUDENT,
+                        teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=student,
                         overrides=DISTILL, command=me)
         student_s = time.perf_counter() - t0
         model = run / "student" / "model.pt"
         evaluation = workflows.evaluate(model=model, data=task, data_dir=args.data_dir, shuffled=True)
-        summaries = {stage: summarise(run / stage) for stage in ("teacher", "student")}
+        summaries = {"teacher": summarise(teacher_run), "student": summarise(run / "student")}
         row = {
             "unk_share_dev_before": unk_share(load_tokenizer(resolve_teacher_name("minilm-offline")), dev.sentences),
             "unk_share_dev_after": unk_share(load_tokenizer(teacher["model"]), dev.sentences),
@@ -88,7 +99,7 @@ def main(argv=None) -> int:
             "train_seconds_recorded": {stage: summary["train_seconds"] for stage, summary in summaries.items()},
             "commands": {stage: summary["commands"] for stage, summary in summaries.items()},
             "earlier_run": BEFORE[task],
-            "teacher_config": TEACHER, "student": STUDENT, "distill": DISTILL,
+            "teacher_run": str(teacher_run), "teacher_config": TEACHER, "student": student, "distill": DISTILL,
         }
         if args.read_test:
             from spikebert.teacher import evaluate_teacher, load_teacher
