@@ -61,6 +61,11 @@ STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
 AUGMENT_SEED = 42  # AugmentConfig's default; augmented stage k draws its copies with seed AUGMENT_SEED + k
 
 
+def student_overrides(relative_distance: int = 0) -> dict:
+    """The recipe's student overrides: ``STUDENT``, plus relative positions in the attention when R > 0."""
+    return {**STUDENT, **({"relative_distance": relative_distance} if relative_distance else {})}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/final", help="folder of the teacher and student run folders")
@@ -104,12 +109,12 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     seed = {} if args.seed is None else {"seed": args.seed}
-    student_overrides = {**STUDENT, **({"relative_distance": args.relative_distance} if args.relative_distance else {})}
+    overrides = student_overrides(args.relative_distance)
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
                               overrides={**TEACHER, "epochs": args.teacher_epochs, "train_samples": args.teacher_samples},
                               command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
-                              teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=student_overrides,
+                              teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=overrides,
                               overrides={**DISTILL, "epochs": args.epochs, **seed}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
@@ -123,7 +128,7 @@ def main(argv=None) -> int:
         further_run = runs / name
         trained = workflows.train(
             stage="distill", data="sst-2", data_dir=args.data_dir, out=further_run, teacher=teacher["model"],
-            student=STUDENT_CONFIG, student_overrides={**student_overrides, **steps}, init=model, command=me,
+            student=STUDENT_CONFIG, student_overrides={**overrides, **steps}, init=model, command=me,
             overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment, **seed})
         stages.append(further_run)
         if trained["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only

@@ -37,8 +37,6 @@ from pathlib import Path
 
 TASKS = ("chnsenti", "waimai", "mr", "subj", "sst-5")
 TEACHER = {"epochs": 1, "lr": 1e-4, "extend_vocab": "auto"}
-STUDENT_CONFIG = "benchmarks/configs/student-sst2.json"
-STUDENT = {"norm": "batch", "residual": "membrane", "position_encoding": "sinusoidal"}
 DISTILL = {"epochs": 2, "augment": None, "emb_rows": "batch"}
 # README "Other tasks" (2026-11-21): the same teacher recipe without vocabulary extension; the LayerNorm SEW student
 BEFORE = {"chnsenti": {"teacher_dev": 0.7590, "student_dev": 0.7448, "teacher_test": 0.7487, "student_test": 0.7294},
@@ -62,6 +60,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from run_summary import summarise  # benchmarks/, beside this script
+    from student_sst2 import STUDENT_CONFIG, student_overrides  # the SST-2 recipe's student, one definition
 
     from spikebert import workflows
     from spikebert.contract.fileio import atomic_write_text
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text(encoding="utf-8"))["tasks"] if out.is_file() else {}
     me = [sys.executable, *sys.argv]
-    student = {**STUDENT, **({"relative_distance": args.relative_distance} if args.relative_distance else {})}
+    student = student_overrides(args.relative_distance)
     for task in args.tasks:
         run = Path(args.runs) / task
         teacher_run = Path(args.teacher_runs) / task / "teacher" if args.teacher_runs else run / "teacher"
