@@ -150,15 +150,15 @@ def load_split(task: str, split: str, *, data_dir: str | Path | None = None) -> 
     for folder in candidates:
         if folder.is_dir():
             return read_tsv(folder / SPLIT_FILES[split], num_classes=TASK_CLASSES.get(folder.name))
-    return _load_hf(task, split)
+    return _load_hf(task, split, looked=candidates)
 
 
-def _load_hf(name: str, split: str) -> TextDataset:
+def _load_hf(name: str, split: str, *, looked: list[Path]) -> TextDataset:
     try:
         import datasets
     except ImportError:
         raise MissingFileError(
-            f"no local dataset folder {name!r} (looked under {default_data_dir() or 'no data dir'}: give --data-dir "
+            f"no local dataset folder {name!r} (looked for {', '.join(map(str, looked))}: give --data-dir "
             f"or set ${DATA_DIR_ENV}); HF dataset names need `pip install datasets`"
         ) from None
     hf_split = "validation" if split == "dev" else split

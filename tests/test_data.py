@@ -1,3 +1,6 @@
+import importlib.util
+import re
+
 import pytest
 
 from spikebert.data import default_data_dir, load_split, read_tsv
@@ -33,6 +36,14 @@ def test_missing_file_and_split(tmp_path):
         load_split("task", "train", data_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
         load_split("task", "valid-ish", data_dir=tmp_path)
+
+
+def test_a_missing_task_names_the_folders_looked_in(tmp_path):
+    """With --data-dir given, the error names that folder (not the default data dir it did not search)."""
+    if importlib.util.find_spec("datasets") is not None:
+        pytest.skip("with `datasets` installed a missing folder is looked up on the hub")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no-such-task"))):
+        load_split("no-such-task", "dev", data_dir=tmp_path)
 
 
 def test_subset_is_seeded(tmp_path):
