@@ -26,10 +26,15 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
         --epochs 3 --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8.json
     python benchmarks/student_sst2.py --runs runs/rel8-t2 --teacher-samples 0 --teacher-epochs 2 --epochs 3 \
         --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8_teacher2.json   # 2 teacher epochs
+    python benchmarks/student_sst2.py --runs runs/rel8-t2-kd2 --teacher-samples 0 --teacher-epochs 2 --epochs 3 \
+        --relative-distance 8 --kd-temperature 2 --read-test \
+        --out benchmarks/results/student_sst2_rel8_teacher2_kd2.json   # ... at KD temperature 2
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
 order); with ``--teacher-run`` pointing at a trained teacher, the runs differ in the student alone.
+``--kd-temperature K`` sets the KD loss's temperature (``DistillConfig.kd_temperature``; 1 by default, as the
+official code) in every student stage.
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
@@ -92,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--relative-distance", type=int, default=0,
                    help="relative positions in the attention, up to this distance (StudentConfig.relative_distance; "
                         "0 = off, the recipe's default)")
+    p.add_argument("--kd-temperature", type=float, default=None,
+                   help="the KD loss's temperature (default: DistillConfig's, 1, as the official code)")
     p.add_argument("--seed", type=int, default=None,
                    help="the student's seed (default: DistillConfig's, 42); the teacher keeps its own")
     p.add_argument("--read-test", action="store_true",
@@ -108,14 +115,16 @@ def main(argv=None) -> int:
     teacher_run = Path(args.teacher_run) if args.teacher_run else runs / "teacher"
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
-    seed = {} if args.seed is None else {"seed": args.seed}
+    # the student's own overrides, the same in every student stage
+    own = {"seed": args.seed, "kd_temperature": args.kd_temperature}
+    own = {key: value for key, value in own.items() if value is not None}
     overrides = student_overrides(args.relative_distance)
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,
                               overrides={**TEACHER, "epochs": args.teacher_epochs, "train_samples": args.teacher_samples},
                               command=me)
     student = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=student_run,
                               teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=overrides,
-                              overrides={**DISTILL, "epochs": args.epochs, **seed}, command=me)
+                              overrides={**DISTILL, "epochs": args.epochs, **own}, command=me)
     model = student_run / "model.pt"
     stages = [student_run]
     further = bool(args.augment or args.stage3_time_steps)  # a stage 3 changes the data or the time steps
@@ -129,7 +138,7 @@ def main(argv=None) -> int:
         trained = workflows.train(
             stage="distill", data="sst-2", data_dir=args.data_dir, out=further_run, teacher=teacher["model"],
             student=STUDENT_CONFIG, student_overrides={**overrides, **steps}, init=model, command=me,
-            overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment, **seed})
+            overrides={**DISTILL, "epochs": args.stage3_epochs, "lr": args.stage3_lr, "augment": augment, **own})
         stages.append(further_run)
         if trained["dev_accuracy"] > student["dev_accuracy"]:  # selection on dev only
             student, student_run, model = trained, further_run, further_run / "model.pt"
