@@ -20,7 +20,10 @@ folder, so both see the same tokens. Every task records the ``[UNK]`` share of i
 ``student_sst2.py --relative-distance 8``); ``--teacher-runs DIR`` reuses the teachers of an earlier invocation
 (``DIR/TASK/teacher``), so the students differ in their own recipe alone.
 
-Writes the JSON after every task (command, machine, date, load); stages resume from their run folders.
+Writes the JSON after every task (command, machine, date, load); stages resume from their run folders. An
+existing ``--out`` keeps its other tasks' rows only if each was made with this invocation's recipe (teacher,
+student and distillation overrides); otherwise the script refuses before training, so one file never mixes
+recipes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,32 @@ BEFORE = {"chnsenti": {"teacher_dev": 0.7590, "student_dev": 0.7448, "teacher_te
           "sst-5": {"teacher_dev": 0.4432, "student_dev": 0.4078, "teacher_test": 0.4819, "student_test": 0.4131}}
 
 
+def earlier_rows(out: Path, recipe: dict) -> dict:
+    """The task rows of an earlier ``--out``, to be kept beside this invocation's; ``{}`` if there is none.
+
+    Raises ``ValueError`` (naming the file, the task and the field) when the file is not such a results file or
+    a row was made with another recipe, or does not record one: a file holds one recipe.
+    """
+    if not out.is_file():
+        return {}
+    try:
+        tasks = json.loads(out.read_text(encoding="utf-8"))["tasks"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{out} is not a tasks_final.py results file ({type(e).__name__}: {e}); "
+                         "give another --out") from None
+    if not isinstance(tasks, dict) or not all(isinstance(row, dict) for row in tasks.values()):
+        raise ValueError(f"{out}: 'tasks' is not an object of task rows; give another --out")
+    for task, row in tasks.items():
+        for field, value in recipe.items():
+            if field not in row:
+                raise ValueError(f"{out}: task {task!r} does not record its {field!r}, so it may be another "
+                                 "recipe; give another --out")
+            if row[field] != value:
+                raise ValueError(f"{out}: task {task!r} was made with {field} {row[field]}, this invocation "
+                                 f"uses {value}; one file holds one recipe, give another --out")
+    return tasks
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/final")
@@ -68,9 +97,12 @@ def main(argv=None) -> int:
     from spikebert.teacher import load_tokenizer, resolve_teacher_name, unk_share
 
     out = Path(args.out)
-    results = json.loads(out.read_text(encoding="utf-8"))["tasks"] if out.is_file() else {}
     me = [sys.executable, *sys.argv]
     student = student_overrides(args.relative_distance)
+    try:
+        results = earlier_rows(out, {"teacher_config": TEACHER, "student": student, "distill": DISTILL})
+    except ValueError as e:
+        p.error(str(e))
     for task in args.tasks:
         run = Path(args.runs) / task
         teacher_run = Path(args.teacher_runs) / task / "teacher" if args.teacher_runs else run / "teacher"
