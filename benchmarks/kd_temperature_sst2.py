@@ -13,9 +13,10 @@ say little more than the labels. This script measures both halves of that:
 
     python benchmarks/kd_temperature_sst2.py --runs runs/kdt --out benchmarks/results/kd_temperature_sst2.json
 
-One seed per cell; the ablation's seed spread for this student is 0.72 points (3 seeds), so a difference below
-about 1.5 points is not read as an effect. Writes the JSON after every teacher and student (command, machine,
-date, load); stages resume from their run folders.
+``--seeds`` adds student seeds (key ``teacher-eE/kd-TK@seedS``); the ablation's seed spread for this student is
+0.72 points (3 seeds), so a one-seed difference below about 1.5 points is not read as an effect. Writes the JSON
+after every teacher and student (command, machine, date, load), keeping the rows an earlier invocation wrote to the
+same ``--out`` if it used the same student recipe (else it refuses); stages resume from their run folders.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import platform
 import sys
 from pathlib import Path
 
-from ablation_sst2 import CHOSEN, DISTILL, STUDENT  # benchmarks/, beside this script: the ablation's student
+from ablation_sst2 import CHOSEN, DISTILL, DISTILL_SEED, STUDENT  # benchmarks/, beside this script: the ablation's student
 from run_summary import summarise
 
 TEACHER_EPOCHS = (1, 2)
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
                    help="teacher's training sentences (default %(default)s: the ablation's teacher)")
     p.add_argument("--teacher-epochs", type=int, nargs="+", default=list(TEACHER_EPOCHS))
     p.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
+    p.add_argument("--seeds", type=int, nargs="+", default=[DISTILL_SEED], help="student seeds (default %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if any(not t > 0 for t in args.temperatures):
@@ -85,7 +87,9 @@ def main(argv=None) -> int:
 
     from spikebert import workflows
     from spikebert.config import DistillConfig
+    from spikebert.contract.errors import SpikebertError
     from spikebert.contract.fileio import atomic_write_text
+    from spikebert.contract.jsonfile import read_json, require_object
     from spikebert.data import load_split
 
     me = [sys.executable, *sys.argv]
@@ -95,8 +99,20 @@ def main(argv=None) -> int:
     student_train = train.subset(DISTILL["train_samples"], seed=DistillConfig().seed)
     teacher_train = set(train.subset(args.teacher_samples, seed=42).sentences)  # TeacherConfig's seed
     result = {"teachers": {}, "students": {}, "student": STUDENT_OVERRIDES, "distill": DISTILL,
-              "student_train_sentences": len(student_train),
+              "teacher_samples": args.teacher_samples, "student_train_sentences": len(student_train),
               "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}
+    if out.is_file():  # an earlier invocation's rows stay, if they are this recipe's
+        try:
+            earlier = require_object(read_json(out, what="results file"), out, what="results file")
+        except SpikebertError as e:
+            p.error(str(e))
+        for field in ("student", "distill", "teacher_samples"):
+            if field not in earlier or earlier[field] != result[field]:
+                p.error(f"{out} holds another recipe ({field}: {earlier.get(field, 'not recorded')}, this invocation "
+                        f"{result[field]}); give another --out")
+        if not all(isinstance(earlier.get(rows), dict) for rows in ("teachers", "students")):
+            p.error(f"{out} has no 'teachers' and 'students' objects; give another --out")
+        result["teachers"], result["students"] = earlier["teachers"], earlier["students"]
 
     def write() -> None:
         atomic_write_text(out, json.dumps({
@@ -116,12 +132,14 @@ def main(argv=None) -> int:
             "train_seconds": summarise(teacher_run)["train_seconds"],
             "on_student_train": soft_target_stats(logits, labels, args.temperatures)}
         write()
-        for t in args.temperatures:
-            key = f"teacher-e{epochs}/kd-T{t:g}"
-            run = runs / f"student-e{epochs}-T{t:g}"
+        for t, seed in [(t, seed) for t in args.temperatures for seed in args.seeds]:
+            suffix = "" if seed == DISTILL_SEED else f"@seed{seed}"
+            key = f"teacher-e{epochs}/kd-T{t:g}{suffix}"
+            run = runs / f"student-e{epochs}-T{t:g}{suffix}"
+            own = {"kd_temperature": t, **({} if seed == DISTILL_SEED else {"seed": seed})}
             trained = workflows.train(stage="distill", data="sst-2", data_dir=args.data_dir, out=run,
                                       teacher=teacher["model"], student_overrides=STUDENT_OVERRIDES,
-                                      overrides={**DISTILL, "kd_temperature": t}, command=[*me, f"# {key}"])
+                                      overrides={**DISTILL, **own}, command=[*me, f"# {key}"])
             dev = workflows.evaluate(model=run / "model.pt", data="sst-2", data_dir=args.data_dir, shuffled=True)
             result["students"][key] = {
                 "dev_accuracy": dev["accuracy"], "selected_dev_accuracy": trained.get("dev_accuracy"),
