@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -48,6 +49,22 @@ def soft_target_stats(logits, labels, temperatures) -> dict:
         p = (logits / t).softmax(-1)
         entropy = -(p * p.clamp_min(1e-30).log()).sum(-1) / math.log(2)
         out[f"T{t:g}"] = {"mean_top_probability": float(p.amax(-1).mean()), "mean_entropy_bits": float(entropy.mean())}
+    return out
+
+
+def cells(students: dict) -> dict:
+    """Per teacher and temperature (a key without its ``@seedS``): the seeds' dev and shuffled dev accuracy,
+    mean and sample standard deviation (None for one seed)."""
+    groups: dict[str, list[dict]] = {}
+    for key, row in students.items():
+        groups.setdefault(key.split("@", 1)[0], []).append(row)
+    out = {}
+    for cell, rows in groups.items():
+        out[cell] = {"seeds": len(rows)}
+        for field in ("dev_accuracy", "shuffled_dev_accuracy"):
+            values = [row[field] for row in rows]
+            out[cell][field] = {"mean": statistics.fmean(values),
+                                "std": statistics.stdev(values) if len(values) > 1 else None}
     return out
 
 
@@ -80,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-epochs", type=int, nargs="+", default=list(TEACHER_EPOCHS))
     p.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
     p.add_argument("--seeds", type=int, nargs="+", default=[DISTILL_SEED], help="student seeds (default %(default)s)")
+    p.add_argument("--summarise", action="store_true",
+                   help="only (re)compute the per-cell seed means of the rows --out holds; trains nothing")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if any(not t > 0 for t in args.temperatures):
@@ -94,6 +113,18 @@ def main(argv=None) -> int:
 
     me = [sys.executable, *sys.argv]
     runs, out = Path(args.runs), Path(args.out)
+    if args.summarise:
+        try:
+            done = require_object(read_json(out, what="results file"), out, what="results file")
+            if not isinstance(done.get("students"), dict):
+                raise SpikebertError(f"{out} has no 'students' object")
+            done["cells"] = cells(done["students"])
+            done["summarised_by"] = {"command": " ".join(me), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        except (SpikebertError, KeyError, TypeError) as e:
+            p.error(f"cannot summarise {out}: {e}")
+        atomic_write_text(out, json.dumps(done, indent=2) + "\n")
+        print(json.dumps(done["cells"], indent=2))
+        return 0
     train = load_split("sst-2", "train", data_dir=args.data_dir)
     # the student's training sentences, drawn exactly as stage 2 draws them (DistillConfig's seed)
     student_train = train.subset(DISTILL["train_samples"], seed=DistillConfig().seed)
@@ -116,7 +147,7 @@ def main(argv=None) -> int:
 
     def write() -> None:
         atomic_write_text(out, json.dumps({
-            **result, "command": " ".join(me),
+            **result, "cells": cells(result["students"]), "command": " ".join(me),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average": os.getloadavg(),

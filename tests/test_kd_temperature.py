@@ -59,3 +59,31 @@ def test_an_out_of_another_recipe_is_refused_before_training(tmp_path, capsys, e
 def test_temperatures_must_be_positive(tmp_path):
     with pytest.raises(SystemExit):
         kdt.main(["--out", str(tmp_path / "x.json"), "--temperatures", "1", "0"])
+
+
+def test_cells_pool_the_seeds_of_one_teacher_and_temperature():
+    def row(dev, shuffled):
+        return {"dev_accuracy": dev, "shuffled_dev_accuracy": shuffled}
+
+    got = kdt.cells({"teacher-e1/kd-T1": row(0.78, 0.77), "teacher-e1/kd-T1@seed1": row(0.80, 0.75),
+                     "teacher-e1/kd-T4": row(0.79, 0.76), "teacher-e2/kd-T1@seed2": row(0.70, 0.70)})
+    assert got["teacher-e1/kd-T1"]["seeds"] == 2
+    assert got["teacher-e1/kd-T1"]["dev_accuracy"]["mean"] == pytest.approx(0.79)
+    assert got["teacher-e1/kd-T1"]["dev_accuracy"]["std"] == pytest.approx(0.02 / math.sqrt(2))  # sample std
+    assert got["teacher-e1/kd-T4"] == {"seeds": 1, "dev_accuracy": {"mean": 0.79, "std": None},
+                                       "shuffled_dev_accuracy": {"mean": 0.76, "std": None}}
+    assert set(got) == {"teacher-e1/kd-T1", "teacher-e1/kd-T4", "teacher-e2/kd-T1"}
+
+
+def test_summarise_adds_the_cells_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "kdt.json"
+    out.write_text(json.dumps({"students": {"teacher-e1/kd-T1": {"dev_accuracy": 0.8, "shuffled_dev_accuracy": 0.7}},
+                               "kept": 1}), encoding="utf-8")
+    assert kdt.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--summarise"]) == 0
+    done = json.loads(out.read_text(encoding="utf-8"))
+    assert done["kept"] == 1 and done["cells"]["teacher-e1/kd-T1"]["seeds"] == 1 and "summarised_by" in done
+    assert not (tmp_path / "runs").exists()
+    out.write_text(json.dumps({"students": {"x": {"dev_accuracy": 0.8}}}), encoding="utf-8")  # a row lacks a field
+    with pytest.raises(SystemExit):
+        kdt.main(["--out", str(out), "--summarise"])
+    assert "cannot summarise" in capsys.readouterr().err
