@@ -28,7 +28,7 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
         --relative-distance 8 --read-test --out benchmarks/results/student_sst2_rel8_teacher2.json   # 2 teacher epochs
     python benchmarks/student_sst2.py --runs runs/rel8-t2-kd2 --teacher-samples 0 --teacher-epochs 2 --epochs 3 \
         --relative-distance 8 --kd-temperature 2 --read-test \
-        --out benchmarks/results/student_sst2_rel8_teacher2_kd2.json   # ... at KD temperature 2
+        --out benchmarks/results/student_sst2_rel8_teacher2_kd2.json   # ... at KD temperature 2 (not run yet)
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
