@@ -125,25 +125,26 @@ def main(argv=None) -> int:
         atomic_write_text(out, json.dumps(done, indent=2) + "\n")
         print(json.dumps(done["cells"], indent=2))
         return 0
-    train = load_split("sst-2", "train", data_dir=args.data_dir)
-    # the student's training sentences, drawn exactly as stage 2 draws them (DistillConfig's seed)
-    student_train = train.subset(DISTILL["train_samples"], seed=DistillConfig().seed)
-    teacher_train = set(train.subset(args.teacher_samples, seed=42).sentences)  # TeacherConfig's seed
-    result = {"teachers": {}, "students": {}, "student": STUDENT_OVERRIDES, "distill": DISTILL,
-              "teacher_samples": args.teacher_samples, "student_train_sentences": len(student_train),
-              "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}
-    if out.is_file():  # an earlier invocation's rows stay, if they are this recipe's
+    recipe = {"student": STUDENT_OVERRIDES, "distill": DISTILL, "teacher_samples": args.teacher_samples}
+    earlier = {}
+    if out.is_file():  # an earlier invocation's rows stay, if they are this recipe's; checked before any work
         try:
             earlier = require_object(read_json(out, what="results file"), out, what="results file")
         except SpikebertError as e:
             p.error(str(e))
-        for field in ("student", "distill", "teacher_samples"):
-            if field not in earlier or earlier[field] != result[field]:
+        for field, value in recipe.items():
+            if field not in earlier or earlier[field] != value:
                 p.error(f"{out} holds another recipe ({field}: {earlier.get(field, 'not recorded')}, this invocation "
-                        f"{result[field]}); give another --out")
+                        f"{value}); give another --out")
         if not all(isinstance(earlier.get(rows), dict) for rows in ("teachers", "students")):
             p.error(f"{out} has no 'teachers' and 'students' objects; give another --out")
-        result["teachers"], result["students"] = earlier["teachers"], earlier["students"]
+    train = load_split("sst-2", "train", data_dir=args.data_dir)
+    # the student's training sentences, drawn exactly as stage 2 draws them (DistillConfig's seed)
+    student_train = train.subset(DISTILL["train_samples"], seed=DistillConfig().seed)
+    teacher_train = set(train.subset(args.teacher_samples, seed=42).sentences)  # TeacherConfig's seed
+    result = {"teachers": earlier.get("teachers", {}), "students": earlier.get("students", {}), **recipe,
+              "student_train_sentences": len(student_train),
+              "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}
 
     def write() -> None:
         atomic_write_text(out, json.dumps({
