@@ -146,10 +146,13 @@ def main(argv=None) -> int:
               "student_train_sentences": len(student_train),
               "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}
 
+    import torch
+
     def write() -> None:
         atomic_write_text(out, json.dumps({
             **result, "cells": cells(result["students"]), "command": " ".join(me),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                        "torch": torch.__version__},  # runs differ across builds (README: reproducibility)
             "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average": os.getloadavg(),
         }, indent=2) + "\n")

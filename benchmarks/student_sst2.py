@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    import torch
     from run_summary import summarise  # benchmarks/, beside this script
 
     from spikebert import workflows
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
         "student_dev_per_epoch": {name: summary["dev"] for name, summary in stage_summaries.items()},
         "selected_stage": student_run.name,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), "torch": torch.__version__},
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "load_average_at_end": os.getloadavg(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
