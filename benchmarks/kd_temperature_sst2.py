@@ -43,11 +43,13 @@ STUDENT_OVERRIDES = {**STUDENT, **CHOSEN, "relative_distance": 8}  # the ablatio
 def soft_target_stats(logits, labels, temperatures) -> dict:
     """How much a teacher's soft targets say beyond the labels: accuracy, and per temperature the mean top
     probability and the mean entropy in bits (0 = one-hot, log2(classes) = uniform); share above 0.99 at T = 1."""
+    import torch
+
     out = {"accuracy": float((logits.argmax(-1) == labels).float().mean()),
            "share_top_probability_above_0_99": float((logits.softmax(-1).amax(-1) > 0.99).float().mean())}
     for t in temperatures:
         p = (logits / t).softmax(-1)
-        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1) / math.log(2)
+        entropy = torch.special.entr(p).sum(-1) / math.log(2)  # entr(0) = 0
         out[f"T{t:g}"] = {"mean_top_probability": float(p.amax(-1).mean()), "mean_entropy_bits": float(entropy.mean())}
     return out
 
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
         p.error(f"--temperatures must be > 0, got {args.temperatures}")
 
     from spikebert import workflows
-    from spikebert.config import DistillConfig
+    from spikebert.config import DistillConfig, TeacherConfig
     from spikebert.contract.errors import SpikebertError
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.contract.jsonfile import read_json, require_object
@@ -113,25 +115,25 @@ def main(argv=None) -> int:
 
     me = [sys.executable, *sys.argv]
     runs, out = Path(args.runs), Path(args.out)
-    if args.summarise:
-        try:
-            done = require_object(read_json(out, what="results file"), out, what="results file")
-            if not isinstance(done.get("students"), dict):
-                raise SpikebertError(f"{out} has no 'students' object")
-            done["cells"] = cells(done["students"])
-            done["summarised_by"] = {"command": " ".join(me), "date": datetime.datetime.now().isoformat(timespec="seconds")}
-        except (SpikebertError, KeyError, TypeError) as e:
-            p.error(f"cannot summarise {out}: {e}")
-        atomic_write_text(out, json.dumps(done, indent=2) + "\n")
-        print(json.dumps(done["cells"], indent=2))
-        return 0
-    recipe = {"student": STUDENT_OVERRIDES, "distill": DISTILL, "teacher_samples": args.teacher_samples}
     earlier = {}
-    if out.is_file():  # an earlier invocation's rows stay, if they are this recipe's; checked before any work
+    if out.is_file() or args.summarise:  # an earlier invocation's rows: checked before any work
         try:
             earlier = require_object(read_json(out, what="results file"), out, what="results file")
         except SpikebertError as e:
-            p.error(str(e))
+            p.error(f"cannot summarise {out}: {e}" if args.summarise else str(e))
+    if args.summarise:
+        try:
+            if not isinstance(earlier.get("students"), dict):
+                raise SpikebertError(f"{out} has no 'students' object")
+            earlier["cells"] = cells(earlier["students"])
+        except (SpikebertError, KeyError, TypeError) as e:
+            p.error(f"cannot summarise {out}: {e}")
+        earlier["summarised_by"] = {"command": " ".join(me), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        atomic_write_text(out, json.dumps(earlier, indent=2) + "\n")
+        print(json.dumps(earlier["cells"], indent=2))
+        return 0
+    recipe = {"student": STUDENT_OVERRIDES, "distill": DISTILL, "teacher_samples": args.teacher_samples}
+    if earlier:  # its rows stay if they are this recipe's
         for field, value in recipe.items():
             if field not in earlier or earlier[field] != value:
                 p.error(f"{out} holds another recipe ({field}: {earlier.get(field, 'not recorded')}, this invocation "
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
     train = load_split("sst-2", "train", data_dir=args.data_dir)
     # the student's training sentences, drawn exactly as stage 2 draws them (DistillConfig's seed)
     student_train = train.subset(DISTILL["train_samples"], seed=DistillConfig().seed)
-    teacher_train = set(train.subset(args.teacher_samples, seed=42).sentences)  # TeacherConfig's seed
+    teacher_train = set(train.subset(args.teacher_samples, seed=TeacherConfig().seed).sentences)
     result = {"teachers": earlier.get("teachers", {}), "students": earlier.get("students", {}), **recipe,
               "student_train_sentences": len(student_train),
               "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}

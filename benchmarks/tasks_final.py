@@ -52,26 +52,29 @@ BEFORE = {"chnsenti": {"teacher_dev": 0.7590, "student_dev": 0.7448, "teacher_te
 def earlier_rows(out: Path, recipe: dict) -> dict:
     """The task rows of an earlier ``--out``, to be kept beside this invocation's; ``{}`` if there is none.
 
-    Raises ``ValueError`` (naming the file, the task and the field) when the file is not such a results file or
-    a row was made with another recipe, or does not record one: a file holds one recipe.
+    Raises ``SpikebertError``, a ``ValueError`` (naming the file, the task and the field) when the file is not
+    such a results file or a row was made with another recipe, or does not record one: a file holds one recipe.
     """
+    from spikebert.contract.errors import SpikebertError
+    from spikebert.contract.jsonfile import read_json, require_object
+
     if not out.is_file():
         return {}
     try:
-        tasks = json.loads(out.read_text(encoding="utf-8"))["tasks"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{out} is not a tasks_final.py results file ({type(e).__name__}: {e}); "
-                         "give another --out") from None
+        tasks = require_object(read_json(out, what="tasks_final.py results file"), out,
+                               what="tasks_final.py results file").get("tasks")
+    except SpikebertError as e:
+        raise SpikebertError(f"{e}; give another --out") from None
     if not isinstance(tasks, dict) or not all(isinstance(row, dict) for row in tasks.values()):
-        raise ValueError(f"{out}: 'tasks' is not an object of task rows; give another --out")
+        raise SpikebertError(f"{out}: 'tasks' is not an object of task rows; give another --out")
     for task, row in tasks.items():
         for field, value in recipe.items():
             if field not in row:
-                raise ValueError(f"{out}: task {task!r} does not record its {field!r}, so it may be another "
-                                 "recipe; give another --out")
+                raise SpikebertError(f"{out}: task {task!r} does not record its {field!r}, so it may be another "
+                                     "recipe; give another --out")
             if row[field] != value:
-                raise ValueError(f"{out}: task {task!r} was made with {field} {row[field]}, this invocation "
-                                 f"uses {value}; one file holds one recipe, give another --out")
+                raise SpikebertError(f"{out}: task {task!r} was made with {field} {row[field]}, this invocation "
+                                     f"uses {value}; one file holds one recipe, give another --out")
     return tasks
 
 
