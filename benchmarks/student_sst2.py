@@ -29,12 +29,17 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/rel8-t2-kd2 --teacher-samples 0 --teacher-epochs 2 --epochs 3 \
         --relative-distance 8 --kd-temperature 2 --read-test \
         --out benchmarks/results/student_sst2_rel8_teacher2_kd2.json   # ... at KD temperature 2 (not run yet)
+    python benchmarks/student_sst2.py --runs runs/rel8-ema --teacher-run runs/full/teacher --teacher-samples 0 \
+        --epochs 3 --relative-distance 8 --ema-decay 0.999 --read-test \
+        --out benchmarks/results/student_sst2_rel8_ema.json   # weight average (raw weights logged beside it)
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
 order); with ``--teacher-run`` pointing at a trained teacher, the runs differ in the student alone.
 ``--kd-temperature K`` sets the KD loss's temperature (``DistillConfig.kd_temperature``; 1 by default, as the
-official code) in every student stage.
+official code) in every student stage. ``--ema-decay D`` makes every student stage keep an exponential moving
+average of its weights (``DistillConfig.ema_decay``): the average is what is evaluated, selected on dev and
+reported; the trained weights' own dev accuracy is logged beside it per epoch (``raw_dev_accuracy``).
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
@@ -99,6 +104,9 @@ def main(argv=None) -> int:
                         "0 = off, the recipe's default)")
     p.add_argument("--kd-temperature", type=float, default=None,
                    help="the KD loss's temperature (default: DistillConfig's, 1, as the official code)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="keep an exponential moving average of the student's weights and select, save and report "
+                        "it (DistillConfig.ema_decay; default 0, off, as the official code)")
     p.add_argument("--seed", type=int, default=None,
                    help="the student's seed (default: DistillConfig's, 42); the teacher keeps its own")
     p.add_argument("--read-test", action="store_true",
@@ -117,7 +125,7 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     # the student's own overrides, the same in every student stage
-    own = {"seed": args.seed, "kd_temperature": args.kd_temperature}
+    own = {"seed": args.seed, "kd_temperature": args.kd_temperature, "ema_decay": args.ema_decay}
     own = {key: value for key, value in own.items() if value is not None}
     overrides = student_overrides(args.relative_distance)
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,

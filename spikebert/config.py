@@ -158,7 +158,8 @@ DOMAINS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
                            checkpoint_every=_at_least(0), seed=_SEED),
     "DistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1), lr=_POSITIVE,
                           weight_decay=_at_least(0), w_ce=_at_least(0), w_kd=_at_least(0), w_feat=_at_least(0),
-                          w_emb=_at_least(0), kd_temperature=_POSITIVE, checkpoint_every=_at_least(0), seed=_SEED),
+                          w_emb=_at_least(0), kd_temperature=_POSITIVE, checkpoint_every=_at_least(0), seed=_SEED,
+                          ema_decay=((lambda v: 0 <= v < 1), "in [0, 1)")),
     "SpikingBERTConfig": dict(**_SIZES, mlp_ratio=_POSITIVE, layer_norm_eps=_POSITIVE),
     "SpikingDistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1),
                                  lr=_POSITIVE, warmup_ratio=_RATE, weight_decay=_at_least(0),
@@ -367,6 +368,10 @@ class DistillConfig(ConfigBase):
     mixed_precision: Precision = "no"
     checkpoint_every: int = 200
     seed: int = 42
+    # 0 = off (official: the trained weights are the student). With 0 < d < 1 the student that is evaluated,
+    # selected on dev and saved is an exponential moving average of the trained weights, batch-norm statistics
+    # included: avg <- d avg + (1 - d) w after every step (torch.optim.swa_utils.AveragedModel)
+    ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -369,7 +369,7 @@ def distill(
                       fingerprint={"student": student_cfg, "distill": cfg,
                                    "data_sha256": text_sha256(sentences), "teacher": weights_identity(teacher_dir),
                                    "init": weights_identity(init) if init else ""},
-                      resume=resume)
+                      resume=resume, ema_decay=cfg.ema_decay)
     student_cfg.to_json(run_dir / "student_config.json")
     cfg.to_json(run_dir / "distill_config.json")
     device = trainer.acc.device

@@ -11,7 +11,11 @@ Built on HF ``accelerate``: one process on CPU here; ``accelerate launch`` gives
 - resuming restores all of it and skips the batches already done, so an interrupted run ends
   with the same weights as an uninterrupted one;
 - metrics go to ``metrics.jsonl``, one JSON object per line; on resume, lines written after the
-  saved step are dropped so the log matches the state.
+  saved step are dropped so the log matches the state;
+- with ``ema_decay`` > 0, an exponential moving average of the weights (batch-norm statistics
+  included; ``torch.optim.swa_utils.AveragedModel``) is updated after every step, kept in the state
+  file, and is the model that is evaluated, selected and handed to ``on_best``; the trained
+  weights' own metrics are logged beside it with a ``raw_`` prefix.
 """
 
 from __future__ import annotations
@@ -129,11 +133,13 @@ class Trainer:
     """
 
     def __init__(self, *, run_dir: Path, model: nn.Module, cfg: LoopConfig, n_examples: int,
-                 fingerprint: dict[str, Any], desc: str, resume: bool = True) -> None:
+                 fingerprint: dict[str, Any], desc: str, resume: bool = True, ema_decay: float = 0.0) -> None:
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         if n_examples < 1:
             raise SpikebertError(f"{desc}: no training examples")
+        if not 0.0 <= ema_decay < 1.0:
+            raise SpikebertError(f"{desc}: ema_decay must be in [0, 1) (0 = off), got {ema_decay}")
         self.run_dir, self.cfg, self.n, self.desc = Path(run_dir), cfg, n_examples, desc
         # stage 1 leaves the classifier unused: DDP must not wait for its gradients
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
@@ -157,6 +163,12 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, total, warmup))
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
+        self.ema = None
+        if ema_decay > 0:  # the fingerprint's stage config holds ema_decay, so a resume keeps it
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.acc.unwrap_model(self.model), use_buffers=True,
+                                     multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
         self.state = LoopState()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temporaries()
@@ -185,6 +197,8 @@ class Trainer:
             "grad_scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else {},
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
         save_checkpoint(self.run_dir / STATE_FILE, payload)
 
     def _remove_stale_temporaries(self) -> None:
@@ -212,6 +226,13 @@ class Trainer:
             self.acc.unwrap_model(self.model).load_state_dict(payload["model"], strict=True)
         except RuntimeError as err:
             raise SpikebertError(f"{path}: saved weights do not match the model: {err}") from err
+        if self.ema is not None:
+            if "ema" not in payload:
+                raise SpikebertError(f"{path} holds no weight average, but this run keeps one (ema_decay > 0)")
+            try:
+                self.ema.load_state_dict(payload["ema"], strict=True)
+            except RuntimeError as err:
+                raise SpikebertError(f"{path}: the saved weight average does not match the model: {err}") from err
         self.opt.load_state_dict(payload["optimizer"])
         self.sched.load_state_dict(payload["scheduler"])
         self.state = LoopState(**payload["loop"])
@@ -278,6 +299,8 @@ class Trainer:
                 self.opt.step()
                 if not self.acc.optimizer_step_was_skipped:  # fp16: the scaler skipped an overflow
                     self.sched.step()
+                    if self.ema is not None:
+                        self.ema.update_parameters(self.acc.unwrap_model(self.model))
                 st.step_in_epoch += 1
                 st.global_step += 1
                 steps_this_run += 1
@@ -303,14 +326,18 @@ class Trainer:
                     raise Interrupted(f"{self.desc}: stopped at global step {st.global_step}; "
                                       f"run the same command again to resume from {self.run_dir}")
             bar.close()
-            metrics = eval_fn(self.acc.unwrap_model(self.model))
+            judged = self.acc.unwrap_model(self.model) if self.ema is None else self.ema.module
+            metrics = eval_fn(judged)
+            if self.ema is not None:  # the trained weights' own figures, for comparison
+                raw = eval_fn(self.acc.unwrap_model(self.model))
+                metrics.update({f"raw_{k}": v for k, v in raw.items() if k != "metric"})
             st.epoch += 1
             st.step_in_epoch = 0
             improved = keep == "last" or metrics["metric"] > st.best_metric
             if improved:
                 st.best_metric, st.best_epoch = metrics["metric"], st.epoch
                 if self.acc.is_main_process:
-                    on_best(self.acc.unwrap_model(self.model), metrics)
+                    on_best(judged, metrics)
             clock()
             self.log_metrics({"epoch": st.epoch, "eval": metrics, "best": improved, "seconds": st.seconds})
             log.info("%s epoch %d/%d: %s%s", self.desc, st.epoch, cfg.epochs,

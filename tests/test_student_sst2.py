@@ -39,18 +39,19 @@ def stages(monkeypatch, tmp_path, *argv) -> list[dict]:
     return calls
 
 
-def test_kd_temperature_and_seed_reach_every_student_stage(monkeypatch, tmp_path):
+def test_kd_temperature_seed_and_ema_reach_every_student_stage(monkeypatch, tmp_path):
     calls = stages(monkeypatch, tmp_path, "--kd-temperature", "2", "--seed", "3", "--augment", "1",
-                   "--stage3-count", "2", "--teacher-epochs", "2")
+                   "--stage3-count", "2", "--teacher-epochs", "2", "--ema-decay", "0.999")
     teacher, *students = calls
-    assert teacher["stage"] == "teacher" and "kd_temperature" not in teacher["overrides"]
+    assert teacher["stage"] == "teacher" and not {"kd_temperature", "ema_decay"} & set(teacher["overrides"])
     assert teacher["overrides"]["epochs"] == 2
     assert [c["stage"] for c in students] == ["distill"] * 3  # stage 2, then two further stages
     for call in students:
         assert call["overrides"]["kd_temperature"] == 2.0 and call["overrides"]["seed"] == 3
+        assert call["overrides"]["ema_decay"] == 0.999
 
 
 def test_without_them_the_config_defaults_hold(monkeypatch, tmp_path):
     _, student = stages(monkeypatch, tmp_path)
-    assert "kd_temperature" not in student["overrides"] and "seed" not in student["overrides"]
+    assert not {"kd_temperature", "seed", "ema_decay"} & set(student["overrides"])
     assert student["student_overrides"] == student_sst2.student_overrides(0)

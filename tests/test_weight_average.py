@@ -1,0 +1,139 @@
+"""The exponential moving average of the weights (``DistillConfig.ema_decay``, ``Trainer(ema_decay=...)``):
+the recurrence, what is selected and saved, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from spikebert.config import DistillConfig
+from spikebert.contract.errors import SpikebertError
+from spikebert.engine import STATE_FILE, STATE_FORMAT, Interrupted, LoopConfig, Trainer
+from spikebert.io import load_checkpoint, save_checkpoint
+
+DECAY = 0.75
+
+
+def _loop(**kw) -> LoopConfig:
+    return LoopConfig(**{"epochs": 2, "batch_size": 2, "lr": 0.1, "weight_decay": 0.0, "seed": 0,
+                         "checkpoint_every": 0, **kw})
+
+
+class Recorder:
+    """A step that records the weights it sees (those after the previous step) and an eval of the sum of weights."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+        self.best: list[torch.Tensor] = []
+        self.x = torch.linspace(-1, 1, 12).reshape(6, 2)
+
+    def step(self, model, idx):
+        self.seen.append(model.weight.detach().clone())
+        loss = ((model(self.x[idx]) - 1.0) ** 2).mean()
+        return loss, {"loss": float(loss.detach())}
+
+    def eval(self, model):
+        return {"metric": float(model.weight.sum()), "weight_sum": float(model.weight.sum())}
+
+    def on_best(self, model, metrics):
+        self.best.append(model.weight.detach().clone())
+
+
+def _trainer(tmp_path, *, ema_decay=DECAY, **kw) -> Trainer:
+    torch.manual_seed(0)
+    return Trainer(run_dir=tmp_path, model=nn.Linear(2, 1), cfg=_loop(**kw), n_examples=6, fingerprint={"t": 1},
+                   desc="test", ema_decay=ema_decay)
+
+
+def test_the_average_follows_its_recurrence_and_is_what_is_selected(tmp_path):
+    rec = Recorder()
+    trainer = _trainer(tmp_path, epochs=1)
+    trainer.fit(rec.step, rec.eval, rec.on_best)
+    weights = [*rec.seen[1:], trainer.acc.unwrap_model(trainer.model).weight.detach()]  # after steps 1..n
+    assert len(weights) == 3
+    average = weights[0].clone()  # the first update copies
+    for w in weights[1:]:
+        average = DECAY * average + (1 - DECAY) * w
+    assert len(rec.best) == 1
+    torch.testing.assert_close(rec.best[0], average, rtol=0, atol=1e-7)
+    assert not torch.allclose(rec.best[0], weights[-1])  # the trained weights are not what was selected
+    record = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "eval" in x][0]
+    assert record["eval"]["weight_sum"] == pytest.approx(float(average.sum()), abs=1e-6)
+    assert record["eval"]["raw_weight_sum"] == pytest.approx(float(weights[-1].sum()), abs=1e-6)
+    assert "raw_metric" not in record["eval"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_average(tmp_path):
+    straight = Recorder()
+    _trainer(tmp_path / "a").fit(straight.step, straight.eval, straight.on_best)
+    resumed = Recorder()
+    with pytest.raises(Interrupted):
+        _trainer(tmp_path / "b").fit(resumed.step, resumed.eval, resumed.on_best, stop_after_steps=4)  # mid-epoch 2
+    trainer = _trainer(tmp_path / "b")
+    trainer.fit(resumed.step, resumed.eval, resumed.on_best)
+    assert len(straight.best) == len(resumed.best) >= 1
+    assert torch.equal(straight.best[-1], resumed.best[-1])
+    a = load_checkpoint(tmp_path / "a" / STATE_FILE, expected_format=STATE_FORMAT)["ema"]
+    b = load_checkpoint(tmp_path / "b" / STATE_FILE, expected_format=STATE_FORMAT)["ema"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["n_averaged"]) == 6
+
+
+def test_without_a_decay_the_trained_weights_are_selected(tmp_path):
+    rec = Recorder()
+    trainer = _trainer(tmp_path, ema_decay=0.0, epochs=1)
+    trainer.fit(rec.step, rec.eval, rec.on_best)
+    assert trainer.ema is None
+    assert torch.equal(rec.best[0], trainer.acc.unwrap_model(trainer.model).weight.detach())
+    assert "ema" not in load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)
+    assert "raw_weight_sum" not in (tmp_path / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])
+def test_a_decay_outside_0_1_is_refused(tmp_path, decay):
+    with pytest.raises(SpikebertError, match=r"ema_decay must be in \[0, 1\)"):
+        _trainer(tmp_path, ema_decay=decay)
+    with pytest.raises(ValueError, match="ema_decay"):
+        DistillConfig.from_dict({"ema_decay": decay})
+    assert DistillConfig().ema_decay == 0.0  # off by default, as the official code
+
+
+def test_a_state_without_an_average_is_refused_not_restarted(tmp_path):
+    rec = Recorder()
+    with pytest.raises(Interrupted):
+        _trainer(tmp_path).fit(rec.step, rec.eval, rec.on_best, stop_after_steps=2)
+    state = load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)
+    save_checkpoint(tmp_path / STATE_FILE, {k: v for k, v in state.items() if k != "ema"})
+    with pytest.raises(SpikebertError, match="holds no weight average"):
+        _trainer(tmp_path)
+    assert "ema" not in load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)  # left as it was
+
+
+@pytest.mark.slow
+def test_distill_saves_the_average_as_the_student(tmp_path, tiny_teacher, tiny_task):
+    """Stage 2 with the recipe's options (batch norm, membrane residual, relative positions): ``model.pt`` is the
+    average, batch-norm statistics included, not the trained weights."""
+    from spikebert.data import load_split
+    from spikebert.distill import distill
+    from spikebert.teacher import load_tokenizer
+    from tests.test_training import _distill_cfg, _student
+
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    student = _student(tok, norm="batch", residual="membrane", position_encoding="sinusoidal", relative_distance=2)
+    distill(student, _distill_cfg(epochs=1, ema_decay=0.5), teacher_dir=tiny_teacher, train=train, dev=dev,
+            task="toy", run_dir=tmp_path)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    state = load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)
+    prefix = "module.student."
+    average = {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+    trained = {k[len("student."):]: v for k, v in state["model"].items() if k.startswith("student.")}
+    assert saved.keys() == average.keys()
+    assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert any(not torch.equal(saved[k], trained[k]) for k in saved if "running_mean" in k)
+    assert any(not torch.equal(saved[k], trained[k]) for k in saved if k.endswith("weight"))
+    evals = [json.loads(x)["eval"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "eval" in x]
+    assert {"dev_accuracy", "raw_dev_accuracy"} <= set(evals[0])
