@@ -55,11 +55,9 @@ evaluation time; a reused stage contributes the seconds it recorded when it ran.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -114,8 +112,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    import torch
-    from run_summary import summarise  # benchmarks/, beside this script
+    from provenance import load_average, provenance  # benchmarks/, beside this script
+    from run_summary import summarise
+
+    started = provenance()  # date, machine and load at the start; the commands come from the run folders
 
     from spikebert import workflows
     from spikebert.contract.fileio import atomic_write_text
@@ -198,10 +198,8 @@ def main(argv=None) -> int:
                      **{f"student:{name}": summary["commands"] for name, summary in stage_summaries.items()}},
         "student_dev_per_epoch": {name: summary["dev"] for name, summary in stage_summaries.items()},
         "selected_stage": student_run.name,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor(),
-                    "python": platform.python_version(), "torch": torch.__version__},
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "load_average_at_end": os.getloadavg(),
+        **{k: v for k, v in started.items() if k != "command"},  # the command is in "commands"
+        "load_average_at_end": load_average(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
     })
     atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
