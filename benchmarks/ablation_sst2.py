@@ -15,16 +15,15 @@ an interrupted run keeps what finished; a finished variant's run folder is reuse
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-from run_summary import summarise  # benchmarks/, beside this script
+from provenance import load_average, now, provenance  # benchmarks/, beside this script
+from run_summary import summarise
 
 STUDENT = {"dim": 256, "depth": 2, "heads": 8, "mlp_ratio": 4.0, "max_len": 64, "time_steps": 4, "tau": 2.0,
            "mask_padding": True, "norm": "batch"}
@@ -89,6 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, default=[DISTILL_SEED],
                    help="distillation seeds; a seed other than the default runs as variant 'NAME@seedN'")
     args = p.parse_args(argv)
+    started = provenance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from spikebert import workflows
@@ -114,18 +114,18 @@ def main(argv=None) -> int:
                                         attention=VARIANTS[name].get("attention", "ssa") == "ssa")
         this_call = {"command": " ".join([sys.executable, *sys.argv]),
                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
-                     "date": datetime.datetime.now().isoformat(timespec="seconds")}
+                     "date": now()}
         earlier = rows(path).get(key)
         if after["dev"] != before:  # trained (or resumed) by this call
-            provenance = this_call
+            made = this_call
         elif earlier is not None:  # a finished run, only re-evaluated: its training's provenance stays
-            provenance = {**{k: earlier[k] for k in ("command", "threads", "date") if k in earlier},
+            made = {**{k: earlier[k] for k in ("command", "threads", "date") if k in earlier},
                           "re_evaluated": this_call}
         else:  # a finished run with no row yet: its training's provenance comes from the run folder
             first = json.loads((run / "commands.jsonl").read_text(encoding="utf-8").splitlines()[0])
-            provenance = {"command": " ".join(first["argv"]), "date": first["date"], "re_evaluated": this_call}
+            made = {"command": " ".join(first["argv"]), "date": first["date"], "re_evaluated": this_call}
         row = {"student": {**STUDENT, **VARIANTS[name]}, "distill": distill,
-               "train_seconds": round(recorded_s if recorded_s is not None else call_s, 1), **provenance,
+               "train_seconds": round(recorded_s if recorded_s is not None else call_s, 1), **made,
                "selected_dev_accuracy": trained.get("dev_accuracy"),
                "dev_accuracy": evaluation["accuracy"], "shuffled_dev_accuracy": evaluation["shuffled_accuracy"],
                "shuffle_changed_predictions": evaluation["shuffle_changed_predictions"],
@@ -148,10 +148,7 @@ def main(argv=None) -> int:
         except SpikebertError as err:  # a student without a NIR graph: said, not hidden
             row["energy"] = {"not_measured": str(err)}
         record(path, key, row, {
-            "command": " ".join([sys.executable, *sys.argv]),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "load_average": os.getloadavg(),
+            **started, "load_average_at_end": load_average(),
             "note": "train_seconds measured beside other work (threads per variant in 'threads'): not a timing "
                     "benchmark",
             "teacher": args.teacher,

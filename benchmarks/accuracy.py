@@ -13,26 +13,15 @@ test split (final reporting only: nothing here selects or tunes on it), then wri
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
-import sys
 from pathlib import Path
+
+from provenance import load_average, provenance  # benchmarks/, beside this script
 
 from spikebert.contract.fileio import atomic_write_text
 
 log = logging.getLogger("benchmarks.accuracy")
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "cpu": cpu, "torch": torch.__version__}
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -97,6 +86,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runs = sorted({f.parent for f in Path(args.runs).rglob("commands.jsonl")})
+    started = provenance()
     results = []
     for run in runs:
         log.info("evaluating %s", run)
@@ -104,8 +94,7 @@ def main() -> None:
         rec = evaluate_run(run, data_dir=args.data_dir, test=final)
         if rec is not None:
             results.append(rec)
-    out = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-           "machine": machine(), "runs": results}
+    out = {**started, "runs": results, "load_average_at_end": load_average()}
     atomic_write_text(Path(args.out), json.dumps(out, indent=2) + "\n")
     print("| task | run | kind | epochs | train min | dev | test |\n|---|---|---|---|---|---|---|")
     for r in results:

@@ -16,14 +16,13 @@ candidates.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
+
+from provenance import machine, now  # noqa: E402
 
 from spikebert.contract.errors import SpikebertError  # noqa: E402
 from spikebert.contract.fileio import atomic_write_text  # noqa: E402
@@ -68,8 +67,7 @@ def main(argv=None) -> int:
         print(f"best_run: {e}", file=sys.stderr)
         return 2
     out["selected_by"] = {"command": " ".join(["python", "benchmarks/best_run.py", *argv]),
-                          "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                          "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+                          "date": now(), "machine": machine()}
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     print(f"{out['copy_of']}: dev {out['dev_accuracy']:.4f}, of {len(out['best_of'])} runs")
     return 0

@@ -7,27 +7,18 @@ Run with `make bench` (or `.venv/bin/python benchmarks/demo_pipeline.py [--out r
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import sys
 from pathlib import Path
 
 from spikebert.hardware.lava_runner import prepare_lava
 
 prepare_lava()
 
+from provenance import load_average, provenance  # noqa: E402  (benchmarks/, beside this script)
+
 from spikebert.cli import _setup_logging  # noqa: E402
 from spikebert.io import atomic_write_text  # noqa: E402
 from spikebert.workflows import DEMO_STUDENT, run_demo  # noqa: E402
-
-
-def machine() -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
 
 
 def main() -> None:
@@ -36,11 +27,11 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
     _setup_logging(False)
+    started = provenance()
     summary = run_demo(out_dir=Path(args.out), data_dir=args.data_dir, task="sst-2", teacher="minilm-offline",
                        teacher_samples=6000, student_samples=8000, epochs=1, sim_sentences=200,
                        student=DEMO_STUDENT)
-    result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-              "machine": machine(), "summary": summary}
+    result = {**started, "summary": summary, "load_average_at_end": load_average()}
     out = Path(__file__).parent / "results" / "demo_pipeline.json"
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(out)

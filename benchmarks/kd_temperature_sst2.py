@@ -22,17 +22,16 @@ same ``--out`` if it used the same student recipe (else it refuses); stages resu
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import math
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
 
 from ablation_sst2 import CHOSEN, DISTILL, DISTILL_SEED, STUDENT  # benchmarks/, beside this script: the ablation's student
+from provenance import load_average, now, provenance
 from run_summary import summarise
 
 TEACHER_EPOCHS = (1, 2)
@@ -114,6 +113,7 @@ def main(argv=None) -> int:
     from spikebert.data import load_split
 
     me = [sys.executable, *sys.argv]
+    started = provenance()
     runs, out = Path(args.runs), Path(args.out)
     earlier = {}
     if out.is_file() or args.summarise:  # an earlier invocation's rows: checked before any work
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
             earlier["cells"] = cells(earlier["students"])
         except (SpikebertError, KeyError, TypeError) as e:
             p.error(f"cannot summarise {out}: {e}")
-        earlier["summarised_by"] = {"command": " ".join(me), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        earlier["summarised_by"] = {"command": started["command"], "date": now()}
         atomic_write_text(out, json.dumps(earlier, indent=2) + "\n")
         print(json.dumps(earlier["cells"], indent=2))
         return 0
@@ -148,15 +148,12 @@ def main(argv=None) -> int:
               "student_train_sentences": len(student_train),
               "student_train_seen_by_teacher": sum(s in teacher_train for s in student_train.sentences)}
 
-    import torch
 
     def write() -> None:
         atomic_write_text(out, json.dumps({
-            **result, "cells": cells(result["students"]), "command": " ".join(me),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                        "torch": torch.__version__},  # runs differ across builds (README: reproducibility)
+            **result, "cells": cells(result["students"]), **started,  # machine: runs differ across builds (README)
             "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average": os.getloadavg(),
+            "load_average_at_end": load_average(),
         }, indent=2) + "\n")
 
     for epochs in args.teacher_epochs:

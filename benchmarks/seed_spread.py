@@ -13,15 +13,14 @@ sample one (n − 1), as in the README's ablation table.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
+
+from provenance import machine, now  # noqa: E402
 
 from spikebert.contract.errors import SpikebertError  # noqa: E402
 from spikebert.contract.fileio import atomic_write_text  # noqa: E402
@@ -141,8 +140,7 @@ def main(argv=None) -> int:
         print(f"seed_spread: {e}", file=sys.stderr)
         return 2
     out.update({"command": " ".join(["python", "benchmarks/seed_spread.py", *argv]),
-                "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}})
+                "date": now(), "machine": machine()})
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     for m, s in out["summary"].items():
         if s["mean"] is not None:

@@ -29,11 +29,8 @@ recipes.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -91,6 +88,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from provenance import load_average, provenance
     from run_summary import summarise  # benchmarks/, beside this script
     from student_sst2 import STUDENT_CONFIG, student_overrides  # the SST-2 recipe's student, one definition
 
@@ -101,6 +99,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     me = [sys.executable, *sys.argv]
+    started = provenance()
     student = student_overrides(args.relative_distance)
     try:
         results = earlier_rows(out, {"teacher_config": TEACHER, "student": student, "distill": DISTILL})
@@ -146,10 +145,7 @@ def main(argv=None) -> int:
                                                               data_dir=args.data_dir)["accuracy"]
         results[task] = row
         atomic_write_text(out, json.dumps({
-            "command": " ".join(me),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "load_average": os.getloadavg(),
+            **started, "load_average_at_end": load_average(),
             "tasks": results,
         }, indent=2) + "\n")
         print(task, json.dumps({k: row[k] for k in ("unk_share_dev_before", "unk_share_dev_after",
