@@ -17,7 +17,7 @@ prepare_lava()
 from provenance import load_average, provenance  # noqa: E402  (benchmarks/, beside this script)
 
 from spikebert.cli import _setup_logging  # noqa: E402
-from spikebert.io import atomic_write_text  # noqa: E402
+from spikebert.contract.fileio import atomic_write_text  # noqa: E402
 from spikebert.workflows import DEMO_STUDENT, run_demo  # noqa: E402
 
 

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -115,7 +112,9 @@ def main() -> None:
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "energy_lemaire_sst2"))
     args = p.parse_args()
-    started, load = time.perf_counter(), os.getloadavg()
+    from provenance import provenance  # benchmarks/, beside this script
+
+    started, made = time.perf_counter(), provenance()
 
     from spikebert.energy import lemaire
     from spikebert.energy.counting import teacher_counts
@@ -135,9 +134,7 @@ def main() -> None:
     teacher = teacher_counts(config, lengths)
     prof = get_profile("lemaire")
     out_dir = Path(args.out)
-    results = {"issue": 18, "command": ".venv/bin/python benchmarks/energy_lemaire_sst2.py",
-               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-               "machine": f"{platform.node()}: {os.cpu_count()} cores", "load_average_at_start": load,
+    results = {"issue": 18, **made,
                "teacher": {"config": config, "sentences": len(lengths), "mean_length": sum(lengths) / len(lengths),
                            "macs": teacher.macs, "weight_reads": teacher.weight_reads},
                "profile": dataclasses.asdict(prof), "students": {}}

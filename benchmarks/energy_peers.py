@@ -26,7 +26,6 @@ Linear/LIF/IF network, and BERT-base at 128 tokens under both tools' conventions
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -799,14 +798,16 @@ def main() -> None:
         return
 
     import torch
+    from provenance import load_average, provenance  # benchmarks/, beside this script
 
+    from spikebert.contract.fileio import atomic_write_text
     from spikebert.data import load_split
     from spikebert.teacher import load_tokenizer, resolve_teacher_name
     from spikebert.tokenize import Batcher
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    load = os.getloadavg()
+    made = provenance()  # its machine records the one PyTorch thread
     tok = load_tokenizer(TOKENIZER)
     data = load_split("sst-2", "dev", data_dir=args.data_dir)
     sentences, labels = data.sentences[: args.sentences], data.labels[: args.sentences]
@@ -823,11 +824,7 @@ def main() -> None:
     models = {"spikebert": build_spikebert(len(tok), padded[:4]), "spikingbert": build_spikingbert(len(tok))}
     reports_dir = Path(args.reports)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    result = {"issue": 18, "command": " ".join([".venv/bin/python", *sys.argv]),
-              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-              "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python "
-                         f"{platform.python_version()}, torch {torch.__version__} (CPU, 1 thread)",
-              "load_average_at_start": load,
+    result = {"issue": 18, **made,
               "sentences": f"sst-2 dev, first {len(sentences)} (lengths {min(lengths)}-{max(lengths)} tokens, "
                            f"mean {sum(lengths) / len(lengths):.2f}, MiniLM tokenizer, max 64)",
               "students": {
@@ -879,8 +876,8 @@ def main() -> None:
     result["bert_base_128"] = bert_base(sj, None if args.no_bert_base else neurobench_bert_base())
     result["classification_summary"] = classification_summary(result)
     result["wall_s"] = time.perf_counter() - started
-    result["load_average_at_end"] = os.getloadavg()
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    result["load_average_at_end"] = load_average()
+    atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out} in {result['wall_s']:.0f} s")
 
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from accuracy import machine  # sibling script (benchmarks/ is on sys.path when run)
+from provenance import load_average, provenance  # benchmarks/, beside this script (first on sys.path when run)
 
 from spikebert.contract.fileio import atomic_write_text
 
@@ -39,6 +37,7 @@ def main() -> None:
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "export_reference.json"))
     args = p.parse_args()
+    started = provenance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from spikebert.converters.nir_to_torch import import_graph
@@ -88,9 +87,7 @@ def main() -> None:
 
     n = len(ids)
     result = {
-        "command": " ".join([sys.executable, *sys.argv]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine(),
+        **started, "load_average_at_end": load_average(),
         "model": args.model,
         "data": f"{args.data}/{args.split}",
         "sentences": n,

@@ -11,15 +11,13 @@ and of its neuron updates. Nothing is re-run; writes JSON with the exact command
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
 
+from provenance import provenance  # noqa: E402
 from spikebert.converters.spikingbert_to_nir import FRAGMENT_POPULATIONS  # noqa: E402
 
 
@@ -51,9 +49,7 @@ def main() -> None:
     from spikebert.contract.fileio import atomic_write_text
 
     atomic_write_text(args.out, json.dumps({
-        "command": " ".join([sys.executable, *sys.argv]),
-        "date": datetime.datetime.now().isoformat(),
-        "machine": f"{platform.node()} {os.cpu_count()} cores",
+        **provenance(),
         "populations": list(FRAGMENT_POPULATIONS),
         "results": results}, indent=2) + "\n")
 

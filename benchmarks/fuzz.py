@@ -55,12 +55,10 @@ import argparse
 import contextlib
 import copy
 import dataclasses
-import datetime
 import functools
 import json
 import math
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -76,7 +74,9 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package, and the benchmarks' helpers
+
+from provenance import load_average, provenance  # noqa: E402
 
 from spikebert.contract.errors import SpikebertError  # noqa: E402
 
@@ -1650,7 +1650,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    started, load_before, t0 = datetime.datetime.now().astimezone(), os.getloadavg(), time.perf_counter()
+    started, t0 = provenance(), time.perf_counter()  # its machine records the one PyTorch thread
     results = []
     for name in args.readers:
         reader(name)  # build the valid inputs outside the timing
@@ -1660,18 +1660,12 @@ def main(argv: list[str] | None = None) -> int:
         for f in result["unhandled_this_run"]:
             print(f"  {f['type']}: {f['message'][:200]}\n  {f['minimal_example'][:600]}", flush=True)
         results.append(result)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
     from spikebert.contract.fileio import atomic_write_text
 
     atomic_write_text(args.out, json.dumps({
-        "command": " ".join(filter(None, [env, "python", *sys.argv])),
-        "date": started.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "cpu": cpu, "torch": torch.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
-                    "hypothesis": hypothesis.__version__, "torch_threads": torch.get_num_threads()},
-        "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+        **started, "load_average_at_end": load_average(),
+        "machine": {**started["machine"], "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
+                    "hypothesis": hypothesis.__version__},
         "seed": args.seed, "cases_per_reader": args.cases, "limit_s_per_case": LIMIT_S,
         "wall_s": round(time.perf_counter() - t0, 1),
         "cases_tried": sum(r["cases_tried"] for r in results),

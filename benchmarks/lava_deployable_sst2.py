@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package, and the benchmarks' helpers
 
+from provenance import load_average, provenance  # noqa: E402
 from spikebert.hardware.lava_runner import prepare_lava  # noqa: E402
 
 log = logging.getLogger("lava_deployable_sst2")
@@ -137,10 +136,7 @@ def main(argv=None) -> int:
     from spikebert.data import load_split
     from spikebert.workflows import tokenize_for_graph
 
-    result: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-                    "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}",
-                    "load_avg_at_start": list(os.getloadavg()),
+    result: dict = {**provenance(),
                     "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                     "student": "freshly initialised (tests/conftest.py make_student, seed "
                                f"{args.seed}, attention_bias {args.attention_bias}): no trained student on this "
@@ -195,6 +191,7 @@ def main(argv=None) -> int:
                 result["shares"] = operation_shares(g, inventory, ids, batch_size=args.batch_size)
                 result["shares"]["counted_on"] = f"{mode} graph, reference executor ({time.perf_counter() - t0:.0f} s)"
             atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    result["load_average_at_end"] = load_average()
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1)[:3000])
     return 0

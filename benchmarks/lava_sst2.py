@@ -10,19 +10,17 @@ Everything is measured in this one run, on this machine, with the load it had (r
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
 
+from provenance import load_average, provenance  # noqa: E402
 from spikebert.hardware.lava_runner import prepare_lava  # noqa: E402
 
 log = logging.getLogger("lava_sst2")
@@ -57,8 +55,7 @@ def main(argv=None) -> int:
     ids = tokenize_for_graph(graph, data.sentences[:n])
     labels = np.array(data.labels[:n])
     B = args.batch_size
-    result: dict = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-                    "machine": f"{platform.node()} {os.cpu_count()} cores", "load_avg_at_start": os.getloadavg(),
+    result: dict = {**provenance(),
                     "checkpoint": args.checkpoint, "sentences": n, "batch_size": B}
 
     def reference(g):
@@ -104,7 +101,7 @@ def main(argv=None) -> int:
         **speed, "predictions_equal": float((naive.argmax(-1) == fused.argmax(-1)).mean()),
         "max_logit_diff": float(np.abs(naive - fused).max()),  # the float readout's BLAS order varies with batch size
         "speedup": round(speed["fused"]["sentences_per_s"] / speed["naive"]["sentences_per_s"], 1)}
-    result["load_avg_at_end"] = os.getloadavg()
+    result["load_average_at_end"] = load_average()
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0

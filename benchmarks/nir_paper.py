@@ -22,11 +22,8 @@ The helpers (paper paths, the figure's input, the LIF traces) are imported by te
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -38,7 +35,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package, and the benchmarks' helpers
+
+from provenance import load_average, provenance  # noqa: E402
+
 PAPER = ROOT.parent / "shared" / "data" / "nir-paper" / "paper"
 LIF_DT = RNN_DT = 1e-4  # the paper's step for its LIF and Braille graphs (the files store none)
 CNN_DT = 1.0  # IF is dv/dt = r I: the CNN's platforms integrate r I per step, i.e. dt = 1 in the file's unit
@@ -214,10 +214,7 @@ def main(argv=None) -> int:
     paper = Path(args.paper)
     builds = [b for b in args.builds.split(",") if b]
     t_start = time.perf_counter()
-    result: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-                    "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "machine": f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}",
-                    "load_avg_at_start": list(os.getloadavg()), "paper": str(paper),
+    result: dict = {**provenance(), "paper": str(paper),
                     "source": "neuromorphs/NIR paper/ at 7232ada (../shared/data/nir-paper/README.md)",
                     "conventions": {
                         "dt": {"01_lif": LIF_DT, "03_rnn": RNN_DT, "02_cnn": CNN_DT},
@@ -305,6 +302,7 @@ def main(argv=None) -> int:
             entry["independent_runtimes"][name] = compare(y, expected) if y is not None else {"error": error}
         log.info("%s done", key)
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
+    result["load_average_at_end"] = load_average()
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "graphs"}, indent=1)[:2000])
     return 0

@@ -9,14 +9,13 @@ re-run. Runs without a finished epoch are listed with ``"finished": false``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
+
+from provenance import provenance  # noqa: E402
 
 
 def summarise(run: Path) -> dict:
@@ -43,8 +42,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from spikebert.contract.fileio import atomic_write_text
 
-    result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-              "machine": f"{platform.node()} {os.cpu_count()} cores", "runs": [summarise(Path(r)) for r in args.runs]}
+    result = {**provenance(), "runs": [summarise(Path(r)) for r in args.runs]}
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     for r in result["runs"]:
         print(r["run"], r["steps"], r["dev"][-1]["dev_accuracy"] if r["dev"] else "unfinished")

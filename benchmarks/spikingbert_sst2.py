@@ -15,14 +15,13 @@ exact command, machine and date) and the accuracy-against-T and accuracy-against
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
+
+from provenance import load_average, provenance  # noqa: E402
 
 PROFILES = "45nm-fp32,loihi,45nm-fp32-mem8k"
 
@@ -66,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    started = provenance()
     from spikebert.hardware.lava_runner import prepare_lava
 
     prepare_lava()
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"spikebert energy failed on {args.spikingbert} at T={T}")
         rows.append({"model": "SpikingBERT", **facts, **priced(report_dir)})
         print(json.dumps(rows[-1]), flush=True)
-    result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-              "machine": f"{platform.node()} {os.cpu_count()} cores", "profiles": PROFILES, "results": rows}
+    result = {**started, "load_average_at_end": load_average(), "profiles": PROFILES, "results": rows}
     atomic_write_text(out / "comparison.json", json.dumps(result, indent=1) + "\n")
     sweep_figure(out / "comparison.json", out, x="time_steps", y="accuracy", group="model")
     sweep_figure(out / "comparison.json", out, x="ratio_45nm-fp32", y="accuracy", group="model")

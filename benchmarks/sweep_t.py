@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
+
+from provenance import load_average, provenance  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    started = provenance()
     from spikebert.hardware.lava_runner import prepare_lava
 
     prepare_lava()  # the energy command may run Lava: fix the start method before tqdm does
@@ -78,8 +78,7 @@ def main(argv=None) -> int:
         rows.append({"time_steps": T, "trained_time_steps": trained_t, "accuracy": accuracy,
                      "student_mj": energy["student_mj"], "teacher_mj": energy["teacher_mj"], "ratio": energy["ratio"]})
         print(json.dumps(rows[-1]), flush=True)
-    result = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-              "machine": f"{platform.node()} {os.cpu_count()} cores", "checkpoint": args.checkpoint,
+    result = {**started, "load_average_at_end": load_average(), "checkpoint": args.checkpoint,
               "profile": args.profile, "results": rows}
     atomic_write_text(out / "sweep.json", json.dumps(result, indent=1) + "\n")
     sweep_figure(out / "sweep.json", out, x="time_steps", y="accuracy")

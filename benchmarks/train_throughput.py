@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
 import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from provenance import load_average, provenance  # benchmarks/, beside this script
 from tqdm import tqdm
 
 from spikebert.config import StudentConfig
@@ -56,20 +53,6 @@ CATEGORIES = {
     "layernorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward", "aten::layer_norm"),
     "embedding": ("aten::embedding", "aten::embedding_dense_backward", "aten::embedding_backward"),
 }
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_avg_1m_at_start": os.getloadavg()[0]}
 
 
 def busy_warnings(threads: int) -> list[str]:
@@ -232,8 +215,7 @@ def main() -> None:
         raise ValueError(f"--steps and --threads must be >= 1 and --warmup >= 0, got {args.steps}, "
                          f"{args.threads} and {args.warmup}")
     torch.set_num_threads(args.threads)
-    result = {"command": shlex.join([sys.executable, *sys.argv]), "date": datetime.datetime.now().isoformat(),
-              "machine": machine(), "warnings": busy_warnings(args.threads)}
+    result = {**provenance(), "warnings": busy_warnings(args.threads)}
     peaks = gemm_peak()
     peak = max(peaks.values())
     result |= {"gemm_peak_gflops": peak, "gemm_peak_by_size": {str(n): g for n, g in peaks.items()},
@@ -243,7 +225,7 @@ def main() -> None:
     result["configs"] = [bench_config(spec, batch=args.batch_size, length=args.length, warmup=args.warmup,
                                       steps=args.steps, peak=peak)
                          for spec in tqdm(args.configs.split(","), desc="configs")]
-    result["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    result["load_average_at_end"] = load_average()
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     log.info("wrote %s", args.out)
 
