@@ -40,6 +40,9 @@ order); with ``--teacher-run`` pointing at a trained teacher, the runs differ in
 official code) in every student stage. ``--ema-decay D`` makes every student stage keep an exponential moving
 average of its weights (``DistillConfig.ema_decay``): the average is what is evaluated, selected on dev and
 reported; the trained weights' own dev accuracy is logged beside it per epoch (``raw_dev_accuracy``).
+``--ema-bn-batches N`` recomputes the average's batch-norm statistics on N training batches before each
+evaluation (``DistillConfig.ema_bn_batches``); without it they are averaged with the weights, and the first
+full-scale run showed what that does (``benchmarks/weight_average_sst2.py``).
 
 ``--augment N`` adds a third stage: the selected student, warm-started (``--init``, classifier included), is
 distilled ``--stage3-epochs`` more on the training split plus up to N teacher-labelled augmented copies of each
@@ -105,6 +108,10 @@ def main(argv=None) -> int:
     p.add_argument("--ema-decay", type=float, default=None,
                    help="keep an exponential moving average of the student's weights and select, save and report "
                         "it (DistillConfig.ema_decay; default 0, off, as the official code)")
+    p.add_argument("--ema-bn-batches", type=int, default=None,
+                   help="with --ema-decay: recompute the average's batch-norm statistics on this many training "
+                        "batches before each evaluation (DistillConfig.ema_bn_batches; default 0: averaged with "
+                        "the weights)")
     p.add_argument("--seed", type=int, default=None,
                    help="the student's seed (default: DistillConfig's, 42); the teacher keeps its own")
     p.add_argument("--read-test", action="store_true",
@@ -125,7 +132,8 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     # the student's own overrides, the same in every student stage
-    own = {"seed": args.seed, "kd_temperature": args.kd_temperature, "ema_decay": args.ema_decay}
+    own = {"seed": args.seed, "kd_temperature": args.kd_temperature, "ema_decay": args.ema_decay,
+           "ema_bn_batches": args.ema_bn_batches}
     own = {key: value for key, value in own.items() if value is not None}
     overrides = student_overrides(args.relative_distance)
     teacher = workflows.train(stage="teacher", data="sst-2", data_dir=args.data_dir, out=teacher_run,

@@ -159,7 +159,7 @@ DOMAINS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
     "DistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1), lr=_POSITIVE,
                           weight_decay=_at_least(0), w_ce=_at_least(0), w_kd=_at_least(0), w_feat=_at_least(0),
                           w_emb=_at_least(0), kd_temperature=_POSITIVE, checkpoint_every=_at_least(0), seed=_SEED,
-                          ema_decay=((lambda v: 0 <= v < 1), "in [0, 1)")),
+                          ema_decay=((lambda v: 0 <= v < 1), "in [0, 1)"), ema_bn_batches=_at_least(0)),
     "SpikingBERTConfig": dict(**_SIZES, mlp_ratio=_POSITIVE, layer_norm_eps=_POSITIVE),
     "SpikingDistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1),
                                  lr=_POSITIVE, warmup_ratio=_RATE, weight_decay=_at_least(0),
@@ -372,6 +372,10 @@ class DistillConfig(ConfigBase):
     # selected on dev and saved is an exponential moving average of the trained weights, batch-norm statistics
     # included: avg <- d avg + (1 - d) w after every step (torch.optim.swa_utils.AveragedModel)
     ema_decay: float = 0.0
+    # with ema_decay > 0: 0 = the average's batch-norm statistics are averaged along with its weights; N > 0 =
+    # recomputed for the averaged weights on N training batches before each evaluation (as SWA's update_bn). The
+    # averaged statistics keep (ema_decay ** steps) of the first step's, which were still near their start (var 1)
+    ema_bn_batches: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -35,7 +35,7 @@ from spikebert.data import TextDataset
 from spikebert.engine import LoopConfig, Trainer
 from spikebert.evaluation import evaluate_spikebert
 from spikebert.io import load_checkpoint, save_checkpoint, save_student, text_sha256, weights_identity
-from spikebert.model import SpikeBERT
+from spikebert.model import SpikeBERT, TokenBatchNorm
 from spikebert.targets import OnlineTargets, build_cache
 from spikebert.teacher import load_encoder, load_teacher, load_tokenizer
 from spikebert.tokenize import Batcher, tokenizer_fingerprint
@@ -391,10 +391,45 @@ def distill(
 
     evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
                                         task=task, cfg=cfg)
+    def calibrate(m):  # the average's batch-norm statistics, recomputed for its weights (cfg.ema_bn_batches)
+        recompute_batch_norm(m.student, batcher, data, batches=cfg.ema_bn_batches, batch_size=cfg.batch_size,
+                             seed=cfg.seed)
+
     state = trainer.fit(step, evaluate, save_best, stop_after_minutes=stop_after_minutes,
-                        stop_after_steps=stop_after_steps)
+                        stop_after_steps=stop_after_steps, calibrate_fn=calibrate if cfg.ema_bn_batches else None)
     return {"dev_accuracy": state.best_metric, "epoch": state.best_epoch, "train_sentences": len(train),
             "augmented_sentences": len(data) - len(train)}
+
+
+def recompute_batch_norm(student: SpikeBERT, batcher: Batcher, data: TextDataset, *, batches: int,
+                         batch_size: int, seed: int) -> int:
+    """Recompute the running statistics of every ``TokenBatchNorm`` of ``student`` as the plain average over
+    ``batches`` batches of ``data`` (drawn by ``seed``, without touching the global RNG), as SWA's
+    ``update_bn`` does for averaged weights; returns the batches used (0 when the student has no batch norm)."""
+    norms = [m for m in student.modules() if isinstance(m, TokenBatchNorm)]
+    if not norms or batches < 1:
+        return 0
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    chunks = order.split(batch_size)[:batches]
+    momenta = [m.momentum for m in norms]
+    was_training = student.training
+    device = next(student.parameters()).device
+    for m in norms:
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+    student.train()
+    try:
+        with torch.no_grad():
+            for k, idx in enumerate(chunks):
+                for m in norms:
+                    m.momentum = 1.0 / (k + 1)  # running value <- the mean over the batches so far
+                enc, _ = batcher(data, idx)
+                student(enc["input_ids"].to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        student.train(was_training)
+    return len(chunks)
 
 
 def task_teacher(student_cfg, teacher_dir: str):

@@ -267,12 +267,14 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self, step_fn: StepFn, eval_fn: EvalFn, on_best: BestFn, *, stop_after_steps: int = 0,
-            stop_after_minutes: float = 0.0, keep: str = "best") -> LoopState:
+            stop_after_minutes: float = 0.0, keep: str = "best",
+            calibrate_fn: Callable[[nn.Module], None] | None = None) -> LoopState:
         """Train to the end (or to a stop limit, raising ``Interrupted`` after saving the state).
 
         ``keep``: "best" calls ``on_best`` when an epoch's metric beats every earlier one; "last" after
         every epoch (for stages whose metric does not judge what they train), so ``best_metric`` and
-        ``best_epoch`` are the last epoch's."""
+        ``best_epoch`` are the last epoch's. ``calibrate_fn`` is called on the weight average (if any) before
+        it is evaluated, e.g. to recompute its batch-norm statistics; what it changes is saved with the state."""
         if keep not in ("best", "last"):
             raise SpikebertError(f"keep must be 'best' or 'last', got {keep!r}")
         cfg, st = self.cfg, self.state
@@ -327,6 +329,8 @@ class Trainer:
                                       f"run the same command again to resume from {self.run_dir}")
             bar.close()
             judged = self.acc.unwrap_model(self.model) if self.ema is None else self.ema.module
+            if self.ema is not None and calibrate_fn is not None:
+                calibrate_fn(judged)
             metrics = eval_fn(judged)
             if self.ema is not None:  # the trained weights' own figures, for comparison
                 raw = eval_fn(self.acc.unwrap_model(self.model))

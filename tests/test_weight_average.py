@@ -36,7 +36,8 @@ class Recorder:
         return loss, {"loss": float(loss.detach())}
 
     def eval(self, model):
-        return {"metric": float(model.weight.sum()), "weight_sum": float(model.weight.sum())}
+        total = float(model.weight.detach().sum())
+        return {"metric": total, "weight_sum": total}
 
     def on_best(self, model, metrics):
         self.best.append(model.weight.detach().clone())
@@ -110,6 +111,102 @@ def test_a_state_without_an_average_is_refused_not_restarted(tmp_path):
     with pytest.raises(SpikebertError, match="holds no weight average"):
         _trainer(tmp_path)
     assert "ema" not in load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)  # left as it was
+
+
+def test_calibrate_fn_sees_the_average_before_it_is_judged_and_its_change_is_kept(tmp_path):
+    rec, seen = Recorder(), []
+
+    def calibrate(model):
+        seen.append(model.weight.detach().clone())
+        model.bias.data.fill_(7.0)
+
+    trainer = _trainer(tmp_path, epochs=1)
+    trainer.fit(rec.step, rec.eval, rec.on_best, calibrate_fn=calibrate)
+    assert len(seen) == 1 and torch.equal(seen[0], rec.best[0])
+    ema = load_checkpoint(tmp_path / STATE_FILE, expected_format=STATE_FORMAT)["ema"]
+    assert float(ema["module.bias"]) == 7.0  # saved with the state, so a resume continues from it
+
+
+def _tiny_student(tiny_teacher, **kw):
+    from spikebert.model import SpikeBERT
+    from spikebert.teacher import load_tokenizer
+    from tests.test_training import _student
+
+    torch.manual_seed(0)
+    return SpikeBERT(_student(load_tokenizer(tiny_teacher), **kw))
+
+
+def test_recompute_batch_norm_gives_the_batches_statistics(tiny_teacher, tiny_task):
+    import copy
+
+    from spikebert.data import load_split
+    from spikebert.distill import recompute_batch_norm
+    from spikebert.model import TokenBatchNorm
+    from spikebert.teacher import load_tokenizer
+    from spikebert.tokenize import Batcher
+
+    train = load_split("toy", "train", data_dir=tiny_task)
+    batcher = Batcher(load_tokenizer(tiny_teacher), max_len=8)
+    student = _tiny_student(tiny_teacher, norm="batch").eval()
+    by_hand = copy.deepcopy(student)
+    rng = torch.get_rng_state()
+    assert recompute_batch_norm(student, batcher, train, batches=1, batch_size=16, seed=3) == 1
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is untouched: a resumed run ends the same
+    assert not student.training  # its mode is restored
+    norms = [m for m in by_hand.modules() if isinstance(m, TokenBatchNorm)]
+    for m in norms:
+        m.momentum = 1.0  # one batch: the running values become that batch's statistics
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(3))[:16]
+    by_hand.train()
+    with torch.no_grad():
+        by_hand(batcher(train, idx)[0]["input_ids"])
+    mine = {n: m for n, m in student.named_modules() if isinstance(m, TokenBatchNorm)}
+    assert len(mine) == len(norms) > 0
+    for name, m in by_hand.named_modules():
+        if isinstance(m, TokenBatchNorm):
+            torch.testing.assert_close(mine[name].running_mean, m.running_mean)
+            torch.testing.assert_close(mine[name].running_var, m.running_var)
+            assert mine[name].momentum == 0.1  # restored
+    # several batches: the plain average of each batch's statistics, not a momentum-weighted one
+    two = _tiny_student(tiny_teacher, norm="batch")
+    recompute_batch_norm(two, batcher, train, batches=2, batch_size=16, seed=3)
+    halves = []
+    for k in range(2):
+        one = _tiny_student(tiny_teacher, norm="batch")
+        for m in one.modules():
+            if isinstance(m, TokenBatchNorm):
+                m.momentum = 1.0
+        one.train()
+        with torch.no_grad():
+            chunk = torch.randperm(len(train), generator=torch.Generator().manual_seed(3)).split(16)[k]
+            one(batcher(train, chunk)[0]["input_ids"])
+        halves.append({n: m.running_var.clone() for n, m in one.named_modules() if isinstance(m, TokenBatchNorm)})
+    first = next(n for n, m in two.named_modules() if isinstance(m, TokenBatchNorm))  # later norms see other inputs
+    torch.testing.assert_close(dict(two.named_modules())[first].running_var, (halves[0][first] + halves[1][first]) / 2)
+    assert recompute_batch_norm(_tiny_student(tiny_teacher, norm="layer"), batcher, train, batches=2, batch_size=16,
+                                seed=3) == 0
+
+
+@pytest.mark.slow
+def test_recomputed_statistics_resume_to_the_same_student(tmp_path, tiny_teacher, tiny_task):
+    from spikebert.data import load_split
+    from spikebert.distill import distill
+    from spikebert.teacher import load_tokenizer
+    from tests.test_training import _distill_cfg, _student
+
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
+    student, cfg = _student(tok, norm="batch"), _distill_cfg(ema_decay=0.5, ema_bn_batches=2)
+    straight = distill(student, cfg, run_dir=tmp_path / "a", **kw)
+    with pytest.raises(Interrupted):
+        distill(student, cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
+    assert distill(student, cfg, run_dir=tmp_path / "b", **kw) == straight
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True)["state_dict"] for r in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    distill(student, _distill_cfg(ema_decay=0.5), run_dir=tmp_path / "c", **kw)  # statistics averaged instead
+    c = torch.load(tmp_path / "c" / "model.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(a[k], c[k]) for k in a if "running_var" in k)
 
 
 @pytest.mark.slow
