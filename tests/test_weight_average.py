@@ -4,6 +4,7 @@ the recurrence, what is selected and saved, resume, refusals."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -234,3 +235,42 @@ def test_distill_saves_the_average_as_the_student(tmp_path, tiny_teacher, tiny_t
     assert any(not torch.equal(saved[k], trained[k]) for k in saved if k.endswith("weight"))
     evals = [json.loads(x)["eval"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "eval" in x]
     assert {"dev_accuracy", "raw_dev_accuracy"} <= set(evals[0])
+
+
+@pytest.mark.slow
+def test_the_post_hoc_script_scores_what_the_run_logged(tmp_path, tiny_teacher, tiny_task, monkeypatch):
+    """benchmarks/weight_average_sst2.py on a finished tiny run: its ``raw`` and ``average`` scores are the run's own
+    ``raw_dev_accuracy`` and ``dev_accuracy`` of that epoch, so the recomputed-statistics figure beside them is
+    measured on the same footing."""
+    import importlib.util
+
+    from spikebert.data import load_split
+    from spikebert.distill import distill
+    from spikebert.teacher import load_tokenizer
+    from tests.test_training import _distill_cfg, _student
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("weight_average_sst2", root / "benchmarks" / "weight_average_sst2.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tok = load_tokenizer(tiny_teacher)
+    train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
+    run = tmp_path / "run"
+    distill(_student(tok, norm="batch"), _distill_cfg(epochs=1, ema_decay=0.5), teacher_dir=tiny_teacher, train=train,
+            dev=dev, task="toy", run_dir=run)
+    out = tmp_path / "wa.json"
+    assert script.main([str(run / "state.pt"), "--run", str(run), "--teacher", tiny_teacher, "--task", "toy",
+                        "--data-dir", str(tiny_task), "--bn-batches", "2", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["states"][0]
+    logged = [json.loads(x)["eval"] for x in (run / "metrics.jsonl").read_text().splitlines() if "eval" in x][-1]
+    assert row["raw"] == pytest.approx(logged["raw_dev_accuracy"]) and row["average"] == pytest.approx(
+        logged["dev_accuracy"])
+    assert 0 <= row["average_bn_recomputed"] <= 1 and row["bn_batches"] == 2
+    no_average = tmp_path / "plain"
+    distill(_student(tok, norm="batch"), _distill_cfg(epochs=1), teacher_dir=tiny_teacher, train=train, dev=dev,
+            task="toy", run_dir=no_average)
+    with pytest.raises(SpikebertError, match="holds no weight average"):
+        script.main([str(no_average / "state.pt"), "--run", str(no_average), "--teacher", tiny_teacher, "--task", "toy",
+                     "--data-dir", str(tiny_task), "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
