@@ -43,7 +43,7 @@ def main() -> None:
     from spikebert.converters.nir_to_torch import import_graph
     from spikebert.hardware.reference import ReferenceExecutor
 
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
     from spikebert.data import load_split
     from spikebert.students import load_student
     from spikebert.workflows import export_nir, tokenize_for_graph

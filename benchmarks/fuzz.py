@@ -682,7 +682,7 @@ def _nir_valid(graph, where: str) -> None:
 
 @functools.cache
 def nir_reader() -> Reader:
-    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.contract.nirfile import read_graph, write_graph
 
     bases, data = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -1291,17 +1291,17 @@ _FIX = {
     "tensors": "spikebert/io.py build_student -> _check_tensors (names, shapes, number kinds: no complex/bool/int "
                "tensor into a float parameter) and, after the cast into the model, every float finite and every "
                "running_var >= 0",
-    "nir-schema": "spikebert/contract/extension.py read_graph -> _node_from_dict: a schema per node type "
+    "nir-schema": "spikebert/contract/nirfile.py read_graph -> _node_from_dict: a schema per node type "
                   "(_NODE_FIELDS: required/optional fields, unknown ones refused) read by _field (arrays of finite "
                   "real numbers; ints are integers, not floats or bools; ranges such as groups >= 1, eps > 0)",
-    "nir-node": "spikebert/contract/extension.py _check_node: neuron parameters share one shape, time constants > 0, "
+    "nir-node": "spikebert/contract/nirfile.py _check_node: neuron parameters share one shape, time constants > 0, "
                 "Affine/Conv biases of the weight's output shape, weights of their rank, pad id in the vocabulary",
-    "nir-graph": "spikebert/contract/extension.py _graph_from_dict: the graph group's keys, _edges ((n, 2) names of "
+    "nir-graph": "spikebert/contract/nirfile.py _graph_from_dict: the graph group's keys, _edges ((n, 2) names of "
                  "existing nodes, no duplicates), dangling nodes refused (NIR's type inference would silently add an "
                  "Input/Output node), NIR's type-check errors and check_edge_shapes as SpikebertError",
     "nir-metadata": "spikebert/contract/extension.py _metadata: metadata is a group of finite values; time_steps an "
                     "integer >= 1, dt a finite number > 0",
-    "nir-path": "spikebert/contract/extension.py read_graph: every error of the graph's content is re-raised with "
+    "nir-path": "spikebert/contract/nirfile.py read_graph: every error of the graph's content is re-raised with "
                 "the file's path in front",
     "hdf5": "spikebert/contract/extension.py _read_hdf5_here: every exception type h5py raises on a damaged file "
             "(_HDF5_ERRORS), soft/external links, nesting deeper than 32 and datasets claiming more bytes than the "

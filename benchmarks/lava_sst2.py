@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     from spikebert.hardware.quantize import quantize_graph
     from spikebert.hardware.reference import ReferenceExecutor
 
-    from spikebert.contract.extension import read_graph
     from spikebert.contract.fileio import atomic_write_text
+    from spikebert.contract.nirfile import read_graph
     from spikebert.data import load_split
     from spikebert.workflows import export_nir, tokenize_for_graph, torch_logits
 

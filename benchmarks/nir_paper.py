@@ -208,8 +208,8 @@ def main(argv=None) -> int:
     import nir
     from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges
 
-    from spikebert.contract.extension import read_graph
     from spikebert.contract.fileio import atomic_write_text
+    from spikebert.contract.nirfile import read_graph
 
     paper = Path(args.paper)
     builds = [b for b in args.builds.split(",") if b]

@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     from spikebert.converters.torch_to_nir import export_student
 
     from spikebert.cli import main as cli
-    from spikebert.contract.extension import write_graph
     from spikebert.contract.fileio import atomic_write_text
+    from spikebert.contract.nirfile import write_graph
     from spikebert.data import load_split
     from spikebert.figures import sweep_figure
     from spikebert.recording import ActivityRecorder

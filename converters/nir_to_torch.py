@@ -48,10 +48,10 @@ from spikebert.contract.extension import (
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
-    read_graph,
     relative_matrix,
 )
 from spikebert.contract.graph import topological_order
+from spikebert.contract.nirfile import read_graph
 
 DEFAULT_DT = 1.0  # step of graphs without a "dt" entry, as spikebert.hardware.reference
 

@@ -46,6 +46,7 @@ import logging
 import nir
 import numpy as np
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.lava_network import GroupSpec, LavaNetwork
 from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 
 from spikebert.contract.errors import SpikebertError
@@ -106,7 +107,6 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
     from lava.proc.lif.process import LIFReset
     from spikebert.hardware.lava_procs.models import PyConv1x1ModelFixed, PyConv1x1ModelFloat
     from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
-    from spikebert.hardware.nir_to_lava import GroupSpec, LavaNetwork
 
     fixed = is_quantised(graph)
     if steps.recurrent:

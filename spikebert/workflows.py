@@ -75,7 +75,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 def run_demo(*, out_dir: Path, data_dir: str | None, task: str, teacher: str, teacher_samples: int,
              student_samples: int, epochs: int, sim_sentences: int, student: dict) -> dict:
     """Teacher -> student -> NIR -> Lava -> energy report, on real data. Returns the summary."""
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
     from spikebert.distill import distill
     from spikebert.energy.counting import count_operations, teacher_macs
     from spikebert.energy.profiles import get_profile
@@ -227,7 +227,7 @@ def _graph_classes(graph) -> int:
 
 def export_nir(*, model: str | Path, out: str | Path) -> Path:
     """``model.pt`` -> a NIR file (standard NIR + SB extension nodes) with the tokenizer identity."""
-    from spikebert.contract.extension import write_graph
+    from spikebert.contract.nirfile import write_graph
 
     student, payload = load_student(model, need_graph="spikebert-export --to nir (without --partial)")
     graph = kind_of(student).export_nir(student, metadata=_tokenizer_metadata(payload, model))
@@ -255,7 +255,7 @@ def export_nir_fragments(*, model: str | Path, out: str | Path) -> list[Path]:
     """A student without a whole graph -> ``out/layer{i}.key_value.nir`` (what NIR expresses) and
     ``out/fragments.json`` (what the host does between them). The folder is written whole, then
     swapped in; an existing one is replaced only if it is an earlier fragment export."""
-    from spikebert.contract.extension import write_graph
+    from spikebert.contract.nirfile import write_graph
     from spikebert.converters.spikingbert_to_nir import host_operations
     from spikebert.converters.torch_to_nir import spikingbert_gaps
 
@@ -311,7 +311,7 @@ def export_onnx(*, model: str | Path, out: str | Path | None = None, teacher: bo
 def export_netx(*, graph: str | Path, out: str | Path | None = None, dt: float | None = None) -> Path:
     """A sequential NIR graph -> lava-dl netx HDF5; a float graph is quantised first (biases on netx's
     64-unit grid)."""
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
     from spikebert.hardware.fixed_point import is_quantised
     from spikebert.hardware.lava_env import require_lava_dl
     from spikebert.hardware.nir_to_netx import export_netx as to_netx
@@ -349,7 +349,7 @@ def simulate(*, graph: str | Path, backend: str = "lava", fixed_point: bool = Fa
     (any standard NIR graph: spikes or values, x[t] drives step t); the Output's value per step is written
     to ``spikes_out`` (.npy, (T, N, *output shape)). ``dt``: the step, for graphs whose metadata has none
     (NIR stores no dt)."""
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
     from spikebert.hardware.fixed_point import is_quantised
 
     if backend not in ("lava", "reference"):
@@ -470,7 +470,7 @@ def _npy_bytes(y: np.ndarray) -> bytes:
 
 def quantize(*, graph: str | Path, out: str | Path, dt: float | None = None, bias_exp_min: int = 0) -> dict:
     """A float NIR graph -> Loihi fixed point, written as a NIR file; returns the scales chosen."""
-    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.contract.nirfile import read_graph, write_graph
     from spikebert.hardware.quantize import quantize_graph
 
     quantised = quantize_graph(read_graph(graph), dt=dt, bias_exp_min=bias_exp_min)
@@ -611,7 +611,7 @@ def _energy(*, model: str | Path, out: Path, shown: Path, teacher: str | None, t
             residual: str, tokenizer: str | None) -> EnergyResult:
     """``energy``'s work, writing into the staging folder ``out``; ``shown`` is the folder named in reports."""
     from spikebert.contract.activity import Activity
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
     from spikebert.energy.counting import count_operations
     from spikebert.energy.profiles import select_profiles
     from spikebert.energy.report import parse_formats

@@ -69,7 +69,7 @@ def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length:
     from spikebert.converters.torch_to_nir import export_student
     from spikebert.hardware.reference import ReferenceExecutor
 
-    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.contract.nirfile import read_graph, write_graph
     from spikebert.recording import record_batches
 
     write_graph(path, export_student(model))

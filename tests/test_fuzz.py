@@ -36,9 +36,9 @@ def _settings(reader: str):
 def _quick(one_thread, monkeypatch):
     """Tiny tensors: one intra-op thread (see conftest); the HDF5 child process gets 5 s, not 15 (a tiny valid
     file reads in 50 ms), so the damaged file on which HDF5 loops for ever costs 5 s."""
-    from spikebert.contract import extension
+    from spikebert.contract import nirfile
 
-    monkeypatch.setattr(extension, "HDF5_READ_LIMIT_S", 5.0)
+    monkeypatch.setattr(nirfile, "HDF5_READ_LIMIT_S", 5.0)
 
 
 @_settings("nir")
@@ -102,15 +102,15 @@ def test_the_oracle_catches_a_silent_wrong_answer(monkeypatch):
     """The properties fail a reader that accepts a NaN weight or changes the values it read."""
     import numpy as np
 
-    from spikebert.contract import extension
+    from spikebert.contract import nirfile
 
     nan_weight = Case("affine_lif", "elem", ("nodes", "fc", "weight"), (0, float("nan")))
-    real_field = extension._field
+    real_field = nirfile._field
 
     def lenient(value, kind, where):  # a reader that lets NaN through
-        return np.asarray(value) if kind == extension._A else real_field(value, kind, where)
+        return np.asarray(value) if kind == nirfile._A else real_field(value, kind, where)
 
-    monkeypatch.setattr(extension, "_field", lenient)
+    monkeypatch.setattr(nirfile, "_field", lenient)
     with pytest.raises(fuzz.ContractViolation, match="NaN or inf was written|non-finite"):
         fuzz.check("nir", nan_weight)
 

@@ -162,7 +162,7 @@ def test_failure_inside_a_process_stops_the_runtime():
 
 @pytest.mark.lava
 def test_quantize_refuses_layernorm_and_writes_a_nir_file(trained_like_model, batchnorm_student, tmp_path):
-    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.contract.nirfile import read_graph, write_graph
 
     with pytest.raises(ValueError, match="LayerNorm is not Loihi-native"):
         quantize_graph(export_student(trained_like_model))

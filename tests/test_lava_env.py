@@ -30,7 +30,7 @@ def tiny_graph(path):
     from spikebert.converters.torch_to_nir import export_student
 
     from spikebert.config import StudentConfig
-    from spikebert.contract.extension import write_graph
+    from spikebert.contract.nirfile import write_graph
     from spikebert.model import SpikeBERT
     from spikebert.teacher import load_tokenizer
     from spikebert.tokenize import tokenizer_fingerprint

@@ -158,3 +158,33 @@ def test_importing_spikebert_registers_the_extension_with_nir_read(tmp_path):
             f"g2 = nir.read({str(tmp_path / 'g.nir')!r})\n"
             "assert type(g2.nodes['pool']).__name__ == 'SBTokenMean', g2.nodes")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_modules_import_each_other():
+    """Within a layer too, imports form no cycle (a lazy import inside a function counts): a module that needs
+    another's names while that one needs its own only works by the order in which they happen to load."""
+    graph = {m: {t for _, t in imports(MODULES[m], m) if t in MODULES and t != m} for m in MODULES}
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(module):  # Tarjan's strongly connected components
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while not component or component[-1] != module:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert not cycles, f"modules that reach each other: {cycles}"

@@ -10,7 +10,7 @@ from spikebert.converters.torch_to_nir import export_student
 from spikebert.energy.counting import count_operations
 from spikebert.hardware.reference import ReferenceExecutor
 
-from spikebert.contract.extension import read_graph, write_graph
+from spikebert.contract.nirfile import read_graph, write_graph
 from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
 
 

@@ -94,7 +94,7 @@ def test_paper_cnn_exports_to_netx_from_the_command_line(tmp_path):
     from spikebert.hardware.quantize import quantize_graph
 
     from spikebert.cli import export_main
-    from spikebert.contract.extension import read_graph
+    from spikebert.contract.nirfile import read_graph
 
     assert export_main([str(CNN), "--to", "netx", "--dt", "1", "-o", str(tmp_path / "cnn.net")]) == 0
     with h5py.File(tmp_path / "cnn.net") as f:

@@ -5,7 +5,8 @@ import torch
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.reference import ReferenceExecutor
 
-from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding, read_graph, write_graph
+from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding
+from spikebert.contract.nirfile import read_graph, write_graph
 from tests.conftest import make_ids, scale_up_linears
 
 

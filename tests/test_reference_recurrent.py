@@ -139,7 +139,7 @@ def cnn_graph(seed=0) -> nir.NIRGraph:
 
 
 def test_cnn_graph_runs_and_round_trips(tmp_path):
-    from spikebert.contract.extension import read_graph, write_graph
+    from spikebert.contract.nirfile import read_graph, write_graph
 
     g = cnn_graph()
     write_graph(tmp_path / "cnn.nir", g)
@@ -182,7 +182,7 @@ def test_simulate_cli_runs_a_spike_tensor(tmp_path, capsys):
     import json
 
     from spikebert.cli import main
-    from spikebert.contract.extension import write_graph
+    from spikebert.contract.nirfile import write_graph
 
     g = rnn_graph()
     g.metadata = {}

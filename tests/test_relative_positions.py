@@ -13,7 +13,8 @@ from spikebert.hardware import kernels
 from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, read_graph, relative_matrix, write_graph
+from spikebert.contract.extension import SBSpikeAttention, relative_matrix
+from spikebert.contract.nirfile import read_graph, write_graph
 from spikebert.model import SpikeAttention, relative_offsets, shift_offsets
 from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
 

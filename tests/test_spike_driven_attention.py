@@ -12,7 +12,8 @@ from spikebert.energy.counting import count_operations
 from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeDrivenAttention, read_graph, write_graph
+from spikebert.contract.extension import SBSpikeDrivenAttention
+from spikebert.contract.nirfile import read_graph, write_graph
 from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
 
 

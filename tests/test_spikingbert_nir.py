@@ -12,7 +12,8 @@ from spikebert.converters.spikingbert_to_nir import export_fragments, fragment_n
 from spikebert.hardware import kernels
 from spikebert.hardware.reference import ReferenceExecutor
 
-from spikebert.contract.extension import SBIF, read_graph
+from spikebert.contract.extension import SBIF
+from spikebert.contract.nirfile import read_graph
 from spikebert.spikingbert import IFPopulations, if_step
 from tests.conftest import make_ids
 from tests.test_spikingbert import firing_model, tiny
@@ -69,7 +70,7 @@ def test_sbif_rejects_bad_parameters():
 def test_fragments_reproduce_the_simulated_key_and_value_spikes(tmp_path, leak):
     """Fed the recorded spikes of its input population, each layer's fragment (written and read back)
     fires exactly the K and V spikes of the PyTorch simulation, at every step and token."""
-    from spikebert.contract.extension import write_graph
+    from spikebert.contract.nirfile import write_graph
 
     cfg = tiny(leak=leak)
     model = firing_model(cfg).eval()

@@ -36,7 +36,7 @@ class NodeGroup(AbstractProcess):
     (the sum of every OutPort connected to ``s_in``), steps the nodes in topological order and
     sends the last node's output.
 
-    ``spec`` (a ``spikebert.hardware.nir_to_lava.GroupSpec``) names the nodes, their internal edges, which
+    ``spec`` (a ``spikebert.hardware.lava_network.GroupSpec``) names the nodes, their internal edges, which
     nodes read the external input, the batch, T, the group's latency (the step at which its first
     sentence arrives, minus one) and the token masks; state resets at the start of every sentence
     window. ``stats`` accumulates per recorded node the activity counts, over real tokens and

@@ -1,7 +1,7 @@
 """The NIR contract: what training, hardware and energy exchange, with no torch.
 
-- :mod:`~spikebert.contract.extension`: the SB extension nodes, ``read_graph`` / ``write_graph``;
-  importing it registers the nodes with ``nir.read``;
+- :mod:`~spikebert.contract.extension`: the SB extension nodes; importing it registers them with ``nir.read``;
+- :mod:`~spikebert.contract.nirfile`: ``read_graph`` (checks everything a file holds) and ``write_graph``;
 - :mod:`~spikebert.contract.graph`: topological order, predecessors, port shapes;
 - :mod:`~spikebert.contract.activity`: recorded activity, the energy module's input;
 - :mod:`~spikebert.contract.fileio`: atomic writes;
