@@ -18,6 +18,9 @@ batch, C = channels, so that one 1 x 1 ``Conv`` is a token-wise layer for a whol
 * ``SBSpikeAttention`` (Q K^T V, a product of two spike tensors) -> a custom ``NodeGroup``: lava-nc has no
   process for it. On Loihi 2 it could run as graded spikes through ``ProdNeuron``-style neurons (the
   elementwise products) with the sums over keys in dendritic accumulation, or on the host/embedded CPU.
+* ``SBSpikeDrivenAttention`` (Spike-driven Transformer's mask-and-add: its own population of Σ K ⊙ V and the Q
+  mask) -> a custom ``NodeGroup`` reading its QKV population's spikes; its output is binary, so the projection
+  after it is a lava-nc ``Conv`` like any other.
 * the readout (``SBTokenMean`` -> classifier ``Affine`` -> Output) -> a custom host ``NodeGroup``: a mean over
   tokens and a float classifier, which on Loihi 2 reads the final spikes (or graded sums) off-chip.
 * the token encoder (embedding + threshold) is the host ``TokenSpikeSource``, as in every build.
@@ -112,10 +115,6 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
     if steps.recurrent:
         raise SpikebertError(f"fuse='deploy' does not map recurrent edges {steps.recurrent} yet; use fuse='none' or "
                              "'blocks'")
-    sdsa = [n for n in compute if isinstance(graph.nodes[n], SBSpikeDrivenAttention)]
-    if sdsa:
-        raise SpikebertError(f"fuse='deploy' does not map spike-driven attention {sdsa} (its own population and the Q "
-                             "mask) yet; use fuse='blocks'")
     preds = steps.preds
     nodes = graph.nodes
     inventory: list[DeployProcess] = []
@@ -238,7 +237,8 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
             internal[key] = [out_name]
             order.append(key)
             out = key
-        recorded = [n for n in names if isinstance(nodes[n], (*SYNAPSES, SBSpikeAttention, SBTokenMean))]
+        recorded = [n for n in names
+                    if isinstance(nodes[n], (*SYNAPSES, SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean))]
         spec = GroupSpec(nodes=group_nodes, order=order, internal_preds=internal, entries=entries, recorded=recorded,
                          dt=dt, time_steps=T, latency=at, n_batches=n_batches, masks=masks, error_path=error_path,
                          output=out)
@@ -267,7 +267,18 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
             pseudo_shapes[key] = nir_shape(leaf)
         return key
 
-    for pop in [n for n in compute if isinstance(nodes[n], SPIKING)]:
+    for pop in [n for n in compute if isinstance(nodes[n], (*SPIKING, SBSpikeDrivenAttention))]:
+        if isinstance(nodes[pop], SBSpikeDrivenAttention):  # a spike source of its own, read by lava-nc Convs
+            (src,) = preds[pop]
+            if src not in ports or not isinstance(nodes[src], BINARY):
+                raise SpikebertError(f"fuse='deploy': spike-driven attention {pop!r} reads {src!r}, which is not a "
+                                     "population; use fuse='blocks'")
+            at = ports[src][2]
+            proc = group([pop], entry_shape=nir_shape(src), out_name=pop, at=at)
+            port(src, "nir", at).connect(proc.s_in)
+            ports[pop] = (proc.a_out, "nir", at)
+            inventory.append(DeployProcess(proc.name, "custom spike-driven attention", [pop], source=src))
+            continue
         gain = gain_of(pop)
         terms = []  # (port-maker, latency, description)
         bias = np.zeros(nir_shape(pop)[0])

@@ -141,14 +141,48 @@ def test_fixed_point_refuses_what_it_cannot_make_exact(sdsa_batchnorm):
 
 
 @pytest.mark.lava
-def test_sdsa_is_refused_by_the_deployable_build(tiny_cfg):
-    """``deploy`` maps populations to lava-nc processes and has no mapping for SDSA's own population and Q mask:
-    it says so by name, in float and fixed point."""
+@pytest.mark.parametrize("quantised", [False, True], ids=["float", "fixed"])
+def test_sdsa_student_deploys(sdsa_batchnorm, quantised):
+    """``deploy``: SDSA is one custom process (its own population and the Q mask, the reference's step) whose
+    binary output lava-nc Convs read; every other synapse and population stays lava-nc's. Fixed point: bit for bit
+    the reference executor, the attention's counts included; float: the same outputs up to the order of float
+    sums (a join's Convs converge on the population)."""
     from spikebert.hardware.lava_runner import run_lava
     from spikebert.hardware.quantize import quantize_graph
 
-    cfg = dataclasses.replace(tiny_cfg, attention="sdsa", residual="membrane", norm="batch")
-    graph = export_student(make_student(cfg, seed=4, attention_bias=1.5))
-    for g in (graph, quantize_graph(graph)):
-        with pytest.raises(SpikebertError, match="b0_attn"):
-            run_lava(g, make_ids(2, 8, cfg.vocab_size).numpy(), batch_size=2, fuse="deploy", progress=False)
+    graph = export_student(sdsa_batchnorm)
+    graph = quantize_graph(graph) if quantised else graph
+    ids = make_ids(5, 8, sdsa_batchnorm.cfg.vocab_size).numpy()
+    ref = ReferenceExecutor(graph)
+    expected = ref.run(ids, record=("b0_attn", "b1_attn"))
+    assert expected.spikes["b0_attn"].any() and expected.spikes["b1_attn"].any()
+    run = run_lava(graph, ids, batch_size=2, fuse="deploy", progress=False)  # 3 windows, filler rows in the last
+    if quantised:
+        np.testing.assert_array_equal(run.step_outputs, expected.step_outputs)
+    else:
+        np.testing.assert_allclose(run.step_outputs, expected.step_outputs, rtol=0, atol=1e-12)
+    for name in ("b0_attn", "b1_attn", "pool", "classifier"):  # what custom processes compute is recorded
+        assert run.activity.nodes[name].same_counts(ref.activity.nodes[name]), name
+
+
+@pytest.mark.lava
+def test_sdsa_deploy_inventory(sdsa_batchnorm):
+    """Without running: each SDSA node is one custom process reading its QKV population; the projections that
+    read SDSA's spikes are lava-nc Convs, and no population is left custom."""
+    from spikebert.hardware.lava_runner import _batched, _token_source
+    from spikebert.hardware.nir_to_lava import build_network
+    from spikebert.hardware.reference import encode_tokens
+
+    graph = export_student(sdsa_batchnorm)
+    ids = make_ids(2, 8, sdsa_batchnorm.cfg.vocab_size).numpy()
+    enc = encode_tokens(graph, ids)
+    mask = enc.mask if enc.mask is not None else np.ones(ids.shape, bool)
+    net = build_network(graph, source_node=enc.first_node, source=_token_source(_batched(enc.spikes, 2), 4, None),
+                        batch=2, n_batches=1, time_steps=int(graph.metadata["time_steps"]),
+                        dt=graph.metadata.get("dt"), masks=_batched(mask, 2), fuse="deploy")
+    attention = [p for p in net.inventory if p.kind == "custom spike-driven attention"]
+    assert [(p.nodes, p.source) for p in attention] == [(["b0_attn"], "b0_qkv_lif"), (["b1_attn"], "b1_qkv_lif")]
+    convs = [p for p in net.inventory if p.kind == "lava-nc Conv"]
+    assert {p.source for p in convs if p.nodes in (["b0_proj"], ["b1_proj"])} == {"b0_attn", "b1_attn"}
+    lifs = {p.nodes[0] for p in net.inventory if p.kind == "lava-nc LIFReset"}
+    assert lifs == {n for n, node in graph.nodes.items() if type(node).__name__ == "LIF"}
