@@ -32,6 +32,9 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/rel8-ema --teacher-run runs/full/teacher --teacher-samples 0 \
         --epochs 3 --relative-distance 8 --ema-decay 0.999 --read-test \
         --out benchmarks/results/student_sst2_rel8_ema.json   # weight average (raw weights logged beside it)
+    python benchmarks/student_sst2.py --runs runs/rel8-kd4 --teacher-run runs/full/teacher --teacher-samples 0 \
+        --epochs 3 --relative-distance 8 --kd-temperature 4 --read-test \
+        --out benchmarks/results/student_sst2_rel8_kd4.json   # KD temperature 4
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
