@@ -391,6 +391,7 @@ def distill(
 
     evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
                                         task=task, cfg=cfg)
+
     def calibrate(m):  # the average's batch-norm statistics, recomputed for its weights (cfg.ema_bn_batches)
         recompute_batch_norm(m.student, batcher, data, batches=cfg.ema_bn_batches, batch_size=cfg.batch_size,
                              seed=cfg.seed)
