@@ -872,6 +872,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
                            lr=POSITIVE, weight_decay=WEIGHT, w_feat=POSITIVE, checkpoint_every=_int(0), seed=SEED),
     "DistillConfig": dict(train_samples=_int(0), epochs=_int(1), batch_size=_int(1), lr=POSITIVE, weight_decay=WEIGHT,
                           w_ce=WEIGHT, w_kd=WEIGHT, w_feat=WEIGHT, w_emb=WEIGHT, kd_temperature=POSITIVE,
+                          kd_temperature_final=WEIGHT,
                           checkpoint_every=_int(0), seed=SEED),
     "SpikingBERTConfig": dict(vocab_size=_int(1), num_classes=_int(1), max_len=_int(1), dim=_int(1), depth=_int(1),
                               heads=_int(1), mlp_ratio=POSITIVE, time_steps=_int(1), threshold=POSITIVE,

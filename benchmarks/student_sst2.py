@@ -35,14 +35,18 @@ on the same sentences, and — only with ``--read-test``, once, after the recipe
     python benchmarks/student_sst2.py --runs runs/rel8-kd4 --teacher-run runs/full/teacher --teacher-samples 0 \
         --epochs 3 --relative-distance 8 --kd-temperature 4 --read-test \
         --out benchmarks/results/student_sst2_rel8_kd4.json   # KD temperature 4
+    python benchmarks/student_sst2.py --runs runs/rel8-kd4to1 --teacher-run runs/full/teacher --teacher-samples 0 \
+        --epochs 3 --relative-distance 8 --kd-temperature 4 --kd-temperature-final 1 --read-test \
+        --out benchmarks/results/student_sst2_rel8_kd4to1.json   # KD temperature annealed from 4 to 1
 
 ``--relative-distance R`` gives the student relative positions in its attention (``relative_distance = R``,
 shift start; see the ablation). ``--seed S`` changes only the student's seed (its initialisation and batch
 order); with ``--teacher-run`` pointing at a trained teacher, the runs differ in the student alone.
 ``--kd-temperature K`` sets the KD loss's temperature (``DistillConfig.kd_temperature``; 1 by default, as the
-official code) in every student stage. ``--ema-decay D`` makes every student stage keep an exponential moving
-average of its weights (``DistillConfig.ema_decay``): the average is what is evaluated, selected on dev and
-reported; the trained weights' own dev accuracy is logged beside it per epoch (``raw_dev_accuracy``).
+official code) in every student stage; with ``--kd-temperature-final F`` it moves linearly, step by step, from
+K to F over each stage (``DistillConfig.kd_temperature_final``). ``--ema-decay D`` makes every student stage keep
+an exponential moving average of its weights (``DistillConfig.ema_decay``): the average is what is evaluated,
+selected on dev and reported; the trained weights' own dev accuracy is logged beside it per epoch (``raw_dev_accuracy``).
 ``--ema-bn-batches N`` recomputes the average's batch-norm statistics on N training batches before each
 evaluation (``DistillConfig.ema_bn_batches``); without it they are averaged with the weights, and the first
 full-scale run showed what that does (``benchmarks/weight_average_sst2.py``).
@@ -108,6 +112,9 @@ def main(argv=None) -> int:
                         "0 = off, the recipe's default)")
     p.add_argument("--kd-temperature", type=float, default=None,
                    help="the KD loss's temperature (default: DistillConfig's, 1, as the official code)")
+    p.add_argument("--kd-temperature-final", type=float, default=None,
+                   help="anneal the KD temperature linearly, step by step, from --kd-temperature to this over each "
+                        "student stage (DistillConfig.kd_temperature_final; default 0, constant)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="keep an exponential moving average of the student's weights and select, save and report "
                         "it (DistillConfig.ema_decay; default 0, off, as the official code)")
@@ -135,7 +142,8 @@ def main(argv=None) -> int:
     student_run = runs / "sst2-student"
     me = [sys.executable, *sys.argv]
     # the student's own overrides, the same in every student stage
-    own = {"seed": args.seed, "kd_temperature": args.kd_temperature, "ema_decay": args.ema_decay,
+    own = {"seed": args.seed, "kd_temperature": args.kd_temperature,
+           "kd_temperature_final": args.kd_temperature_final, "ema_decay": args.ema_decay,
            "ema_bn_batches": args.ema_bn_batches}
     own = {key: value for key, value in own.items() if value is not None}
     overrides = student_overrides(args.relative_distance)

@@ -158,8 +158,9 @@ DOMAINS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
                            checkpoint_every=_at_least(0), seed=_SEED),
     "DistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1), lr=_POSITIVE,
                           weight_decay=_at_least(0), w_ce=_at_least(0), w_kd=_at_least(0), w_feat=_at_least(0),
-                          w_emb=_at_least(0), kd_temperature=_POSITIVE, checkpoint_every=_at_least(0), seed=_SEED,
-                          ema_decay=((lambda v: 0 <= v < 1), "in [0, 1)"), ema_bn_batches=_at_least(0)),
+                          w_emb=_at_least(0), kd_temperature=_POSITIVE, kd_temperature_final=_at_least(0),
+                          checkpoint_every=_at_least(0), seed=_SEED, ema_decay=((lambda v: 0 <= v < 1), "in [0, 1)"),
+                          ema_bn_batches=_at_least(0)),
     "SpikingBERTConfig": dict(**_SIZES, mlp_ratio=_POSITIVE, layer_norm_eps=_POSITIVE),
     "SpikingDistillConfig": dict(train_samples=_at_least(0), epochs=_at_least(1), batch_size=_at_least(1),
                                  lr=_POSITIVE, warmup_ratio=_RATE, weight_decay=_at_least(0),
@@ -361,6 +362,9 @@ class DistillConfig(ConfigBase):
     w_feat: float = 0.003125
     w_emb: float = 0.1
     kd_temperature: float = 1.0  # official: no temperature
+    # 0 = off (the temperature stays kd_temperature). With a value > 0 the temperature moves linearly, step by
+    # step, from kd_temperature at the first step to this at the last (softer targets early, sharper late)
+    kd_temperature_final: float = 0.0
     emb_rows: typing.Literal["vocab", "batch"] = "vocab"  # official: the whole vocabulary matrix
     embedding_init: typing.Literal["teacher", "random"] = "teacher"  # official: random N(0, 1)
     augment: AugmentConfig | None = AugmentConfig()

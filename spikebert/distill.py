@@ -132,6 +132,16 @@ def embedding_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, emb_map
     return F.mse_loss(mapped, teacher_emb)
 
 
+def kd_temperature(cfg: DistillConfig, progress: float) -> float:
+    """The KD temperature at ``progress`` in [0, 1] of the run: ``cfg.kd_temperature`` throughout, or, with
+    ``cfg.kd_temperature_final`` > 0, linear from the one to the other."""
+    if not 0.0 <= progress <= 1.0:
+        raise SpikebertError(f"training progress must be in [0, 1], got {progress}")
+    if cfg.kd_temperature_final <= 0:
+        return cfg.kd_temperature
+    return cfg.kd_temperature + (cfg.kd_temperature_final - cfg.kd_temperature) * progress
+
+
 def distill_loss(
     cfg: DistillConfig,
     *,
@@ -142,10 +152,12 @@ def distill_loss(
     teacher_feats: list[torch.Tensor],
     mask: torch.Tensor,
     emb: torch.Tensor | None = None,
+    progress: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. KD. ``mask`` (B, L) selects the tokens of FEAT; ``emb`` is the embedding term, if any."""
+    """Eq. KD. ``mask`` (B, L) selects the tokens of FEAT; ``emb`` is the embedding term, if any; ``progress``
+    (0 at the first step, 1 at the last) places the step on the KD temperature's schedule."""
     ce = F.cross_entropy(student_logits, labels)
-    tau = cfg.kd_temperature
+    tau = kd_temperature(cfg, progress)
     kd = F.kl_div(
         F.log_softmax(student_logits / tau, -1), F.softmax(teacher_logits.to(student_logits.dtype) / tau, -1),
         reduction="batchmean",
@@ -153,6 +165,8 @@ def distill_loss(
     feat = feature_loss(student_feats, teacher_feats, mask)
     total = cfg.w_ce * ce + cfg.w_kd * kd + cfg.w_feat * feat
     parts = {"ce": ce, "kd": kd, "feat": feat}
+    if cfg.kd_temperature_final > 0:  # annealed: the log shows where the schedule stands
+        parts["kd_temperature"] = torch.tensor(tau)
     if emb is not None:
         total = total + cfg.w_emb * emb
         parts["emb"] = emb
@@ -387,7 +401,7 @@ def distill(
         return distill_loss(cfg, student_logits=s_out.logits, teacher_logits=t_logits.to(device),
                             labels=labels.to(device), student_feats=s_feats,
                             teacher_feats=[t.to(device) for t in t_feats], mask=_feature_mask(enc),
-                            emb=emb)
+                            emb=emb, progress=trainer.progress())
 
     evaluate, save_best = dev_selection(batcher, dev, run_dir=run_dir, tokenizer=tokenizer, teacher_dir=teacher_dir,
                                         task=task, cfg=cfg)

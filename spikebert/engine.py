@@ -158,7 +158,7 @@ class Trainer:
                                  {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         self.steps_per_epoch = len(epoch_batches(n_examples, batch_size=cfg.batch_size, seed=cfg.seed, epoch=0,
                                                  rank=self.acc.process_index, world=self.acc.num_processes))
-        total = cfg.epochs * self.steps_per_epoch
+        total = self.total_steps = cfg.epochs * self.steps_per_epoch
         warmup = math.ceil(cfg.warmup_ratio * total)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, total, warmup))
         self.model, self.opt = self.acc.prepare(model, opt)
@@ -183,6 +183,10 @@ class Trainer:
                 (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
 
     # -- state ---------------------------------------------------------------------------------
+    def progress(self) -> float:
+        """Where the next step stands in the run: 0 at the first step, 1 at the last (for schedules)."""
+        return min(1.0, self.state.global_step / max(1, self.total_steps - 1))
+
     def _save_state(self) -> None:
         if not self.acc.is_main_process:
             return

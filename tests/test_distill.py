@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from spikebert.config import DistillConfig
-from spikebert.distill import distill_loss, teacher_layer_map
+from spikebert.contract.errors import SpikebertError
+from spikebert.distill import distill_loss, kd_temperature, teacher_layer_map
 from spikebert.io import load_checkpoint
 from spikebert.model import SpikeBERT
 from spikebert.students import load_student, save_student
@@ -46,6 +47,23 @@ def test_temperature_scales_kd():
                             student_feats=[], teacher_feats=[], mask=torch.ones(1, 1, dtype=torch.bool))
     p, q = torch.softmax(t / 2, -1), torch.softmax(s / 2, -1)
     assert parts["kd"] == pytest.approx(4 * (p * (p / q).log()).sum().item(), rel=1e-6)
+
+
+def test_kd_temperature_anneals_linearly_from_first_to_last_step():
+    constant, annealed = DistillConfig(kd_temperature=4.0), DistillConfig(kd_temperature=4.0, kd_temperature_final=1.0)
+    assert [kd_temperature(constant, p) for p in (0.0, 0.5, 1.0)] == [4.0, 4.0, 4.0]
+    assert [kd_temperature(annealed, p) for p in (0.0, 0.5, 1.0)] == [4.0, 2.5, 1.0]
+    with pytest.raises(SpikebertError, match="progress"):
+        kd_temperature(annealed, 1.5)
+    with pytest.raises(SpikebertError, match="kd_temperature_final"):
+        DistillConfig.from_dict({"kd_temperature_final": -1.0})
+    # the loss uses the scheduled temperature: at the end of an annealed run, the temperature-1 loss
+    s, t = torch.tensor([[1.0, -1.0]]), torch.tensor([[-1.0, 1.0]])
+    common = dict(student_logits=s, teacher_logits=t, labels=torch.tensor([0]), student_feats=[], teacher_feats=[],
+                  mask=torch.ones(1, 1, dtype=torch.bool))
+    _, end = distill_loss(annealed, progress=1.0, **common)
+    _, plain = distill_loss(DistillConfig(), **common)
+    assert end["kd"] == pytest.approx(plain["kd"]) and end["kd_temperature"] == 1.0
 
 
 def test_checkpoint_roundtrip_is_weights_only(tmp_path, tiny_cfg):

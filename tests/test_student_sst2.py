@@ -40,7 +40,8 @@ def stages(monkeypatch, tmp_path, *argv) -> list[dict]:
 
 
 def test_kd_temperature_seed_and_ema_reach_every_student_stage(monkeypatch, tmp_path):
-    calls = stages(monkeypatch, tmp_path, "--kd-temperature", "2", "--seed", "3", "--augment", "1",
+    calls = stages(monkeypatch, tmp_path, "--kd-temperature", "2", "--kd-temperature-final", "1",
+                   "--seed", "3", "--augment", "1",
                    "--stage3-count", "2", "--teacher-epochs", "2", "--ema-decay", "0.999",
                    "--ema-bn-batches", "50")
     teacher, *students = calls
@@ -49,10 +50,12 @@ def test_kd_temperature_seed_and_ema_reach_every_student_stage(monkeypatch, tmp_
     assert [c["stage"] for c in students] == ["distill"] * 3  # stage 2, then two further stages
     for call in students:
         assert call["overrides"]["kd_temperature"] == 2.0 and call["overrides"]["seed"] == 3
+        assert call["overrides"]["kd_temperature_final"] == 1.0
         assert call["overrides"]["ema_decay"] == 0.999 and call["overrides"]["ema_bn_batches"] == 50
 
 
 def test_without_them_the_config_defaults_hold(monkeypatch, tmp_path):
     _, student = stages(monkeypatch, tmp_path)
-    assert not {"kd_temperature", "seed", "ema_decay", "ema_bn_batches"} & set(student["overrides"])
+    assert not {"kd_temperature", "kd_temperature_final", "seed", "ema_decay", "ema_bn_batches"} & set(
+        student["overrides"])
     assert student["student_overrides"] == student_sst2.student_overrides(0)

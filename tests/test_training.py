@@ -77,7 +77,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, tin
     tok = load_tokenizer(tiny_teacher)
     train, dev = (load_split("toy", s, data_dir=tiny_task) for s in ("train", "dev"))
     kw = {"teacher_dir": tiny_teacher, "train": train, "dev": dev, "task": "toy"}
-    cfg = _distill_cfg()
+    # the batch-norm run anneals its KD temperature: the schedule, which reads the step, resumes exactly too
+    cfg = _distill_cfg(**({"kd_temperature": 4.0, "kd_temperature_final": 1.0} if norm == "batch" else {}))
     straight = distill(_student(tok, norm=norm), cfg, run_dir=tmp_path / "a", **kw)
     with pytest.raises(Interrupted):
         distill(_student(tok, norm=norm), cfg, run_dir=tmp_path / "b", stop_after_steps=7, **kw)  # mid-epoch 2
@@ -252,6 +253,34 @@ def test_trainer_removes_temporaries_left_by_a_kill(tmp_path):
     Trainer(run_dir=tmp_path, model=torch.nn.Linear(2, 2), n_examples=4, desc="t", fingerprint={},
             cfg=LoopConfig(epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, seed=0))
     assert not stale.exists() and other.read_text() == "mine"
+
+
+def test_trainer_progress_runs_from_0_to_1_over_every_step_and_survives_a_resume(tmp_path):
+    """The KD temperature's schedule reads ``Trainer.progress``: 0 at the first step, 1 at the last, step by
+    step across epochs, and a resumed run carries on where it stopped."""
+    from spikebert.engine import LoopConfig, Trainer
+
+    cfg = LoopConfig(epochs=2, batch_size=2, lr=1e-3, weight_decay=0.0, seed=0, checkpoint_every=1)
+
+    def run(stop_after_steps=0):
+        trainer = Trainer(run_dir=tmp_path, model=torch.nn.Linear(2, 2), n_examples=5, desc="t", fingerprint={},
+                          cfg=cfg)
+        seen = []
+
+        def step(m, idx):
+            seen.append(trainer.progress())
+            loss = m(torch.ones(len(idx), 2)).sum()
+            return loss, {"loss": loss.item()}
+
+        try:
+            trainer.fit(step, lambda m: {"metric": 0.0}, lambda m, metrics: None,
+                        stop_after_steps=stop_after_steps)
+        except Interrupted:
+            pass
+        return seen
+
+    first, rest = run(stop_after_steps=4), run()
+    assert first + rest == pytest.approx([k / 5 for k in range(6)])  # 3 batches per epoch, 6 steps
 
 
 def test_teacher_extends_its_vocabulary_for_an_uncovered_script(tmp_path, tiny_teacher):
