@@ -116,13 +116,13 @@ def main() -> None:
 
     started, made = time.perf_counter(), provenance()
 
+    from transformers import AutoConfig
+
+    from spikebert.data import load_split
     from spikebert.energy import lemaire
     from spikebert.energy.counting import teacher_counts
     from spikebert.energy.profiles import get_profile
     from spikebert.energy.report import PJ_PER_MJ, EnergyReport
-    from transformers import AutoConfig
-
-    from spikebert.data import load_split
     from spikebert.teacher import load_tokenizer, resolve_teacher_name
     from spikebert.tokenize import Batcher
 

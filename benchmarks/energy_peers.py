@@ -1,6 +1,6 @@
 """Cross-check the energy module against NeuroBench 2.3.0 and SpikingJelly 2.0.0 (issue #18).
 
-Two tiny freshly initialised students that fire (built as ``tests/conftest.py`` ``make_student``:
+Two tiny freshly initialised students that fire (built as ``spikebert.testing.make_student``:
 random weights scaled up; no trained student is on this machine) on the offline MiniLM tokenizer:
 (a) SpikeBERT with the SEW (integer) residual, (b) SpikingBERT. The same sentences (the first N of
 SST-2 dev) go through
@@ -47,7 +47,7 @@ REL = 1e-9  # equal: within float rounding
 # ---- the students (both sides build them from the same seed and config) ---------------------------------
 
 def build_spikebert(vocab: int, ids_for_stats, *, seed: int = 0):
-    """As tests/conftest.py make_student: N(0, 0.5) Linear weights and biases, batch-norm statistics from
+    """As spikebert.testing make_student: N(0, 0.5) Linear weights and biases, batch-norm statistics from
     one training-mode batch, norm scales in [0.5, 1.5], a +1 bias on the Q/K/V norm (so attention fires)."""
     import torch
 
@@ -136,7 +136,6 @@ def our_counts(kind: str, model, ids_list, padded, teacher_config: dict, lengths
     from spikebert.energy.counting import count_operations, spikingbert_counts, teacher_counts
     from spikebert.energy.profiles import select_profiles
     from spikebert.energy.report import EnergyReport
-
     from spikebert.students import kind_of
 
     def rows_of(ids):
@@ -475,10 +474,11 @@ def sj_lemaire_check() -> dict:
     """Ours against SpikingJelly's Lemaire profiler on a small network: dense-input Linear -> LIF ->
     Linear (spike input) -> IF -> Linear (spike input) -> LIF, T = 3, batch 1, 5 positions."""
     import torch
-    from spikebert.energy import lemaire
-    from spikebert.energy.counting import LayerCount
     from spikingjelly.activation_based import layer, neuron
     from spikingjelly.activation_based.op_counter import LemaireEnergyConfig, estimate_lemaire_energy
+
+    from spikebert.energy import lemaire
+    from spikebert.energy.counting import LayerCount
 
     torch.manual_seed(1)
     T, P = 3, 5

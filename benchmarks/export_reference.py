@@ -40,11 +40,10 @@ def main() -> None:
     started = provenance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from spikebert.converters.nir_to_torch import import_graph
-    from spikebert.hardware.reference import ReferenceExecutor
-
     from spikebert.contract.nirfile import read_graph
+    from spikebert.converters.nir_to_torch import import_graph
     from spikebert.data import load_split
+    from spikebert.hardware.reference import ReferenceExecutor
     from spikebert.students import load_student
     from spikebert.workflows import export_nir, tokenize_for_graph
 

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
 
 from provenance import provenance  # noqa: E402
+
 from spikebert.converters.spikingbert_to_nir import FRAGMENT_POPULATIONS  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/lava_deployable_sst2.py --out benchmarks/results/lava_deployable_sst2.json
 
-No trained student exists on this machine: the student is freshly initialised (tests/conftest.py make_student,
+No trained student exists on this machine: the student is freshly initialised (spikebert.testing make_student,
 seeded, weights scaled so that every layer fires) with the architecture of benchmarks/configs/student-sst2.json
 (depth 2, D = 256, 8 heads, MLP 1024, 64 tokens, T = 4), batch norm (it folds into the weights and quantises)
 and spike residuals, on the offline tokenizer "minilm-offline", saved and exported with spikebert-export. Its
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package, and the benchmarks' helpers
 
 from provenance import load_average, provenance  # noqa: E402
+
 from spikebert.hardware.lava_runner import prepare_lava  # noqa: E402
 
 log = logging.getLogger("lava_deployable_sst2")
@@ -46,7 +47,7 @@ def make_graph(workdir: Path, *, seed: int, attention_bias: float) -> tuple[Path
     from spikebert.config import StudentConfig
     from spikebert.students import save_student
     from spikebert.teacher import load_tokenizer
-    from tests.conftest import make_student
+    from spikebert.testing import make_student
 
     tok = load_tokenizer("minilm-offline")
     arch = json.loads((ROOT / "benchmarks" / "configs" / "student-sst2.json").read_text())
@@ -66,10 +67,10 @@ def operation_shares(graph, inventory, ids, *, batch_size: int) -> dict:
     """Synaptic operations and neuron updates of the deployable build, in lava-nc vs custom processes, counted
     on the reference executor's spikes (the fixed-point build equals them bit for bit)."""
     import nir
-    from spikebert.hardware.quantize import SPIKING
-    from spikebert.hardware.reference import ReferenceExecutor, encode_tokens
 
     from spikebert.contract.extension import SBSpikeAttention, SBTokenMean
+    from spikebert.hardware.quantize import SPIKING
+    from spikebert.hardware.reference import ReferenceExecutor, encode_tokens
 
     convs = [p for p in inventory if p.kind == "lava-nc Conv"]
     sources = sorted({p.source for p in convs})
@@ -127,18 +128,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from spikebert.hardware.lava_runner import run_lava
-    from spikebert.hardware.quantize import quantize_graph
-    from spikebert.hardware.reference import ReferenceExecutor
-
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.contract.nirfile import read_graph
     from spikebert.data import load_split
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.quantize import quantize_graph
+    from spikebert.hardware.reference import ReferenceExecutor
     from spikebert.workflows import tokenize_for_graph
 
     result: dict = {**provenance(),
                     "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-                    "student": "freshly initialised (tests/conftest.py make_student, seed "
+                    "student": "freshly initialised (spikebert.testing make_student, seed "
                                f"{args.seed}, attention_bias {args.attention_bias}): no trained student on this "
                                "machine; accuracy is chance, the build is what is measured"}
     with tempfile.TemporaryDirectory(prefix="deployable-") as tmp:
@@ -200,6 +200,7 @@ def main(argv=None) -> int:
 def _inventory(graph, ids):
     """The deployable build's process inventory (built, not run)."""
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
+
     from spikebert.hardware.lava_runner import _batched, _token_source
     from spikebert.hardware.nir_to_lava import build_network
     from spikebert.hardware.reference import encode_tokens

@@ -21,6 +21,7 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # package, helpers
 
 from provenance import load_average, provenance  # noqa: E402
+
 from spikebert.hardware.lava_runner import prepare_lava  # noqa: E402
 
 log = logging.getLogger("lava_sst2")
@@ -38,13 +39,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from spikebert.hardware.lava_runner import run_lava
-    from spikebert.hardware.quantize import quantize_graph
-    from spikebert.hardware.reference import ReferenceExecutor
-
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.contract.nirfile import read_graph
     from spikebert.data import load_split
+    from spikebert.hardware.lava_runner import run_lava
+    from spikebert.hardware.quantize import quantize_graph
+    from spikebert.hardware.reference import ReferenceExecutor
     from spikebert.workflows import export_nir, tokenize_for_graph, torch_logits
 
     out = Path(args.out)

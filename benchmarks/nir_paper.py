@@ -206,10 +206,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import nir
-    from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges
 
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.contract.nirfile import read_graph
+    from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges
 
     paper = Path(args.paper)
     builds = [b for b in args.builds.split(",") if b]

@@ -40,11 +40,11 @@ def main(argv=None) -> int:
 
     prepare_lava()  # the energy command may run Lava: fix the start method before tqdm does
     import torch
-    from spikebert.converters.torch_to_nir import export_student
 
     from spikebert.cli import main as cli
     from spikebert.contract.fileio import atomic_write_text
     from spikebert.contract.nirfile import write_graph
+    from spikebert.converters.torch_to_nir import export_student
     from spikebert.data import load_split
     from spikebert.figures import sweep_figure
     from spikebert.recording import ActivityRecorder

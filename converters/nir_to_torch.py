@@ -37,7 +37,6 @@ import nirtorch
 import numpy as np
 import torch
 import torch.nn.functional as F
-from spikebert.hardware.kernels import lif_coefficients
 from torch import nn
 
 from spikebert.contract.errors import SpikebertError, UnsupportedError
@@ -52,6 +51,7 @@ from spikebert.contract.extension import (
 )
 from spikebert.contract.graph import topological_order
 from spikebert.contract.nirfile import read_graph
+from spikebert.hardware.kernels import lif_coefficients
 
 DEFAULT_DT = 1.0  # step of graphs without a "dt" entry, as spikebert.hardware.reference
 

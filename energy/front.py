@@ -13,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from spikebert.energy.report import PJ_PER_MJ, EnergyReport, _tex
-
 from spikebert.contract.errors import SpikebertError
+from spikebert.energy.report import PJ_PER_MJ, EnergyReport, _tex
 
 TEACHER = "teacher"
 BULLET = "$\\bullet$"

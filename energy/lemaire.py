@@ -46,9 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from spikebert.energy.counting import LayerCount
-
 from spikebert.contract.errors import SpikebertError
+from spikebert.energy.counting import LayerCount
 
 WORD_BYTES = 4
 FIFO_ELEMENTS = 1000

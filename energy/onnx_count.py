@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from spikebert.energy.counting import LayerCount, TeacherCount, mean_rows
 
 from spikebert.contract.errors import SpikebertError
+from spikebert.energy.counting import LayerCount, TeacherCount, mean_rows
 
 COUNTED_OPS = ("MatMul", "Gemm")
 FIRST_TOKEN_ID = 0  # any valid id: the shapes do not depend on the token values

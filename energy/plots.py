@@ -136,9 +136,8 @@ def front_figure(points):
 def write_front(points, out_dir: Path, *, stem: str = "front") -> list[Path]:
     """``STEM.png``, ``STEM.pdf``, ``STEM.tex`` (the table of :func:`spikebert.energy.front.front_latex`) and
     ``STEM.json`` (the points)."""
-    from spikebert.energy.front import front_latex
-
     from spikebert.contract.fileio import atomic_write, atomic_write_text
+    from spikebert.energy.front import front_latex
 
     fig = front_figure(points)
     paths = []

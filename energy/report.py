@@ -14,11 +14,10 @@ import io
 import json
 from pathlib import Path
 
+from spikebert.contract.errors import SpikebertError
 from spikebert.energy import lemaire
 from spikebert.energy.counting import LayerCount
 from spikebert.energy.profiles import Profile
-
-from spikebert.contract.errors import SpikebertError
 
 PJ_PER_MJ = 1e9
 FORMATS = ("md", "tex", "csv", "json")

@@ -12,11 +12,11 @@ import logging
 
 import nir
 import numpy as np
-from spikebert.hardware import kernels
 
 from spikebert.contract.activity import NodeActivity
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenEmbedding, relative_matrix
+from spikebert.hardware import kernels
 
 log = logging.getLogger(__name__)
 

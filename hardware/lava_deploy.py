@@ -48,13 +48,13 @@ import logging
 
 import nir
 import numpy as np
-from spikebert.hardware.fixed_point import fixed_params, is_quantised
-from spikebert.hardware.lava_network import GroupSpec, LavaNetwork
-from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
 from spikebert.contract.graph import is_join, port_shape
+from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.lava_network import GroupSpec, LavaNetwork
+from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
     """The processes of ``fuse="deploy"`` (see the module docstring); returns a ``LavaNetwork``."""
     from lava.proc.conv.process import Conv
     from lava.proc.lif.process import LIFReset
+
     from spikebert.hardware.lava_procs.models import PyConv1x1ModelFixed, PyConv1x1ModelFloat
     from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup
 

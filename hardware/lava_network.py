@@ -9,9 +9,9 @@ import dataclasses
 
 import nir
 import numpy as np
-from spikebert.hardware.fixed_point import fixed_params
 
 from spikebert.contract.extension import SBTokenMean
+from spikebert.hardware.fixed_point import fixed_params
 
 
 @dataclasses.dataclass

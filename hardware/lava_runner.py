@@ -25,14 +25,14 @@ from pathlib import Path
 
 import nir
 import numpy as np
-from spikebert.hardware.fixed_point import is_quantised
-from spikebert.hardware.lava_env import LavaLogging, lava_available, require_lava
-from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt, schedule
 from tqdm.auto import tqdm
 
 from spikebert.contract.activity import Activity, NodeActivity
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.graph import port_shape
+from spikebert.hardware.fixed_point import is_quantised
+from spikebert.hardware.lava_env import LavaLogging, lava_available, require_lava
+from spikebert.hardware.reference import encode_tokens, metadata_time_steps, resolve_dt, schedule
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def run_time_steps(graph: nir.NIRGraph, inputs: np.ndarray | None) -> int:
 def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs: LavaLogging) -> LavaRun:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+
     from spikebert.hardware.nir_to_lava import build_network
 
     fixed = is_quantised(graph)

@@ -35,14 +35,14 @@ import logging
 
 import nir
 import numpy as np
+
+from spikebert.contract.errors import SpikebertError
+from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 from spikebert.hardware.lava_network import GroupSpec, LavaNetwork
 from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
 from spikebert.hardware.reference import SUPPORTED, Schedule, resolve_dt, schedule
-
-from spikebert.contract.errors import SpikebertError
-from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     """
     require_lava("the Lava backend (--backend lava)")
     from lava.proc.io.sink import PyReceiveModelFloat, RingBuffer
+
     from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, RecurrentDelay
 
     fixed = is_quantised(graph)

@@ -41,10 +41,6 @@ from pathlib import Path
 
 import nir
 import numpy as np
-from spikebert.hardware import kernels
-from spikebert.hardware.fixed_point import fixed_params, is_quantised, neuron_bias
-from spikebert.hardware.lava_env import LavaLogging, require_lava_dl
-from spikebert.hardware.quantize import SPIKING
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import (
@@ -57,6 +53,10 @@ from spikebert.contract.extension import (
 )
 from spikebert.contract.fileio import atomic_write
 from spikebert.contract.graph import port_shape, predecessors
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import fixed_params, is_quantised, neuron_bias
+from spikebert.hardware.lava_env import LavaLogging, require_lava_dl
+from spikebert.hardware.quantize import SPIKING
 
 SYNAPSES = (nir.Affine, nir.Linear)
 CONV = (nir.Conv2d,)

@@ -46,9 +46,6 @@ import logging
 
 import nir
 import numpy as np
-from spikebert.hardware import kernels
-from spikebert.hardware.fixed_point import fixed_params, is_quantised
-from spikebert.hardware.lava_env import require_lava
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import (
@@ -60,6 +57,9 @@ from spikebert.contract.extension import (
     SBTokenMean,
 )
 from spikebert.contract.graph import is_join, predecessors, topological_order
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import fixed_params, is_quantised
+from spikebert.hardware.lava_env import require_lava
 
 log = logging.getLogger(__name__)
 

@@ -72,8 +72,6 @@ from typing import Any
 
 import nir
 import numpy as np
-from spikebert.hardware import kernels
-from spikebert.hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
 
 from spikebert.contract.activity import Activity, NodeActivity
 from spikebert.contract.errors import SpikebertError
@@ -87,6 +85,8 @@ from spikebert.contract.extension import (
     relative_matrix,
 )
 from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
+from spikebert.hardware import kernels
+from spikebert.hardware.fixed_point import FIXED_STEP_BUILDERS, fixed_params, is_quantised
 
 log = logging.getLogger(__name__)
 

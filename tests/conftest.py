@@ -3,7 +3,9 @@ import random
 
 import pytest
 import torch
+
 from spikebert.hardware.lava_runner import prepare_lava
+from spikebert.testing import make_ids, scale_up_linears
 
 prepare_lava()  # Lava must fix the multiprocessing start method before tqdm or torch use it
 
@@ -19,57 +21,14 @@ def tiny_cfg():
     return StudentConfig(vocab_size=60, dim=16, depth=2, heads=2, max_len=8, num_classes=3)
 
 
-def make_ids(batch: int, length: int, vocab: int, *, seed: int = 0, pads=((0, 5), (2, 3))):
-    """Random token ids in [1, vocab) with padding (id 0) from the given positions on."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab, (batch, length), generator=g)
-    for row, start in pads:
-        if row < batch:
-            ids[row, start:] = 0
-    return ids
-
-
-def scale_up_linears(model: torch.nn.Module, std: float = 0.5) -> None:
-    """Draw every Linear's weight and bias from N(0, std): tiny random students then fire in every layer."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.weight.normal_(0, std)
-            m.bias.normal_(0, std)
-
-
-def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bias: float = 0.0):
-    """A float64 student with non-trivial weights, positions and batch-norm statistics (running estimates
-    from one training-mode batch of ``statistics_batch`` sentences); ``attention_bias`` is added to the
-    Q/K/V norm bias so that Q, K and V fire often enough for the attention LIFs to fire."""
-    from spikebert.model import SpikeBERT, TokenBatchNorm
-
-    torch.manual_seed(seed)
-    model = SpikeBERT(cfg).double()
-    with torch.no_grad():
-        scale_up_linears(model)
-        if model.position is not None:
-            model.position.weight.normal_(0, 1.0)
-        if cfg.norm == "batch":
-            model.train()
-            model(make_ids(statistics_batch, cfg.max_len, cfg.vocab_size, seed=3))
-            for m in model.modules():
-                if isinstance(m, TokenBatchNorm):
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.3)
-        if attention_bias:
-            for block in model.blocks:
-                block.attn.qkv_norm.bias.add_(attention_bias)
-    return model.eval()
-
-
 def assert_file_graph_equals_pytorch(model, path, *, sentences: int = 6, length: int = 8):
     """Export ``model`` to the NIR file ``path``, read it back, and check the reference executor against PyTorch
     on random ids: logits to 1e-12 and every layer's spike counts. Returns (graph, ids, logits, activity)."""
     import numpy as np
-    from spikebert.converters.torch_to_nir import export_student
-    from spikebert.hardware.reference import ReferenceExecutor
 
     from spikebert.contract.nirfile import read_graph, write_graph
+    from spikebert.converters.torch_to_nir import export_student
+    from spikebert.hardware.reference import ReferenceExecutor
     from spikebert.recording import record_batches
 
     write_graph(path, export_student(model))
@@ -88,6 +47,7 @@ def assert_lava_equals_reference(graph, ids, *, fuse: str, batch_size: int = 2, 
     """Run ``graph`` on token ids in Lava (``fuse``) and on the reference executor: the step outputs bit for bit
     and (``activity``) the activity counts equal. Returns (Lava run, reference run with ``record``)."""
     import numpy as np
+
     from spikebert.hardware.lava_runner import run_lava
     from spikebert.hardware.reference import ReferenceExecutor
 

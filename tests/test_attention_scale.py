@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.torch_to_nir import export_student
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention
-from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.reference import ReferenceExecutor
+from spikebert.testing import make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference
 
 SCALES = [0.5, 2.0, 0.25, 4.0]  # distinct per head: a swapped or broadcast-wrong scale changes the output
 

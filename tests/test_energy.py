@@ -1,13 +1,13 @@
 import nir
 import numpy as np
 import pytest
+
+from spikebert.contract.activity import Activity, NodeActivity
+from spikebert.contract.extension import SBSpikeAttention
 from spikebert.energy.counting import count_operations, teacher_counts, teacher_macs
 from spikebert.energy.profiles import PROFILES, Profile, get_profile, select_profiles
 from spikebert.energy.report import EnergyReport
 from spikebert.hardware import kernels
-
-from spikebert.contract.activity import Activity, NodeActivity
-from spikebert.contract.extension import SBSpikeAttention
 
 BERT_BASE = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_labels": 2}
 

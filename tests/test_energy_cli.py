@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from spikebert.energy.counting import teacher_macs
 
 from spikebert.cli import main
-from tests.conftest import scale_up_linears
+from spikebert.energy.counting import teacher_macs
+from spikebert.testing import scale_up_linears
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 import json
 
 import pytest
+
+from spikebert.cli import main
 from spikebert.energy.counting import LayerCount
 from spikebert.energy.front import front_latex, front_points, pareto_front
 from spikebert.energy.profiles import get_profile
 from spikebert.energy.report import EnergyReport
-
-from spikebert.cli import main
 
 
 def _report(macs: float, acs: float, accuracy: float | None, teacher_macs: float = 1000.0) -> EnergyReport:

@@ -3,12 +3,12 @@ report, against the teacher's layers, and the output spikes the counts give ever
 
 import pytest
 import torch
+
 from spikebert.energy import lemaire
 from spikebert.energy.counting import LayerCount, count_operations, teacher_counts, teacher_layers
 from spikebert.energy.profiles import PROFILES, get_profile, select_profiles
 from spikebert.energy.report import EnergyReport
-
-from tests.conftest import make_ids, make_student
+from spikebert.testing import make_ids, make_student
 
 FIFO = 4000 / 8192 * 2.5  # pJ per byte of the 1000-word spike FIFO: 1.220703125
 BERT_BASE = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -128,7 +128,6 @@ def test_population_spikes_from_the_record(tiny_cfg, norm):
     import dataclasses
 
     from spikebert.converters.torch_to_nir import export_student
-
     from spikebert.recording import record_batches, record_spikes
 
     cfg = dataclasses.replace(tiny_cfg, norm=norm)
@@ -165,7 +164,7 @@ def test_energy_cli_lemaire(tmp_path, tiny_teacher, tiny_task):
     from spikebert.model import SpikeBERT
     from spikebert.students import save_student
     from spikebert.teacher import load_tokenizer
-    from tests.conftest import scale_up_linears
+    from spikebert.testing import scale_up_linears
 
     tok = load_tokenizer(tiny_teacher)
     cfg = StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=2, heads=2, max_len=8,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from spikebert.energy.counting import teacher_counts
 from spikebert.energy.onnx_count import count_products, onnx_teacher_counts, product_macs
 

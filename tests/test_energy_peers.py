@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from spikebert.energy import lemaire
 from spikebert.energy.counting import count_operations, spikingbert_counts, teacher_counts
-
-from tests.conftest import make_ids, make_student
+from spikebert.testing import make_ids, make_student
 
 REPO = Path(__file__).resolve().parents[1]
 SJ_PYTHON = REPO / ".venv-sj" / "bin" / "python"
@@ -43,7 +43,6 @@ def _close(a, b):
 def spikebert_case(tiny_cfg):
     """A tiny firing SpikeBERT (SEW residual, batch norm folded) and 3 sentences: padded and one by one."""
     from spikebert.converters.torch_to_nir import export_student
-
     from spikebert.recording import record_batches
 
     cfg = dataclasses.replace(tiny_cfg, norm="batch", num_classes=2)
@@ -60,6 +59,7 @@ def spikebert_case(tiny_cfg):
 
 def _neurobench_per_layer(model, single):
     from neurobench.metrics.utils.layers import single_layer_MACs
+
     from spikebert.converters.torch_to_nir import node_name
 
     linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}

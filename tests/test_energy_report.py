@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+
 from spikebert.energy.counting import LayerCount
 from spikebert.energy.profiles import get_profile
 from spikebert.energy.report import FORMATS, RESIDUAL_STATEMENTS, EnergyReport, parse_formats

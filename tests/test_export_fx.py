@@ -6,12 +6,12 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
 from torch import nn
 
 from spikebert.contract.extension import READOUT
+from spikebert.converters.torch_to_nir import MODULE_MAP, _linear, export_student, node_name
 from spikebert.model import MLP, SpikeBERT
-from tests.conftest import make_student
+from spikebert.testing import make_student
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,12 +7,12 @@ import multiprocessing
 import nir
 import numpy as np
 import pytest
+
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.lava_runner import run_lava
 from spikebert.hardware.quantize import quantize_graph
 from spikebert.hardware.reference import ReferenceExecutor
-
-from tests.conftest import make_ids, make_student
+from spikebert.testing import make_ids, make_student
 
 
 def assert_same_activity(got, expected, *, only=None):

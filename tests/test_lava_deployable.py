@@ -5,11 +5,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.quantize import quantize_graph
 from spikebert.hardware.reference import ReferenceExecutor
-
-from tests.conftest import make_ids, make_student
+from spikebert.testing import make_ids, make_student
 from tests.test_lava import residual_graph, sequential_graph, spike_inputs
 
 pytestmark = pytest.mark.lava
@@ -108,6 +108,7 @@ def test_conv1x1_model_equals_lava_ncs_own_conv_model(fixed):
     from lava.proc.conv.process import Conv
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
+
     from spikebert.hardware.lava_procs.models import PyConv1x1ModelFixed, PyConv1x1ModelFloat
 
     rng = np.random.default_rng(0)
@@ -130,7 +131,6 @@ def test_conv1x1_model_equals_lava_ncs_own_conv_model(fixed):
 
 def test_recurrent_graphs_are_refused_with_the_fix():
     from spikebert.hardware.lava_runner import run_lava
-
     from tests.test_reference_recurrent import rnn_graph
 
     with pytest.raises(ValueError, match="recurrent edges.*fuse='none' or 'blocks'"):

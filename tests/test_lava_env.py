@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from spikebert.hardware import lava_env
 
 from spikebert.contract.errors import SpikebertError
+from spikebert.hardware import lava_env
 
 LAVA_HINT = "needs Lava (lava-nc 0.10), which runs on Python 3.10 only: pip install 'spikebert[lava]' in a Python 3.10"
 LAVA_DL_HINT = "pip install 'spikebert[lava-dl]' and then pip install --no-deps lava-dl==0.6.0"
@@ -27,14 +27,14 @@ def no_lava(monkeypatch):
 def tiny_graph(path):
     """A tiny SpikeBERT graph on the offline MiniLM tokenizer, written to ``path``."""
     import torch
-    from spikebert.converters.torch_to_nir import export_student
 
     from spikebert.config import StudentConfig
     from spikebert.contract.nirfile import write_graph
+    from spikebert.converters.torch_to_nir import export_student
     from spikebert.model import SpikeBERT
     from spikebert.teacher import load_tokenizer
+    from spikebert.testing import scale_up_linears
     from spikebert.tokenize import tokenizer_fingerprint
-    from tests.conftest import scale_up_linears
 
     tok = load_tokenizer("minilm-offline")
     cfg = StudentConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, dim=16, depth=1, heads=2, max_len=8,
@@ -62,6 +62,7 @@ def test_require_lava_says_how_to_install(no_lava):
 
 def test_lava_features_refuse_without_lava(no_lava):
     import nir
+
     from spikebert.hardware.lava_runner import run_lava
     from spikebert.hardware.nir_to_netx import check_netx_weights
     from spikebert.hardware.quantize import quantize_graph

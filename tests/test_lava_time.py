@@ -8,13 +8,13 @@ import multiprocessing
 import nir
 import numpy as np
 import pytest
+
+from spikebert.contract.errors import SpikebertError
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware.lava_runner import run_lava
 from spikebert.hardware.quantize import quantize_graph
 from spikebert.hardware.reference import ReferenceExecutor
-
-from spikebert.contract.errors import SpikebertError
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 from tests.test_lava import residual_graph, sequential_graph, spike_inputs
 
 META_T = 6  # the time_steps of tests.test_lava's graphs

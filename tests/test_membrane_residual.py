@@ -6,12 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
+from spikebert.contract.nirfile import read_graph, write_graph
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.energy.counting import count_operations
 from spikebert.hardware.reference import ReferenceExecutor
-
-from spikebert.contract.nirfile import read_graph, write_graph
-from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
+from spikebert.testing import make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference
 
 
 @pytest.fixture(params=["layer", "batch"])
@@ -137,9 +138,8 @@ def test_membrane_student_fixed_point_is_bit_exact_in_lava(membrane_batchnorm, f
 def test_fixed_point_refuses_a_stream_it_cannot_scale(membrane_batchnorm):
     """A stream read by something other than its populations and a readout, and populations of one stream with
     different input gains, are refused by name, not quantised wrongly."""
-    from spikebert.hardware.quantize import quantize_graph
-
     from spikebert.contract.errors import SpikebertError
+    from spikebert.hardware.quantize import quantize_graph
 
     graph = export_student(membrane_batchnorm)
     graph.nodes["b1_in_lif_1"].tau = graph.nodes["b1_in_lif_1"].tau * 2

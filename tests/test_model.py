@@ -3,7 +3,7 @@ import torch
 
 from spikebert.model import SpikeBERT
 from spikebert.neurons import LIF
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 
 
 def test_lif_impulse_response_matches_hand_computation():

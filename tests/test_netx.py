@@ -4,11 +4,11 @@ import h5py
 import nir
 import numpy as np
 import pytest
+
+from spikebert.contract.extension import SBLayerNorm
 from spikebert.hardware.nir_to_netx import check_netx_weights, export_netx, netx_layers, run_netx
 from spikebert.hardware.quantize import quantize_graph
 from spikebert.hardware.reference import ReferenceExecutor
-
-from spikebert.contract.extension import SBLayerNorm
 
 
 def lif(n: int, tau: float = 4.0, thr: float = 1.0) -> nir.LIF:

@@ -7,9 +7,9 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+
 from spikebert.hardware.nir_to_netx import fold_pools
 from spikebert.hardware.reference import ReferenceExecutor
-
 from tests.test_reference_recurrent import cnn_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,11 +90,11 @@ def test_paper_cnn_exports_to_netx_from_the_command_line(tmp_path):
     """spikebert-export --to netx cnn_sinabs.nir --dt 1: quantised, pools folded, three conv, two dense layers."""
     _netx_ready()
     import h5py
-    from spikebert.hardware.nir_to_netx import run_netx
-    from spikebert.hardware.quantize import quantize_graph
 
     from spikebert.cli import export_main
     from spikebert.contract.nirfile import read_graph
+    from spikebert.hardware.nir_to_netx import run_netx
+    from spikebert.hardware.quantize import quantize_graph
 
     assert export_main([str(CNN), "--to", "netx", "--dt", "1", "-o", str(tmp_path / "cnn.net")]) == 0
     with h5py.File(tmp_path / "cnn.net") as f:

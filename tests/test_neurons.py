@@ -116,7 +116,7 @@ def test_half_precision_integrates_in_float32(dtype):
 
 def test_lif_under_cpu_autocast_in_the_student(tiny_cfg):
     from spikebert.model import SpikeBERT
-    from tests.conftest import make_ids
+    from spikebert.testing import make_ids
 
     model = SpikeBERT(tiny_cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -178,9 +178,9 @@ def test_other_snntorch_neurons_train_and_refuse_nir(tiny_cfg, neuron):
     import dataclasses
 
     import snntorch as snn
-    from spikebert.converters.torch_to_nir import export_student
 
     from spikebert.contract.errors import UnsupportedError
+    from spikebert.converters.torch_to_nir import export_student
     from spikebert.model import SpikeBERT
 
     model = SpikeBERT(dataclasses.replace(tiny_cfg, neuron=neuron))

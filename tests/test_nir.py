@@ -2,12 +2,12 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.torch_to_nir import export_student
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.extension import SBSpikeAttention, SBTokenEmbedding
 from spikebert.contract.nirfile import read_graph, write_graph
-from tests.conftest import make_ids, scale_up_linears
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.reference import ReferenceExecutor
+from spikebert.testing import make_ids, scale_up_linears
 
 
 def test_export_roundtrips_through_file(tmp_path, trained_like_model):

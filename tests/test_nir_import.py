@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 from nirtorch.nir_interpreter import DEFAULT_MAP
-from spikebert.converters.nir_to_torch import NODE_MAP, import_graph, load_nir
-from spikebert.converters.torch_to_nir import export_student
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.extension import SBTokenEmbedding, SBTokenMean
 from spikebert.contract.nirfile import read_graph, write_graph
+from spikebert.converters.nir_to_torch import NODE_MAP, import_graph, load_nir
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware.reference import ReferenceExecutor
 from spikebert.model import SpikeBERT
-from tests.conftest import make_ids, make_student
+from spikebert.testing import make_ids, make_student
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

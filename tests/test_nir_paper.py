@@ -12,10 +12,10 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.nirfile import read_graph
+from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("nir_paper", ROOT / "benchmarks" / "nir_paper.py")

@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
+from spikebert.cli import export_main
 from spikebert.converters.onnx_export import (
     FORBIDDEN_OPS,
     export_student_onnx,
@@ -17,13 +19,11 @@ from spikebert.converters.onnx_export import (
     teacher_check_inputs,
     verify_onnx,
 )
-
-from spikebert.cli import export_main
 from spikebert.model import SpikeBERT, TokenBatchNorm
 from spikebert.neurons import LIF
 from spikebert.students import save_student
 from spikebert.teacher import load_teacher
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 
 
 class _Tok:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spikebert.evaluation import shuffle_tokens
-from tests.conftest import make_student
+from spikebert.testing import make_student
 
 
 def test_shuffle_keeps_cls_sep_and_pads():
@@ -33,7 +33,6 @@ def test_student_without_positions_is_order_blind_and_with_positions_is_not(tiny
 
 def test_attention_heads_counts_match_the_energy_recorder(tiny_cfg):
     from spikebert.converters.torch_to_nir import export_student
-
     from spikebert.recording import attention_heads, record_batches
 
     model = make_student(tiny_cfg, seed=5, attention_bias=1.0)

@@ -3,13 +3,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.hardware import kernels
 from spikebert.hardware.reference import ReferenceExecutor
-
 from spikebert.model import SpikeBERT, TokenBatchNorm
 from spikebert.recording import ActivityRecorder, record_activity, record_attention, record_spikes, step_rates
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 
 PADS = ((0, 5), (2, 3), (4, 0))  # row 4 is all padding: batch filler for the pooled classifier input
 

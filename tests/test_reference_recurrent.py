@@ -5,10 +5,10 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.hardware import kernels
-from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges, schedule
 
 from spikebert.contract.graph import topological_order
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor, recurrent_edges, schedule
 
 
 def lif(n: int, *, tau=2.0, threshold=1.0) -> nir.LIF:

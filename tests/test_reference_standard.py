@@ -7,10 +7,10 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.hardware import kernels
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.nirfile import read_graph
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor
 
 SNNTORCH_DT = 1e-4  # snntorch.export_nir hard-codes this step into tau = dt / (1 - beta) and r = tau / dt
 

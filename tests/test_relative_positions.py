@@ -8,15 +8,16 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.torch_to_nir import export_student
-from spikebert.hardware import kernels
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeAttention, relative_matrix
 from spikebert.contract.nirfile import read_graph, write_graph
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor
 from spikebert.model import SpikeAttention, relative_offsets, shift_offsets
-from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
+from spikebert.testing import make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference
 
 
 def _relative_student(cfg, *, seed: int = 6, **overrides):

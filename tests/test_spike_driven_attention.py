@@ -6,15 +6,16 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.nir_to_torch import load_nir
-from spikebert.converters.torch_to_nir import export_student
-from spikebert.energy.counting import count_operations
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import SBSpikeDrivenAttention
 from spikebert.contract.nirfile import read_graph, write_graph
-from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference, make_ids, make_student
+from spikebert.converters.nir_to_torch import load_nir
+from spikebert.converters.torch_to_nir import export_student
+from spikebert.energy.counting import count_operations
+from spikebert.hardware.reference import ReferenceExecutor
+from spikebert.testing import make_ids, make_student
+from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference
 
 
 @pytest.fixture(params=[("membrane", "batch"), ("spike", "layer")])

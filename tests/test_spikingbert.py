@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from spikebert.energy.counting import PopulationActivity, spikingbert_counts
 
 from spikebert.cli import main
 from spikebert.config import SpikingBERTConfig, SpikingDistillConfig
+from spikebert.energy.counting import PopulationActivity, spikingbert_counts
 from spikebert.spiking_distill import (
     attention_loss,
     head_groups,
@@ -16,7 +16,7 @@ from spikebert.spiking_distill import (
     spiking_layer_map,
 )
 from spikebert.spikingbert import SpikingBERT, equilibrium_rate, if_step, population_names
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 
 
 def tiny(**kw) -> SpikingBERTConfig:

@@ -8,14 +8,14 @@ import nir
 import numpy as np
 import pytest
 import torch
-from spikebert.converters.spikingbert_to_nir import export_fragments, fragment_name
-from spikebert.hardware import kernels
-from spikebert.hardware.reference import ReferenceExecutor
 
 from spikebert.contract.extension import SBIF
 from spikebert.contract.nirfile import read_graph
+from spikebert.converters.spikingbert_to_nir import export_fragments, fragment_name
+from spikebert.hardware import kernels
+from spikebert.hardware.reference import ReferenceExecutor
 from spikebert.spikingbert import IFPopulations, if_step
-from tests.conftest import make_ids
+from spikebert.testing import make_ids
 from tests.test_spikingbert import firing_model, tiny
 
 

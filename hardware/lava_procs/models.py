@@ -17,11 +17,11 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from spikebert.contract.activity import NodeActivity
 from spikebert.hardware import kernels
 from spikebert.hardware.lava_procs.process import NodeGroup, ReadoutGroup, RecurrentDelay, TokenSpikeSource
 from spikebert.hardware.reference import StepContext, step_builder
-
-from spikebert.contract.activity import NodeActivity
 
 
 class reported:
