@@ -1258,7 +1258,7 @@ def cases(name: str) -> st.SearchStrategy[Case]:
 
 
 # -- what the fuzzing found, and the fixes ------------------------------------------------------------
-_JSON = ("contract/jsonfile.py read_json (new, shared by the JSON readers): not UTF-8, invalid JSON, "
+_JSON = ("spikebert/contract/jsonfile.py read_json (new, shared by the JSON readers): not UTF-8, invalid JSON, "
          "nesting too deep for the parser, integers over 4300 digits, NaN/Infinity/1e999 -> SpikebertError naming "
          "the file")
 _FIX = {
@@ -1272,7 +1272,7 @@ _FIX = {
                      "from the constructor), floats finite, ints within 64 bits, per-field DOMAINS (the students' "
                      "sizes before their __post_init__, so heads=0 no longer divides by zero) and cross-field RULES "
                      "(MLP width >= 1, some loss weight > 0)",
-    "activity": "contract/activity.py Activity.from_json: " + _JSON + "; keys and types checked "
+    "activity": "spikebert/contract/activity.py Activity.from_json: " + _JSON + "; keys and types checked "
                 "(jsonfile.check_keys/integer/count): backend a string, samples >= 0 and time_steps >= 1 integers, "
                 "every count a finite number >= 0",
     "population": "energy/counting.py PopulationActivity.from_json: " + _JSON + "; keys and types checked as "
@@ -1290,22 +1290,22 @@ _FIX = {
     "tensors": "spikebert/io.py build_student -> _check_tensors (names, shapes, number kinds: no complex/bool/int "
                "tensor into a float parameter) and, after the cast into the model, every float finite and every "
                "running_var >= 0",
-    "nir-schema": "contract/nirfile.py read_graph -> _node_from_dict: a schema per node type "
+    "nir-schema": "spikebert/contract/nirfile.py read_graph -> _node_from_dict: a schema per node type "
                   "(_NODE_FIELDS: required/optional fields, unknown ones refused) read by _field (arrays of finite "
                   "real numbers; ints are integers, not floats or bools; ranges such as groups >= 1, eps > 0)",
-    "nir-node": "contract/nirfile.py _check_node: neuron parameters share one shape, time constants > 0, "
+    "nir-node": "spikebert/contract/nirfile.py _check_node: neuron parameters share one shape, time constants > 0, "
                 "Affine/Conv biases of the weight's output shape, weights of their rank, pad id in the vocabulary",
-    "nir-graph": "contract/nirfile.py _graph_from_dict: the graph group's keys, _edges ((n, 2) names of "
+    "nir-graph": "spikebert/contract/nirfile.py _graph_from_dict: the graph group's keys, _edges ((n, 2) names of "
                  "existing nodes, no duplicates), dangling nodes refused (NIR's type inference would silently add an "
                  "Input/Output node), NIR's type-check errors and check_edge_shapes as SpikebertError",
-    "nir-metadata": "contract/extension.py _metadata: metadata is a group of finite values; time_steps an "
+    "nir-metadata": "spikebert/contract/nirfile.py _metadata: metadata is a group of finite values; time_steps an "
                     "integer >= 1, dt a finite number > 0",
-    "nir-path": "contract/nirfile.py read_graph: every error of the graph's content is re-raised with "
+    "nir-path": "spikebert/contract/nirfile.py read_graph: every error of the graph's content is re-raised with "
                 "the file's path in front",
-    "hdf5": "contract/nirfile.py _read_hdf5_here: every exception type h5py raises on a damaged file "
+    "hdf5": "spikebert/contract/nirfile.py _read_hdf5_here: every exception type h5py raises on a damaged file "
             "(_HDF5_ERRORS), soft/external links, nesting deeper than 32 and datasets claiming more bytes than the "
             "file can hold -> 'not a readable NIR/HDF5 file'",
-    "hdf5-hang": "contract/nirfile.py _read_hdf5: the HDF5 library reads the file in a forked child "
+    "hdf5-hang": "spikebert/contract/nirfile.py _read_hdf5: the HDF5 library reads the file in a forked child "
                  "with a time limit (15 s + 1 s/MB; _in_child); HDF5 loops for ever on this damaged global heap "
                  "under a string (and a crash would kill the command): now a SpikebertError",
 }

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # folder -> installed package (pyproject.toml, [tool.setuptools.package-dir])
-FOLDERS = {"spikebert": "spikebert", "contract": "spikebert.contract", "converters": "spikebert.converters",
-           "hardware": "spikebert.hardware", "energy": "spikebert.energy"}
+FOLDERS = {"spikebert": "spikebert", "converters": "spikebert.converters", "hardware": "spikebert.hardware",
+           "energy": "spikebert.energy"}
 
 # layer -> the modules in it (a module belongs to the longest matching prefix)
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -53,7 +53,7 @@ FORBIDDEN_THIRD_PARTY["energy"] |= {"lava"}
 
 
 def modules() -> dict[str, Path]:
-    """Installed module name -> source file, for every module of the five folders."""
+    """Installed module name -> source file, for every module of the four folders."""
     found = {}
     for folder, package in FOLDERS.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
@@ -106,8 +106,7 @@ def test_every_module_has_a_layer():
 def test_no_module_imports_a_top_level_project_folder():
     """Only ``spikebert`` is installed: ``import hardware`` would reach whatever folder a user has."""
     bad = [f"{MODULES[m].relative_to(ROOT)}:{line} imports {target}" for m in MODULES
-           for line, target in imports(MODULES[m], m)
-           if target.split(".")[0] in {"contract", "converters", "hardware", "energy"}]
+           for line, target in imports(MODULES[m], m) if target.split(".")[0] in {"converters", "hardware", "energy"}]
     assert not bad, "\n".join(bad)
 
 
