@@ -33,6 +33,8 @@ VARIANTS = {
     "membrane": {"residual": "membrane"},
     "membrane+sinusoidal": CHOSEN,
     "membrane+learned": {"residual": "membrane", "position_encoding": "learned"},
+    # the learned table delivered as a position population's spikes through a synapse (no host currents)
+    "membrane+spikes": {"residual": "membrane", "position_encoding": "spikes"},
     "membrane+sinusoidal+sdsa": {**CHOSEN, "attention": "sdsa"},
     "membrane+sinusoidal+head-scale": {**CHOSEN, "attn_scale": "learned-per-head"},
     # the same student, plus up to two teacher-labelled augmented copies of each of the 8,000 sentences

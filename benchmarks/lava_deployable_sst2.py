@@ -86,7 +86,7 @@ def operation_shares(graph, inventory, ids, *, batch_size: int) -> dict:
         mask = enc.mask if enc.mask is not None else np.ones(batch.shape, bool)  # (B, L)
         run = ex.run(batch, record=record)
         spikes = {s: run.spikes[s] for s in record}
-        spikes[enc.first_node] = np.broadcast_to(enc.spikes, (T, *enc.spikes.shape))
+        spikes.update({n: np.broadcast_to(x, (T, *x.shape)) for n, x in enc.sources.items()})  # host sources
         for p in convs:
             c_out = np.shape(graph.nodes[p.nodes[0]].weight)[0]
             lava_ops[p.name] += float(np.count_nonzero(spikes[p.source] * mask[None, :, None, :])) * c_out
@@ -208,9 +208,10 @@ def _inventory(graph, ids):
     enc = encode_tokens(graph, ids)
     mask = enc.mask if enc.mask is not None else np.ones(ids.shape, bool)
     source = _token_source(_batched(enc.spikes, len(ids)), 4, None)
+    extra = {n: _token_source(_batched(x, len(ids)), 4, None, name=n) for n, x in enc.positions.items()}
     net = build_network(graph, source_node=enc.first_node, source=source, batch=len(ids), n_batches=1,
                         time_steps=int(graph.metadata.get("time_steps", 1)), dt=graph.metadata.get("dt"),
-                        masks=_batched(mask, len(ids)), fuse="deploy")
+                        masks=_batched(mask, len(ids)), fuse="deploy", extra_sources=extra)
     del PyReceiveModelFloat, RingBuffer
     return net.inventory
 

@@ -43,6 +43,7 @@ from spikebert.contract.errors import SpikebertError, UnsupportedError
 from spikebert.contract.extension import (
     READOUT,
     SBLayerNorm,
+    SBPositionSpikes,
     SBSpikeAttention,
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
@@ -97,6 +98,19 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return (F.embedding(ids, self.weight) + self.position_weight).transpose(1, 2)  # (B, L, D) -> (B, D, L)
+
+
+class PositionSpikes(nn.Module):
+    """``SBPositionSpikes``: ids (B, L) -> (B, max_len, L), 1 at [l, l] for every real token l."""
+
+    def __init__(self, node: SBPositionSpikes) -> None:
+        super().__init__()
+        self.pad_token_id = node.pad_token_id
+        self.register_buffer("eye", torch.eye(node.max_len, dtype=torch.float64))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        real = (ids != self.pad_token_id).to(self.eye.dtype)[:, None, :]  # (B, 1, L)
+        return self.eye[:, : ids.shape[1]] * real  # (B, max_len, L)
 
 
 class Affine(nn.Module):
@@ -255,6 +269,7 @@ NODE_MAP: dict[type[nir.NIRNode], Callable[..., nn.Module]] = {
     nir.Input: lambda node, **_: nn.Identity(),  # nirtorch makes the graph input a placeholder
     nir.Output: lambda node, **_: nn.Identity(),  # nirtorch returns the Output's input
     SBTokenEmbedding: lambda node, **_: TokenEmbedding(node),
+    SBPositionSpikes: lambda node, **_: PositionSpikes(node),
     nir.Threshold: lambda node, **_: Threshold(node.threshold),
     nir.Conv1d: _conv1d,
     nir.Affine: _affine,
@@ -307,9 +322,9 @@ class ImportedGraph(nn.Module):
 def import_graph(graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64) -> ImportedGraph:
     """The graph as a torch module computing in ``dtype`` (float64 reproduces a float64 student exactly).
 
-    Needs one ``Input`` feeding an ``SBTokenEmbedding`` (the token ids) and one ``Output`` with one
-    incoming edge; reads ``dt`` (default 1), ``time_steps`` (default 1, as ``spikebert.hardware.reference``)
-    and ``readout`` from the graph metadata.
+    Needs one ``Input`` feeding an ``SBTokenEmbedding`` (the token ids; and any ``SBPositionSpikes``) and one
+    ``Output`` with one incoming edge; reads ``dt`` (default 1), ``time_steps`` (default 1, as
+    ``spikebert.hardware.reference``) and ``readout`` from the graph metadata.
     """
     for name, node in graph.nodes.items():
         if type(node) not in NODE_MAP:
@@ -319,9 +334,12 @@ def import_graph(graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64) -> 
             )
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     embeds = [n for n, node in graph.nodes.items() if isinstance(node, SBTokenEmbedding)]
-    if len(inputs) != 1 or len(embeds) != 1 or [d for s, d in graph.edges if s == inputs[0]] != embeds:
-        raise SpikebertError(f"graph must have one Input feeding one SBTokenEmbedding (the token ids); found inputs "
-                         f"{inputs} and embeddings {embeds}")
+    fed = [d for s, d in graph.edges if inputs and s == inputs[0]]
+    if (len(inputs) != 1 or len(embeds) != 1 or embeds[0] not in fed
+            or any(d != embeds[0] and not isinstance(graph.nodes[d], SBPositionSpikes) for d in fed)):
+        raise SpikebertError(f"graph must have one Input feeding one SBTokenEmbedding (the token ids) and, for "
+                             f"positions as spikes, SBPositionSpikes nodes; found inputs {inputs} feeding {fed}, "
+                             f"and embeddings {embeds}")
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(outputs) != 1 or len([s for s, d in graph.edges if d == outputs[0]]) != 1:
         raise SpikebertError(f"graph must have one Output node with one incoming edge, found outputs {outputs}; "

@@ -11,6 +11,8 @@ leaves, and every traced operation that reaches the logits becomes a NIR node, a
 - a ``TokenBatchNorm``, at inference a per-feature affine map, -> folded into the Linear before it,
   or through the token mean (with which it commutes) into the Linear after it (the classifier);
 - token embedding + position table (a constant) -> ``SBTokenEmbedding.position_weight``;
+- the position population (``position_encoding = "spikes"``) -> ``SBPositionSpikes`` on the ids, its synapse a
+  ``Conv1d``, summed with the embedding in a ``Scale(1)`` join (``res1``);
 - ``unsqueeze(0)`` / ``expand`` over the new time axis -> nothing: the input is held over the steps;
 - the mean over time of the logits -> nothing: it is the graph's metadata ``readout``;
 - values computed from the mask, constants or shapes alone -> nothing;
@@ -48,12 +50,21 @@ from spikebert.contract.extension import (
     EXTENSION_VERSION,
     READOUT,
     SBLayerNorm,
+    SBPositionSpikes,
     SBSpikeAttention,
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
 )
-from spikebert.model import GroupLayerNorm, SpikeAttention, SpikeBERT, SpikeDrivenAttention, TokenBatchNorm, TokenMean
+from spikebert.model import (
+    GroupLayerNorm,
+    PositionSpikes,
+    SpikeAttention,
+    SpikeBERT,
+    SpikeDrivenAttention,
+    TokenBatchNorm,
+    TokenMean,
+)
 from spikebert.neurons import DT, LIF, HeavisideEncoder
 
 
@@ -81,6 +92,10 @@ def _linear(m: nn.Linear, *, tokens: int | None, **_) -> nir.NIRNode:
 
 def _embedding(m: nn.Embedding, *, tokens: int, pad_token_id: int, **_) -> nir.NIRNode:
     return SBTokenEmbedding(weight=_np(m.weight), max_len=tokens, pad_token_id=pad_token_id)
+
+
+def _position_spikes(m: PositionSpikes, *, tokens: int, **_) -> nir.NIRNode:
+    return SBPositionSpikes(max_len=tokens, pad_token_id=m.pad_token_id)
 
 
 def _lif(m: LIF, *, channels: int, tokens: int | None, **_) -> nir.NIRNode:
@@ -120,6 +135,7 @@ def _heaviside(m: HeavisideEncoder, *, channels: int, tokens: int | None, **_) -
 MODULE_MAP: dict[type, Callable[..., nir.NIRNode]] = {
     nn.Linear: _linear,
     nn.Embedding: _embedding,
+    PositionSpikes: _position_spikes,
     LIF: _lif,
     GroupLayerNorm: _layer_norm,
     SpikeAttention: _attention,

@@ -45,7 +45,7 @@ import numpy as np
 
 from spikebert.contract.activity import Activity
 from spikebert.contract.errors import SpikebertError
-from spikebert.contract.extension import SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
+from spikebert.contract.extension import SBPositionSpikes, SBSpikeAttention, SBSpikeDrivenAttention, SBTokenMean
 from spikebert.contract.graph import is_join, predecessors, topological_order
 
 RESIDUAL_CONVENTIONS = ("mac", "accumulate")
@@ -94,7 +94,8 @@ def _input_kind(graph: nir.NIRGraph, preds: dict, name: str) -> str:
     kinds = set()
     for p in preds[name]:
         node = graph.nodes[p]
-        if isinstance(node, (nir.LIF, nir.IF, nir.Threshold, SBSpikeDrivenAttention)):  # SDSA: masked Q spikes
+        # SDSA: masked Q spikes; SBPositionSpikes: the position population's
+        if isinstance(node, (nir.LIF, nir.IF, nir.Threshold, SBSpikeDrivenAttention, SBPositionSpikes)):
             kinds.add("spike")
         elif is_join(node):
             inner = _input_kind(graph, preds, p)

@@ -23,7 +23,8 @@ batch, C = channels, so that one 1 x 1 ``Conv`` is a token-wise layer for a whol
   after it is a lava-nc ``Conv`` like any other.
 * the readout (``SBTokenMean`` -> classifier ``Affine`` -> Output) -> a custom host ``NodeGroup``: a mean over
   tokens and a float classifier, which on Loihi 2 reads the final spikes (or graded sums) off-chip.
-* the token encoder (embedding + threshold) is the host ``TokenSpikeSource``, as in every build.
+* the token encoder (embedding + threshold) is the host ``TokenSpikeSource``, as in every build; a position
+  population (``SBPositionSpikes``) is a second one, whose spikes reach the stream through a lava-nc ``Conv``.
 * branch alignment: a source read at two latencies is delayed by a custom ``Delay`` group (Loihi 2 has
   axonal delays; lava-nc's ``DelayDense`` would need an N x N identity matrix here).
 
@@ -103,9 +104,12 @@ def lava_shape(nir_shape: tuple[int, ...], batch: int) -> tuple[int, int, int]:
     raise SpikebertError(f"fuse='deploy' maps token tensors (C, L) and vectors (C,), not shape {nir_shape}")
 
 
-def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n_batches: int, T: int, dt,
+def build_deploy(graph: nir.NIRGraph, *, sources: dict[str, object], batch: int, n_batches: int, T: int, dt,
                  masks, error_path, steps, compute: list[str], output: str, sink_cls, float_sink_model):
-    """The processes of ``fuse="deploy"`` (see the module docstring); returns a ``LavaNetwork``."""
+    """The processes of ``fuse="deploy"`` (see the module docstring); returns a ``LavaNetwork``.
+
+    ``sources``: host-side node -> the Lava process sending its output; the first is the token encoder."""
+    source = next(iter(sources.values()))
     from lava.proc.conv.process import Conv
     from lava.proc.lif.process import LIFReset
 
@@ -123,7 +127,7 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
     groups: dict[str, object] = {}
     lava_processes: dict[str, object] = {}
     # node -> (OutPort, layout "nir" | "lava", latency)
-    ports: dict[str, tuple[object, str, int]] = {source_node: (source.s_out, "nir", 0)}
+    ports: dict[str, tuple[object, str, int]] = {n: (p.s_out, "nir", 0) for n, p in sources.items()}
     delays: dict[tuple[str, int, str], object] = {}
     covered: set[str] = set()
 
@@ -339,7 +343,7 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
 
     # the readout: the nodes between the last join/population and the Output, on the host
     chain, name = [], preds[output][0]
-    while not is_join(nodes[name]) and not isinstance(nodes[name], SPIKING) and name != source_node:
+    while not is_join(nodes[name]) and not isinstance(nodes[name], SPIKING) and name not in sources:
         chain.insert(0, name)
         if len(preds[name]) != 1:
             raise SpikebertError(f"fuse='deploy': the readout node {name!r} has inputs {preds[name]}; use fuse='blocks'")
@@ -373,7 +377,7 @@ def build_deploy(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n
                 c.a_out.transpose(TO_NIR).connect(proc.s_in)
         inventory.append(DeployProcess(proc.name, "custom readout", chain))
         sink_port, sink_shape, out_at = proc.a_out, nir_shape(chain[-1]), at
-    missing = sorted(set(compute) - covered - {source_node})
+    missing = sorted(set(compute) - covered - set(sources))
     if missing:
         raise SpikebertError(f"fuse='deploy' left nodes {missing} unmapped; use fuse='blocks'")
     num_steps = n_batches * T + out_at

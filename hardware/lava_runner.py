@@ -137,6 +137,7 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
         n_batches = len(masks)
         source_node, real = enc.first_node, float(mask.sum())
         source = _token_source(_batched(enc.spikes, B), T, error_path)
+        extra = {n: _token_source(_batched(x, B), T, error_path, name=n) for n, x in enc.positions.items()}
     else:
         x = np.asarray(inputs, dtype=np.float64)
         source_node = next((n for n in schedule(graph).order if isinstance(graph.nodes[n], nir.Input)), None)
@@ -154,9 +155,10 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
         real = float(N * positions)
         drive = _batched(x.transpose(1, 0, *range(2, x.ndim)), B)  # (n_batches, B, T, ...)
         source = _tensor_source(drive, fixed, tail=len(graph.nodes))
+        extra = {}
     t0 = time.perf_counter()
     net = build_network(graph, source_node=source_node, source=source, batch=B, n_batches=n_batches,
-                        time_steps=T, dt=dt, masks=masks, fuse=fuse, error_path=error_path)
+                        time_steps=T, dt=dt, masks=masks, fuse=fuse, error_path=error_path, extra_sources=extra)
     logs.restore()  # lava-nc's root-logger handlers, one per Process built
     cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt", select_sub_proc_model=False,
                        exception_proc_model_map=net.exceptions)
@@ -211,10 +213,10 @@ def _compile_config(net) -> dict:
     return {"pypy_channel_size": CHANNEL_SLOTS}
 
 
-def _token_source(spikes: np.ndarray, T: int, error_path: str):
+def _token_source(spikes: np.ndarray, T: int, error_path: str, name: str = "encoder"):
     from spikebert.hardware.lava_procs.process import TokenSpikeSource
 
-    return TokenSpikeSource(spikes=spikes, time_steps=T, error_path=error_path, name="encoder")
+    return TokenSpikeSource(spikes=spikes, time_steps=T, error_path=error_path, name=name)
 
 
 class LavaProcessError(RuntimeError):

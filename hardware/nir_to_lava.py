@@ -119,6 +119,15 @@ def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | N
         cuts = cut_nodes(graph, compute, steps.recurrent)
         units, current = [], []
         for name in compute:
+            # a NodeGroup has one input port: a node that would give the group a second producer from outside
+            # (the host's position synapse beside the embedding) starts a new group, alone if it joins several
+            outside = {p for n in (*current, name) for p in preds[n] if p not in current and p != name}
+            if len(outside) > 1 and current:
+                units.append(_Unit("group", current))
+                current, outside = [], set(preds[name])
+            if len(outside) > 1:
+                units.append(_Unit("group", [name]))
+                continue
             current.append(name)
             if name in cuts and any(len(preds[n]) > 1 for n in current):
                 units.append(_Unit("group", current))
@@ -144,9 +153,11 @@ def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | N
 
 def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, n_batches: int, time_steps: int,
                   dt: float | None, masks: np.ndarray | None, fuse: str = "blocks",
-                  error_path: str | None = None) -> LavaNetwork:
-    """Processes for every node after ``source_node``, whose output the Lava process ``source`` sends
+                  error_path: str | None = None, extra_sources: dict[str, object] | None = None) -> LavaNetwork:
+    """Processes for every node downstream of ``source_node``, whose output the Lava process ``source`` sends
     (its port ``s_out``, shape (batch, ...)); ``masks`` (n_batches, batch, positions) or None.
+    ``extra_sources``: other host-side nodes (a position population, ``SBPositionSpikes``) -> the Lava process
+    that sends their output, in step with ``source``. The nodes upstream of the sources are the host's.
 
     ``time_steps``: the T of this run, the one the source streams each batch over (the caller's, never
     the graph metadata's: a tensor input may have any T); every sentence window, ``LIFReset``
@@ -163,6 +174,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     T = int(time_steps)
     if T < 1 or n_batches < 1:
         raise SpikebertError(f"a Lava run needs at least one step and one batch, got T={T}, {n_batches} batches")
+    sources = {source_node: source, **(extra_sources or {})}
     if fuse == "none" and not fixed:
         graph = _own_gain_stages(graph, source_node)
     steps = schedule(graph)
@@ -175,11 +187,15 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(outputs) != 1:
         raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
-    compute = [n for n in order[order.index(source_node) + 1:] if n != outputs[0]]
+    host = set(sources)
+    for name in reversed(order):  # the sources' ancestors: computed on the host
+        if name in host:
+            host.update(preds[name])
+    compute = [n for n in order if n not in host and n != outputs[0]]
     if fuse == "deploy":
         from spikebert.hardware.lava_deploy import build_deploy
 
-        return build_deploy(graph, source_node=source_node, source=source, batch=batch, n_batches=n_batches, T=T,
+        return build_deploy(graph, sources=sources, batch=batch, n_batches=n_batches, T=T,
                             dt=dt, masks=masks, error_path=error_path, steps=steps, compute=compute,
                             output=outputs[0], sink_cls=RingBuffer, float_sink_model=PyReceiveModelFloat)
     units = plan(graph, compute, fuse, steps, dt)
@@ -194,8 +210,8 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     gains, biases = _lif_gains(graph, units, dt, fixed, preds)
     in_ports: dict[str, object] = {}  # the input port of a unit's first node: where recurrent edges arrive
 
-    ports: dict[str, object] = {source_node: source.s_out}  # node -> the OutPort carrying its output
-    latency: dict[str, int] = {source_node: 0}
+    ports: dict[str, object] = {n: p.s_out for n, p in sources.items()}  # node -> the OutPort carrying its output
+    latency: dict[str, int] = dict.fromkeys(sources, 0)
     groups, lava_processes, loops = {}, {}, {}
 
     def feed(name: str, in_port, at: int) -> None:

@@ -46,6 +46,7 @@ from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import (
     SBIF,
     SBLayerNorm,
+    SBPositionSpikes,
     SBSpikeAttention,
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
@@ -76,6 +77,7 @@ UNHOSTABLE = {
     SBLayerNorm: "LayerNorm (a mean, variance and division per token) has no netx layer",
     SBTokenMean: "the token mean is a host-side readout over the token axis; netx has no such layer",
     SBTokenEmbedding: "the token embedding is a host-side table lookup, not a netx layer",
+    SBPositionSpikes: "the position population is a host-side spike source, not a netx layer",
     nir.Conv1d: "token-wise Conv1d layers over (C, L) are not mapped to netx's 2-D conv layers over (W, H, C)",
     SBIF: "netx neurons (CUBA, with lava-nc's LIF) reset to 0; SBIF subtracts the threshold",
     nir.Delay: "netx has no delay node (only per-synapse delays inside a dense layer)",

@@ -51,6 +51,7 @@ from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import (
     SBIF,
     SBLayerNorm,
+    SBPositionSpikes,
     SBSpikeAttention,
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
@@ -72,7 +73,8 @@ DECAY_UNITY = 2**kernels.LOIHI_DECAY_SHIFT
 A_IN_LIMIT = kernels.LOIHI_A_IN_LIMIT
 SYNAPSES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 SPIKING = (nir.LIF, nir.IF)
-BINARY = (*SPIKING, nir.Threshold, SBSpikeDrivenAttention)  # nodes whose outputs are binary spikes (SDSA: masked Q)
+# nodes whose outputs are binary spikes (SDSA: masked Q; the host's position population)
+BINARY = (*SPIKING, nir.Threshold, SBSpikeDrivenAttention, SBPositionSpikes)
 REFUSED = {
     SBLayerNorm: "LayerNorm is not Loihi-native (mean, variance and division per token); train the student with "
                  "norm=batch, which folds into the preceding weights at export",

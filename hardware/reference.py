@@ -78,10 +78,12 @@ from spikebert.contract.errors import SpikebertError
 from spikebert.contract.extension import (
     SBIF,
     SBLayerNorm,
+    SBPositionSpikes,
     SBSpikeAttention,
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
+    position_spikes,
     relative_matrix,
 )
 from spikebert.contract.graph import SYNAPSE_TYPES, check_edge_shapes, port_shape, predecessors, topological_order
@@ -98,15 +100,22 @@ DELAY_TOLERANCE = 1e-9  # relative: delay/dt within this of a whole number of st
 @dataclasses.dataclass
 class EncodedInput:
     """Host-side encoding of token ids: spikes (B, D, L) held over time (the embedding's currents when
-    no Threshold follows it), validity mask (B, L)."""
+    no Threshold follows it), validity mask (B, L), and the spikes of any position population."""
 
     spikes: np.ndarray
     mask: np.ndarray | None
     first_node: str  # the node the encoded values stand for (the Threshold after the embedding, or the embedding)
+    positions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # SBPositionSpikes -> (B, max_len, L)
+
+    @property
+    def sources(self) -> dict[str, np.ndarray]:
+        """Every host-side value the network reads, by the node it stands for: (B, C, L) each."""
+        return {self.first_node: self.spikes, **self.positions}
 
 
 def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
-    """Run the Input -> SBTokenEmbedding -> Threshold prefix of a SpikeBERT graph."""
+    """Run the host-side prefix of a SpikeBERT graph: Input -> SBTokenEmbedding (-> Threshold), and the
+    position populations (``SBPositionSpikes``) the Input also feeds."""
     embed_name = next((n for n, node in graph.nodes.items() if isinstance(node, SBTokenEmbedding)), None)
     if embed_name is None:
         raise SpikebertError("graph has no SBTokenEmbedding node: token ids cannot be encoded; "
@@ -125,13 +134,14 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     x = (embed.weight[ids] + embed.position_weight[None]).transpose(0, 2, 1)  # (B, D, L)
     masked = any(getattr(n, "mask_padding", False) for n in graph.nodes.values())
     mask = (ids != embed.pad_token_id) if masked else None
+    positions = {n: position_spikes(node, ids) for n, node in graph.nodes.items() if isinstance(node, SBPositionSpikes)}
     if not spiking:  # the embedding's currents enter the network (residual = "membrane")
         fixed = fixed_params(embed)
         if fixed is not None:  # Loihi fixed point: integer input currents, rint(gain lam x) (hardware.quantize)
             x = np.rint(float(fixed["scale"]) * x)
-        return EncodedInput(spikes=x.astype(np.float64), mask=mask, first_node=embed_name)
+        return EncodedInput(spikes=x.astype(np.float64), mask=mask, first_node=embed_name, positions=positions)
     spikes = (x > graph.nodes[succ[0]].threshold).astype(np.float64)
-    return EncodedInput(spikes=spikes, mask=mask, first_node=succ[0])
+    return EncodedInput(spikes=spikes, mask=mask, first_node=succ[0], positions=positions)
 
 
 @dataclasses.dataclass
@@ -372,6 +382,7 @@ STEP_BUILDERS: dict[type, Callable[[str, Any, float | None], Step]] = {
     nir.CubaLI: _integrating,
     nir.Delay: _delay,
     SBTokenEmbedding: _identity,  # host-side: run() starts after it, run_inputs() refuses token graphs
+    SBPositionSpikes: _identity,  # host-side, as the embedding
     SBLayerNorm: _layer_norm,
     SBSpikeAttention: _attention,
     SBSpikeDrivenAttention: _spike_driven_attention,
@@ -539,9 +550,9 @@ class ReferenceExecutor:
     def run(self, ids: np.ndarray, *, record: tuple[str, ...] = ()) -> RunResult:
         """Token ids (B, L) through a SpikeBERT graph: encoded once, held for ``time_steps`` steps."""
         enc = encode_tokens(self.graph, ids)
-        held = np.broadcast_to(enc.spikes, (self.time_steps, *enc.spikes.shape))  # (T, B, D, L), a view
+        held = {n: np.broadcast_to(x, (self.time_steps, *x.shape)) for n, x in enc.sources.items()}  # (T, B, C, L)
         tokens = float(enc.mask.sum()) if enc.mask is not None else float(ids.size)
-        return self._simulate(enc.first_node, held, mask=enc.mask, record=record, tokens=tokens)
+        return self._simulate(held, mask=enc.mask, record=record, tokens=tokens)
 
     def run_batches(self, ids: np.ndarray, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
         """Logits (N, C) of token ids (N, L), ``batch_size`` sentences per run; activity accumulates."""
@@ -566,19 +577,24 @@ class ReferenceExecutor:
             shape = "*input shape" if expected is None else ", ".join(map(str, expected))
             raise SpikebertError(f"inputs for Input {inputs[0]!r} must be (T, B, {shape}), got {x.shape}")
         positions = int(np.prod(x.shape[3:]))  # (C,) inputs: 1; (C, L): L
-        return self._simulate(inputs[0], x, mask=None, record=record, tokens=float(x.shape[1] * positions))
+        return self._simulate({inputs[0]: x}, mask=None, record=record, tokens=float(x.shape[1] * positions))
 
-    def _simulate(self, source: str, drive: np.ndarray, *, mask: np.ndarray | None, record: tuple[str, ...],
+    def _simulate(self, drives: dict[str, np.ndarray], *, mask: np.ndarray | None, record: tuple[str, ...],
                   tokens: float) -> RunResult:
-        """The time loop: ``drive[t]`` (B, ...) is the output of ``source`` at step t; every node after it steps.
+        """The time loop: ``drives[n][t]`` (B, ...) is the output of node n at step t; every node downstream of
+        them steps (the nodes upstream, the host side, do not).
 
         Activity gains B samples and ``tokens`` real positions.
         """
-        compute = self.order[self.order.index(source) + 1:]
-        unknown = sorted(set(record) - set(compute) - {source})
+        host = set(drives)
+        for name in reversed(self.order):  # the drives' ancestors: what the host computed to make them
+            if name in host:
+                host.update(self.preds[name])
+        compute = [n for n in self.order if n not in host]
+        unknown = sorted(set(record) - set(compute) - set(drives))
         if unknown:
-            raise SpikebertError(f"cannot record {unknown}: not nodes this run computes ({[source, *compute]})")
-        T, B = drive.shape[:2]
+            raise SpikebertError(f"cannot record {unknown}: not nodes this run computes ({[*drives, *compute]})")
+        T, B = next(iter(drives.values())).shape[:2]
         if self.activity.samples and T != self.activity.time_steps:
             raise SpikebertError(f"this executor's activity holds runs of {self.activity.time_steps} steps, got {T}; "
                              "use one executor per number of steps")
@@ -586,8 +602,8 @@ class ReferenceExecutor:
         state: dict[str, Any] = dict.fromkeys(compute)
         steps, recorded = [], {n: [] for n in record}
         previous: dict[str, np.ndarray] = {}  # the recurrent edges' sources at the last step; none at step 0
-        for drive_t in drive:
-            out = {source: drive_t}
+        for t in range(T):
+            out = {n: x[t] for n, x in drives.items()}
             for name in compute:
                 x = self._fan_in(name, out, previous, batch=B)
                 ctx = contexts[name]

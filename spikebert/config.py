@@ -201,8 +201,12 @@ class StudentConfig(ConfigBase):
     mask_padding: bool = True  # official code lets pads into attention and the token mean
     position_embedding: bool = False  # official: none; True adds a learned (max_len, D) table before the spikes
     # Positions added to the token embedding before the spikes (currents): "none" (official), "learned" (the same as
-    # position_embedding=True), "sinusoidal" (Vaswani et al.'s fixed table, scaled by position_scale).
-    position_encoding: typing.Literal["none", "learned", "sinusoidal"] = "none"
+    # position_embedding=True), "sinusoidal" (Vaswani et al.'s fixed table, scaled by position_scale). "spikes": a
+    # position population (neuron l fires at every step while a real token sits at position l) whose spikes reach
+    # the membrane stream through a learned synapse (max_len -> dim, no bias, starting at zero): the learned table
+    # as accumulates on binary spikes instead of host-side currents. Needs residual="membrane" (with "spike" the
+    # encoder's threshold runs on the host, before any synapse). Exported as SBPositionSpikes -> Conv1d.
+    position_encoding: typing.Literal["none", "learned", "sinusoidal", "spikes"] = "none"
     position_scale: float = 1.0  # sinusoidal table scale (the token embedding is N(0, 1) per feature)
     # "spike": SEW sums of spikes (official; the stream carries integers); "membrane": the shortcut adds to the
     # membrane stream and an LIF at each block input spikes it, so every synaptic layer reads binary spikes
@@ -251,6 +255,10 @@ class StudentConfig(ConfigBase):
         if self.relative_distance and self.attention != "ssa":
             raise SpikebertError(f"StudentConfig: relative_distance={self.relative_distance} biases the 'ssa' "
                                  f"attention's counts; attention={self.attention!r} has none (set relative_distance=0)")
+        if self.position_encoding == "spikes" and self.residual != "membrane":
+            raise SpikebertError(f"StudentConfig: position_encoding='spikes' sends positions through a synapse into "
+                                 f"the membrane stream; residual={self.residual!r} thresholds the embedding on the "
+                                 "host first. Use residual='membrane', or positions as currents ('learned')")
         if self.position_embedding and self.position_encoding not in ("none", "learned"):
             raise SpikebertError(f"StudentConfig: position_embedding=true (a learned table) contradicts "
                                  f"position_encoding={self.position_encoding!r}; set only position_encoding")

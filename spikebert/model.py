@@ -212,6 +212,20 @@ class TokenMean(nn.Module):
         return (x * m).sum(dim=2) / m.sum(dim=2).clamp(min=1)  # an all-padding row gives 0, as the reference
 
 
+class PositionSpikes(nn.Module):
+    """The position population: ids (B, L) -> spikes (B, L, max_len), 1 where the neuron of position l meets a
+    real token at l (``SBPositionSpikes``; held over the time steps, as the ids)."""
+
+    def __init__(self, *, max_len: int, pad_token_id: int) -> None:
+        super().__init__()
+        self.max_len, self.pad_token_id = max_len, pad_token_id
+        self.register_buffer("eye", torch.eye(max_len), persistent=False)  # follows the model's dtype and device
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        real = (input_ids != self.pad_token_id).to(self.eye.dtype)[:, :, None]  # (B, L, 1)
+        return real * self.eye[: input_ids.shape[1]]  # (B, L, max_len)
+
+
 def make_lif(cfg: StudentConfig, *, threshold: float | None = None) -> LIF:
     return LIF(tau=cfg.tau, threshold=cfg.threshold if threshold is None else threshold,
                surrogate_alpha=cfg.surrogate_alpha, neuron=cfg.neuron)
@@ -311,12 +325,16 @@ class SpikeBERT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.positions != "none" else None
+        self.position = nn.Embedding(cfg.max_len, cfg.dim) if cfg.positions in ("learned", "sinusoidal") else None
         if cfg.positions == "learned":  # start as the paper's student: positions must not drown the tokens
             nn.init.zeros_(self.position.weight)
         elif cfg.positions == "sinusoidal":  # a fixed table, not trained (exported as the learned one)
             self.position.weight.data.copy_(cfg.position_scale * sinusoidal_table(cfg.max_len, cfg.dim))
             self.position.weight.requires_grad_(False)
+        # positions as spikes: the population and its synapse into the membrane stream (no bias; zeroed below)
+        spiking = cfg.positions == "spikes"
+        self.position_spikes = PositionSpikes(max_len=cfg.max_len, pad_token_id=cfg.pad_token_id) if spiking else None
+        self.position_synapse = nn.Linear(cfg.max_len, cfg.dim, bias=False) if spiking else None
         # residual = "membrane": the embedding's currents start the membrane stream, spiked at each block input
         self.encoder = HeavisideEncoder(surrogate_alpha=cfg.surrogate_alpha) if cfg.residual == "spike" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
@@ -324,19 +342,25 @@ class SpikeBERT(nn.Module):
         self.pool = TokenMean(mask_padding=cfg.mask_padding)
         self.classifier = nn.Linear(cfg.dim, cfg.num_classes)
         self.apply(self._init_weights)
+        if self.position_synapse is not None:  # start as the paper's student, as a learned table does
+            nn.init.zeros_(self.position_synapse.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         # Official init: Linear N(0, 0.02) with zero bias; LayerNorm (1, 0); embedding N(0, 1).
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Real-valued token (+ optional learned position) embedding, (B, L) -> (B, L, D)."""
+        """Real-valued token embedding plus the positions' currents (a table, or the position population's
+        spikes through their synapse), (B, L) -> (B, L, D)."""
         e = self.embed(input_ids)
         if self.position is not None:
             e = e + self.position.weight[: input_ids.shape[1]]
+        if self.position_synapse is not None:
+            e = e + self.position_synapse(self.position_spikes(input_ids))  # (B, L, max_len) -> (B, L, D)
         return e
 
     def token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:

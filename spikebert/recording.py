@@ -200,6 +200,8 @@ class ActivityRecorder:
     def _hook(self, name: str, module: nn.Module) -> Callable:
         def linear(m, inputs, out):
             x = inputs[0]
+            if m is getattr(self.model, "position_synapse", None):  # positions: (B, L, max_len), held over T steps
+                x = x.unsqueeze(0).expand(self.time_steps, *x.shape)  # (T, B, L, max_len)
             self._add(name, input_stats(self._carried.get(x, x), self._mask), slice(0, 3))
             self._linear_outputs.set(out, out)
 

@@ -24,7 +24,8 @@ def scale_up_linears(model: torch.nn.Module, std: float = 0.5) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):
             m.weight.normal_(0, std)
-            m.bias.normal_(0, std)
+            if m.bias is not None:
+                m.bias.normal_(0, std)
 
 
 def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bias: float = 0.0):
@@ -37,6 +38,8 @@ def make_student(cfg, *, seed: int = 0, statistics_batch: int = 4, attention_bia
         scale_up_linears(model)
         if model.position is not None:
             model.position.weight.normal_(0, 1.0)
+        if model.position_synapse is not None:
+            model.position_synapse.weight.normal_(0, 1.0)
         if cfg.norm == "batch":
             model.train()
             model(make_ids(statistics_batch, cfg.max_len, cfg.vocab_size, seed=3))

@@ -18,7 +18,8 @@ import numpy as np
 
 from spikebert.contract.errors import SpikebertError
 
-EXTENSION_VERSION = "2"  # 2 adds SBIF (SpikingBERT's neuron); every version-1 graph is a version-2 graph
+# 2 adds SBIF (SpikingBERT's neuron), 3 SBPositionSpikes; every graph of an earlier version is one of a later
+EXTENSION_VERSION = "3"
 
 
 @dataclasses.dataclass(eq=False)
@@ -48,6 +49,40 @@ class SBTokenEmbedding(nir.NIRNode):
                              f"{(self.max_len, self.weight.shape[1])}, got {self.position_weight.shape}")
         self.input_type = {"input": np.array([self.max_len])}
         self.output_type = {"output": np.array([self.weight.shape[1], self.max_len])}
+
+
+@dataclasses.dataclass(eq=False)
+class SBPositionSpikes(nir.NIRNode):
+    """A position population, the host-side spike source of positions: ids (L,) -> S of shape (max_len, L),
+
+        S[p, l] = 1  if p == l and ids[l] != pad_token_id,  else 0
+
+    held over the time steps as the ids are: neuron ``p`` fires at every step while a real token sits at
+    position ``p``. Its spikes reach the network through a synapse (a token-wise ``Conv1d`` of kernel 1:
+    the learned position table as weights), so positions arrive as accumulates on binary spikes, not as
+    currents added on the host (``SBTokenEmbedding.position_weight``).
+    """
+
+    max_len: int
+    pad_token_id: int
+
+    def __post_init__(self):
+        self.max_len, self.pad_token_id = int(self.max_len), int(self.pad_token_id)
+        if self.max_len < 1 or self.pad_token_id < 0:
+            raise SpikebertError(f"SBPositionSpikes: max_len must be >= 1 and pad_token_id >= 0, got "
+                                 f"{self.max_len}, {self.pad_token_id}")
+        self.input_type = {"input": np.array([self.max_len])}
+        self.output_type = {"output": np.array([self.max_len, self.max_len])}
+
+
+def position_spikes(node: SBPositionSpikes, ids: np.ndarray) -> np.ndarray:
+    """The spikes of ``node`` for token ids (B, L), as float64 (B, max_len, L)."""
+    ids = np.asarray(ids)
+    B, L = ids.shape
+    spikes = np.zeros((B, node.max_len, L))
+    tokens = np.arange(L)
+    spikes[:, tokens, tokens] = ids != node.pad_token_id  # (B, L) on the diagonal
+    return spikes
 
 
 @dataclasses.dataclass(eq=False)
@@ -227,7 +262,7 @@ class SBIF(nir.NIRNode):
 READOUT = "mean over time steps of the output"  # metadata "readout" of every exported student
 
 EXTENSION_NODES: dict[str, type[nir.NIRNode]] = {
-    cls.__name__: cls for cls in (SBTokenEmbedding, SBLayerNorm, SBSpikeAttention, SBSpikeDrivenAttention,
+    cls.__name__: cls for cls in (SBTokenEmbedding, SBPositionSpikes, SBLayerNorm, SBSpikeAttention, SBSpikeDrivenAttention,
                                   SBTokenMean, SBIF)
 }
 

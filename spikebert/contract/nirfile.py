@@ -44,6 +44,7 @@ _NODE_FIELDS: dict[str, dict[str, str]] = {
     "AvgPool2d": {"kernel_size": "ints>=1", "stride": "ints>=1", "padding": "ints>=0"},
     "Flatten": {"input_type?": "shape", "start_dim?": "int", "end_dim?": "int"},
     "SBTokenEmbedding": {"weight": _A, "max_len": "int>=1", "pad_token_id": "int>=0", "position_weight?": _A},
+    "SBPositionSpikes": {"max_len": "int>=1", "pad_token_id": "int>=0"},
     "SBLayerNorm": {"weight": _A, "bias": _A, "groups": "int>=1", "eps": "float>0", "tokens": "int>=1"},
     "SBSpikeAttention": {"dim": "int>=1", "heads": "int>=1", "scale": "floats", "tokens": "int>=1",
                          "mask_padding": "bool", "relative_bias?": _A},
