@@ -17,8 +17,13 @@ folder, so both see the same tokens. Every task records the ``[UNK]`` share of i
         --read-test --out benchmarks/results/tasks_final_rel8.json
 
 ``--relative-distance R`` gives the students relative positions in their attention (the SST-2 recipe of
-``student_sst2.py --relative-distance 8``); ``--teacher-runs DIR`` reuses the teachers of an earlier invocation
-(``DIR/TASK/teacher``), so the students differ in their own recipe alone.
+``student_sst2.py --relative-distance 8``); ``--kd-temperature K --kd-temperature-final F`` anneal the KD
+temperature from K to F over each student's run (``student_sst2.py``'s options of the same names; the SST-2
+recipe anneals 4 -> 1). ``--teacher-runs DIR`` reuses the teachers of an earlier invocation
+(``DIR/TASK/teacher``), so the students differ in their own recipe alone::
+
+    python benchmarks/tasks_final.py --runs runs/final-kd4to1 --relative-distance 8 --kd-temperature 4 \
+        --kd-temperature-final 1 --read-test --out benchmarks/results/tasks_final_rel8_kd4to1.json
 
 Writes the JSON after every task (command, machine, date, load); stages resume from their run folders. An
 existing ``--out`` keeps its other tasks' rows only if each was made with this invocation's recipe (teacher,
@@ -84,6 +89,10 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-runs", default=None, help="folder of earlier teachers, DIR/TASK/teacher (default RUNS)")
     p.add_argument("--relative-distance", type=int, default=0,
                    help="the students' relative positions in attention, R (default 0: none)")
+    p.add_argument("--kd-temperature", type=float, default=None,
+                   help="the KD loss's temperature (default: DistillConfig's, 1)")
+    p.add_argument("--kd-temperature-final", type=float, default=None,
+                   help="anneal the KD temperature linearly from --kd-temperature to this over each student's run")
     p.add_argument("--read-test", action="store_true", help="also score the test split once (final reporting)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,8 +110,10 @@ def main(argv=None) -> int:
     me = [sys.executable, *sys.argv]
     started = provenance()
     student = student_overrides(args.relative_distance)
+    kd = {"kd_temperature": args.kd_temperature, "kd_temperature_final": args.kd_temperature_final}
+    distill = {**DISTILL, **{key: value for key, value in kd.items() if value is not None}}
     try:
-        results = earlier_rows(out, {"teacher_config": TEACHER, "student": student, "distill": DISTILL})
+        results = earlier_rows(out, {"teacher_config": TEACHER, "student": student, "distill": distill})
     except ValueError as e:
         p.error(str(e))
     for task in args.tasks:
@@ -116,7 +127,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         workflows.train(stage="distill", data=task, data_dir=args.data_dir, out=run / "student",
                         teacher=teacher["model"], student=STUDENT_CONFIG, student_overrides=student,
-                        overrides=DISTILL, command=me)
+                        overrides=distill, command=me)
         student_s = time.perf_counter() - t0
         model = run / "student" / "model.pt"
         evaluation = workflows.evaluate(model=model, data=task, data_dir=args.data_dir, shuffled=True)
@@ -132,7 +143,7 @@ def main(argv=None) -> int:
             "train_seconds_recorded": {stage: summary["train_seconds"] for stage, summary in summaries.items()},
             "commands": {stage: summary["commands"] for stage, summary in summaries.items()},
             "earlier_run": BEFORE[task],
-            "teacher_run": str(teacher_run), "teacher_config": TEACHER, "student": student, "distill": DISTILL,
+            "teacher_run": str(teacher_run), "teacher_config": TEACHER, "student": student, "distill": distill,
         }
         if args.read_test:
             from spikebert.teacher import evaluate_teacher, load_teacher

@@ -62,3 +62,15 @@ def test_main_refuses_a_mixed_file_before_training(tmp_path, monkeypatch, capsys
     assert e.value.code == 2
     assert "one file holds one recipe" in capsys.readouterr().err
     assert out.read_bytes() == before and not (tmp_path / "runs").exists()  # nothing written, nothing trained
+
+
+def test_an_annealed_recipe_is_another_recipe(tmp_path, monkeypatch, capsys):
+    """The KD temperature options are part of the recipe: the T = 1 file refuses an annealed invocation."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    out = tmp_path / "tasks.json"
+    out.write_bytes((RESULTS / "tasks_final_rel8.json").read_bytes())
+    with pytest.raises(SystemExit) as e:
+        tasks_final.main(["--runs", str(tmp_path / "runs"), "--relative-distance", "8", "--kd-temperature", "4",
+                          "--kd-temperature-final", "1", "--out", str(out)])
+    assert e.value.code == 2
+    assert "was made with distill" in capsys.readouterr().err and not (tmp_path / "runs").exists()
