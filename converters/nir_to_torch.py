@@ -48,6 +48,7 @@ from spikebert.contract.extension import (
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
+    position_sources,
     relative_matrix,
 )
 from spikebert.contract.graph import topological_order
@@ -340,6 +341,7 @@ def import_graph(graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64) -> 
         raise SpikebertError(f"graph must have one Input feeding one SBTokenEmbedding (the token ids) and, for "
                              f"positions as spikes, SBPositionSpikes nodes; found inputs {inputs} feeding {fed}, "
                              f"and embeddings {embeds}")
+    position_sources(graph, embeds[0])
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(outputs) != 1 or len([s for s, d in graph.edges if d == outputs[0]]) != 1:
         raise SpikebertError(f"graph must have one Output node with one incoming edge, found outputs {outputs}; "

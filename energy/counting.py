@@ -137,8 +137,13 @@ def count_operations(graph: nir.NIRGraph, activity: Activity, *, residual: str =
         if isinstance(node, nir.Conv1d):
             c_out, c_in = node.weight.shape[:2]
             dense, fan_out, label = c_in * c_out * tokens * T, c_out, "conv1d"
+            # a position population's synapse: its non-spiking form is a table lookup (no MACs, as the host-side
+            # table of position_encoding="learned"), and it has no bias (exported as zeros)
+            positions = bool(preds[name]) and all(isinstance(graph.nodes[p], SBPositionSpikes) for p in preds[name])
+            dense = 0.0 if positions else dense
+            has_bias = node.bias is not None and not (positions and not np.any(node.bias))
             shape = dict(fan_in=float(np.prod(node.weight.shape[1:])), fan_out=float(c_out),
-                         output_elements=c_out * tokens * T, has_bias=node.bias is not None,
+                         output_elements=c_out * tokens * T, has_bias=has_bias,
                          params=float(node.weight.size + (0 if node.bias is None else np.size(node.bias))))
         elif isinstance(node, (nir.Affine, nir.Linear)):
             m, k = node.weight.shape

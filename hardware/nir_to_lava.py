@@ -37,6 +37,7 @@ import nir
 import numpy as np
 
 from spikebert.contract.errors import SpikebertError
+from spikebert.contract.extension import SBPositionSpikes, SBTokenEmbedding
 from spikebert.contract.graph import SYNAPSE_TYPES, port_shape, predecessors
 from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
@@ -56,6 +57,9 @@ class _Unit:
 
     kind: str  # "lif" | "dense" | "group"
     names: list[str]
+
+
+HOST_SOURCES = (SBTokenEmbedding, SBPositionSpikes)  # evaluated on the host; their outputs reach Lava from sources
 
 
 def cut_nodes(graph: nir.NIRGraph, order: list[str], recurrent: list[tuple[str, str]] = ()) -> set[str]:
@@ -102,39 +106,44 @@ def _lava_lif_hosts(graph: nir.NIRGraph, name: str, dt: float | None) -> bool:
     return True
 
 
+def _single_input_groups(compute: list[str], preds: dict[str, list[str]], *, cuts: set[str]) -> list[_Unit]:
+    """``compute`` in NodeGroups, each ending at a cut node once it holds a join (``fuse="blocks"``; no cuts:
+    ``fuse="all"``). A NodeGroup has one input port, so a node that would give its group a second producer
+    from outside (a position synapse beside the embedding, both from the host) starts a new group, alone if it
+    joins several such producers (their sum arrives at its port)."""
+    units, current = [], []
+    for name in compute:
+        outside = {p for n in (*current, name) for p in preds[n] if p not in current and p != name}
+        if len(outside) > 1 and current:
+            units.append(_Unit("group", current))
+            current, outside = [], set(preds[name])
+        if len(outside) > 1:
+            units.append(_Unit("group", [name]))
+            continue
+        current.append(name)
+        if name in cuts and any(len(preds[n]) > 1 for n in current):
+            units.append(_Unit("group", current))
+            current = []
+    if current:
+        units.append(_Unit("group", current))
+    return units
+
+
 def plan(graph: nir.NIRGraph, compute: list[str], fuse: str, steps: Schedule | None = None,
          dt: float | None = None) -> list[_Unit]:
     """Processes for the nodes in ``compute`` (topological order, Output excluded)."""
     if fuse not in FUSE_MODES:
         raise SpikebertError(f"fuse={fuse!r}: choose one of {FUSE_MODES}")
-    if fuse == "all":
-        return [_Unit("group", list(compute))]
     steps = steps or schedule(graph)
+    if fuse == "all":
+        return _single_input_groups(compute, steps.preds, cuts=set())
     preds = steps.preds
     succ = {n: [] for n in graph.nodes}
     for dst, srcs in preds.items():
         for src in srcs:
             succ[src].append(dst)
     if fuse == "blocks":
-        cuts = cut_nodes(graph, compute, steps.recurrent)
-        units, current = [], []
-        for name in compute:
-            # a NodeGroup has one input port: a node that would give the group a second producer from outside
-            # (the host's position synapse beside the embedding) starts a new group, alone if it joins several
-            outside = {p for n in (*current, name) for p in preds[n] if p not in current and p != name}
-            if len(outside) > 1 and current:
-                units.append(_Unit("group", current))
-                current, outside = [], set(preds[name])
-            if len(outside) > 1:
-                units.append(_Unit("group", [name]))
-                continue
-            current.append(name)
-            if name in cuts and any(len(preds[n]) > 1 for n in current):
-                units.append(_Unit("group", current))
-                current = []
-        if current:
-            units.append(_Unit("group", current))
-        return units
+        return _single_input_groups(compute, preds, cuts=cut_nodes(graph, compute, steps.recurrent))
     units = []
     looped = loop_nodes(graph, steps)  # a lava Dense's one-step delay would lengthen the loop
     for name in compute:
@@ -192,6 +201,10 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
         if name in host:
             host.update(preds[name])
     compute = [n for n in order if n not in host and n != outputs[0]]
+    unsent = [n for n in compute if isinstance(graph.nodes[n], HOST_SOURCES)]
+    if unsent:
+        raise SpikebertError(f"{unsent} are host-side sources, not Lava processes: pass a process sending each one's "
+                             "output as extra_sources (spikebert.hardware.lava_runner.run_lava does)")
     if fuse == "deploy":
         from spikebert.hardware.lava_deploy import build_deploy
 

@@ -83,6 +83,7 @@ from spikebert.contract.extension import (
     SBSpikeDrivenAttention,
     SBTokenEmbedding,
     SBTokenMean,
+    position_sources,
     position_spikes,
     relative_matrix,
 )
@@ -134,7 +135,7 @@ def encode_tokens(graph: nir.NIRGraph, ids: np.ndarray) -> EncodedInput:
     x = (embed.weight[ids] + embed.position_weight[None]).transpose(0, 2, 1)  # (B, D, L)
     masked = any(getattr(n, "mask_padding", False) for n in graph.nodes.values())
     mask = (ids != embed.pad_token_id) if masked else None
-    positions = {n: position_spikes(node, ids) for n, node in graph.nodes.items() if isinstance(node, SBPositionSpikes)}
+    positions = {n: position_spikes(graph.nodes[n], ids) for n in position_sources(graph, embed_name)}
     if not spiking:  # the embedding's currents enter the network (residual = "membrane")
         fixed = fixed_params(embed)
         if fixed is not None:  # Loihi fixed point: integer input currents, rint(gain lam x) (hardware.quantize)
@@ -568,7 +569,8 @@ class ReferenceExecutor:
         B samples of T steps, with one position per sample, or L for (C, L) inputs.
         """
         inputs = [n for n in self.order if isinstance(self.graph.nodes[n], nir.Input)]
-        if any(isinstance(node, SBTokenEmbedding) for node in self.graph.nodes.values()) or len(inputs) != 1:
+        token_graph = any(isinstance(node, (SBTokenEmbedding, SBPositionSpikes)) for node in self.graph.nodes.values())
+        if token_graph or len(inputs) != 1:
             raise SpikebertError(f"run_inputs needs a graph with exactly one Input node (found {inputs}) and no token "
                              "encoder; SpikeBERT token graphs take token ids through run(ids)")
         x = np.asarray(x, dtype=np.float64)

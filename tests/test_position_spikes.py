@@ -14,7 +14,7 @@ from spikebert.contract.nirfile import read_graph, write_graph
 from spikebert.converters.nir_to_torch import import_graph
 from spikebert.converters.torch_to_nir import export_student
 from spikebert.energy.counting import count_operations
-from spikebert.hardware.reference import ReferenceExecutor
+from spikebert.hardware.reference import ReferenceExecutor, encode_tokens
 from spikebert.model import SpikeBERT
 from spikebert.testing import make_ids, make_student
 from tests.conftest import assert_file_graph_equals_pytorch, assert_lava_equals_reference
@@ -72,6 +72,44 @@ def test_position_spikes_export_round_trip(spikes_student, tmp_path):
     assert not np.allclose(expected, logits)
 
 
+@pytest.mark.parametrize(("mask_padding", "pad"), [(False, 0), (True, 3)])
+def test_padding_variants_equal_pytorch(spikes_cfg, mask_padding, pad):
+    """Unmasked padding (the official behaviour: pads enter attention and the mean) and another pad id: the
+    file graph still equals PyTorch, and a pad position stays silent."""
+    cfg = dataclasses.replace(spikes_cfg, mask_padding=mask_padding, pad_token_id=pad, norm="layer")
+    model = make_student(cfg, seed=4)
+    ids = make_ids(4, 8, cfg.vocab_size, seed=6)
+    ids[ids == pad] = pad + 1
+    ids[0, 5:], ids[2, 3:] = pad, pad
+    graph = export_student(model)
+    assert graph.nodes["position_spikes"].pad_token_id == pad
+    with torch.no_grad():
+        expected = model(ids).logits.numpy()
+    np.testing.assert_allclose(ReferenceExecutor(graph).run(ids.numpy()).logits, expected, rtol=0, atol=1e-12)
+    with torch.no_grad():
+        np.testing.assert_allclose(import_graph(graph)(ids).numpy(), expected, rtol=0, atol=1e-12)
+    assert not position_spikes(graph.nodes["position_spikes"], ids.numpy())[0, :, 5:].any()
+
+
+@pytest.mark.parametrize("fault", ["fed by a synapse", "pad id", "max_len"])
+def test_a_position_node_that_disagrees_with_the_embedding_is_refused(spikes_student, fault):
+    """Hand-built graphs: a position population not fed by the ids, or with another pad id or length than the
+    embedding (the mask comes from the embedding's), is refused by name, not run."""
+    graph = export_student(spikes_student)
+    node = graph.nodes["position_spikes"]
+    if fault == "fed by a synapse":
+        graph.edges = [(s, d) for s, d in graph.edges if d != "position_spikes"] + [("embed", "position_spikes")]
+    elif fault == "pad id":
+        graph.nodes["position_spikes"] = SBPositionSpikes(max_len=node.max_len, pad_token_id=1)
+    else:
+        graph.nodes["position_spikes"] = SBPositionSpikes(max_len=node.max_len + 1, pad_token_id=0)
+    ids = make_ids(2, 8, spikes_student.cfg.vocab_size).numpy()
+    with pytest.raises(SpikebertError, match="SBPositionSpikes 'position_spikes'"):
+        encode_tokens(graph, ids)
+    with pytest.raises(SpikebertError, match="SBPositionSpikes 'position_spikes'"):
+        import_graph(graph)
+
+
 def test_spiking_positions_compute_the_learned_table(spikes_cfg):
     """The synapse on one-hot spikes is the learned table W^T, for the real tokens (a pad gets no position)."""
     spiking = make_student(spikes_cfg, seed=5)
@@ -93,6 +131,11 @@ def test_position_synapse_reads_spikes_no_macs(spikes_student):
     assert rows["position_synapse"].acs == 4 * spikes_student.cfg.dim * (  # one spike per real token and step
         ex.activity.real_tokens / ex.activity.samples)
     assert {n for n, r in rows.items() if r.macs > 0} == {"classifier"}
+    # no bias adds (the synapse has none) and no dense MACs (the non-spiking form is a table lookup)
+    assert not rows["position_synapse"].has_bias and rows["position_synapse"].dense_macs == 0
+    assert rows["b0_qkv"].has_bias and rows["b0_qkv"].dense_macs > 0
+    with pytest.raises(SpikebertError, match="token"):  # tensor inputs cannot feed a token graph
+        ex.run_inputs(np.zeros((4, 1, 8)))
 
 
 def test_fixed_point_puts_the_position_synapse_in_the_stream(spikes_student):
@@ -109,8 +152,8 @@ def test_fixed_point_puts_the_position_synapse_in_the_stream(spikes_student):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize(("fuse", "fixed"), [("none", False), ("blocks", False), ("none", True), ("blocks", True),
-                                             ("deploy", True)])
+@pytest.mark.parametrize(("fuse", "fixed"), [("none", False), ("blocks", False), ("all", False), ("none", True),
+                                             ("blocks", True), ("deploy", True)])
 def test_position_spikes_in_lava(spikes_student, fuse, fixed, tmp_path):
     """A second host source sends the position spikes; Lava equals the reference executor bit for bit (float
     'deploy' reorders float additions, so only its fixed point is bit-exact, as for every student)."""
@@ -121,3 +164,17 @@ def test_position_spikes_in_lava(spikes_student, fuse, fixed, tmp_path):
     write_graph(tmp_path / "g.nir", graph)
     ids = make_ids(5, 8, spikes_student.cfg.vocab_size).numpy()
     assert_lava_equals_reference(read_graph(tmp_path / "g.nir"), ids, fuse=fuse, activity=fuse != "deploy")
+
+
+@pytest.mark.lava
+def test_lava_build_refuses_position_spikes_without_their_source(spikes_student):
+    from spikebert.hardware.lava_runner import _batched, _token_source
+    from spikebert.hardware.nir_to_lava import build_network
+
+    graph = export_student(spikes_student)
+    ids = make_ids(2, 8, spikes_student.cfg.vocab_size).numpy()
+    enc = encode_tokens(graph, ids)
+    source = _token_source(_batched(enc.spikes, 2), 4, None)
+    with pytest.raises(SpikebertError, match=r"\['position_spikes'\] are host-side sources"):
+        build_network(graph, source_node=enc.first_node, source=source, batch=2, n_batches=1, time_steps=4, dt=1.0,
+                      masks=_batched(enc.mask, 2), fuse="blocks")

@@ -75,6 +75,25 @@ class SBPositionSpikes(nir.NIRNode):
         self.output_type = {"output": np.array([self.max_len, self.max_len])}
 
 
+def position_sources(graph: nir.NIRGraph, embed: str) -> list[str]:
+    """The graph's ``SBPositionSpikes`` nodes, each checked against the token embedding ``embed``: fed by the
+    embedding's ``Input`` alone, with its ``max_len`` and ``pad_token_id`` (the token mask comes from the
+    embedding's, so a different pad id would fire position neurons at tokens the network treats as padding)."""
+    feeds = [s for s, d in graph.edges if d == embed]
+    names = [n for n, node in graph.nodes.items() if isinstance(node, SBPositionSpikes)]
+    for name in names:
+        node, reference = graph.nodes[name], graph.nodes[embed]
+        fed = [s for s, d in graph.edges if d == name]
+        if fed != feeds or len(fed) != 1:
+            raise SpikebertError(f"SBPositionSpikes {name!r} is fed by {fed}: it must read the token ids, from the "
+                                 f"Input that feeds {embed!r} ({feeds}) alone")
+        if (node.max_len, node.pad_token_id) != (reference.max_len, reference.pad_token_id):
+            raise SpikebertError(f"SBPositionSpikes {name!r} has max_len={node.max_len}, pad_token_id="
+                                 f"{node.pad_token_id}; the embedding {embed!r} has {reference.max_len}, "
+                                 f"{reference.pad_token_id}: they must agree")
+    return names
+
+
 def position_spikes(node: SBPositionSpikes, ids: np.ndarray) -> np.ndarray:
     """The spikes of ``node`` for token ids (B, L), as float64 (B, max_len, L)."""
     ids = np.asarray(ids)
