@@ -43,7 +43,7 @@ from spikebert.hardware.fixed_point import fixed_params, is_quantised
 from spikebert.hardware.lava_env import require_lava
 from spikebert.hardware.lava_network import GroupSpec, LavaNetwork
 from spikebert.hardware.quantize import BINARY, SPIKING, population_constants
-from spikebert.hardware.reference import SUPPORTED, Schedule, resolve_dt, schedule
+from spikebert.hardware.reference import SUPPORTED, Schedule, host_nodes, resolve_dt, schedule
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +196,7 @@ def build_network(graph: nir.NIRGraph, *, source_node: str, source, batch: int, 
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(outputs) != 1:
         raise SpikebertError(f"graph must have exactly one Output node, found {outputs}")
-    host = set(sources)
-    for name in reversed(order):  # the sources' ancestors: computed on the host
-        if name in host:
-            host.update(preds[name])
+    host = host_nodes(order, preds, sources)
     compute = [n for n in order if n not in host and n != outputs[0]]
     unsent = [n for n in compute if isinstance(graph.nodes[n], HOST_SOURCES)]
     if unsent:

@@ -511,6 +511,15 @@ def metadata_time_steps(graph: nir.NIRGraph) -> int:
     return int(graph.metadata.get("time_steps", 1))
 
 
+def host_nodes(order: list[str], preds: dict[str, list[str]], sources) -> set[str]:
+    """``sources`` and their ancestors in ``order`` (topological): what the host computes to send them."""
+    host = set(sources)
+    for name in reversed(order):
+        if name in host:
+            host.update(preds[name])
+    return host
+
+
 class ReferenceExecutor:
     """Run a NIR graph of the supported node set batch by batch, recording activity.
 
@@ -588,10 +597,7 @@ class ReferenceExecutor:
 
         Activity gains B samples and ``tokens`` real positions.
         """
-        host = set(drives)
-        for name in reversed(self.order):  # the drives' ancestors: what the host computed to make them
-            if name in host:
-                host.update(self.preds[name])
+        host = host_nodes(self.order, self.preds, drives)
         compute = [n for n in self.order if n not in host]
         unknown = sorted(set(record) - set(compute) - set(drives))
         if unknown:
