@@ -138,6 +138,7 @@ def test_position_synapse_reads_spikes_no_macs(spikes_student):
         ex.run_inputs(np.zeros((4, 1, 8)))
 
 
+@pytest.mark.lava  # the quantiser uses Lava's weight utilities
 def test_fixed_point_puts_the_position_synapse_in_the_stream(spikes_student):
     """Quantised, the synapse joins the membrane stream at its one scale; fixed-point logits stay near float."""
     from spikebert.hardware.quantize import quantize_graph
