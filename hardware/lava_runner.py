@@ -167,14 +167,16 @@ def _run(graph, ids, inputs, *, batch_size, fuse, dt, progress, error_path, logs
              net.output_latency)
     before = set(multiprocessing.active_children())
     try:
-        with _watch(error_path):
+        with _watch(error_path) as interrupt:
             net.source.create_runtime(run_cfg=cfg, compile_config=_compile_config(net))
             logs.restore()  # and the compiler's
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             for k in tqdm(range(n_batches), desc="lava batches", disable=not progress, leave=False):
+                interrupt.check()
                 steps = T + (net.output_latency if k == n_batches - 1 else 0)
                 net.source.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+            interrupt.check()
             run_s = time.perf_counter() - t1
             data = net.sink.data.get()  # (B, *out, steps)
             stats = {name: p.stats.get() for name, p in net.groups.items()}
@@ -223,6 +225,20 @@ class LavaProcessError(RuntimeError):
     """A Lava ProcessModel raised; the message carries its traceback."""
 
 
+WATCHDOG_REPEAT_S = 2.0  # how often the watchdog signals a failed process again until the run has stopped
+
+
+class _Interrupt:
+    """What the SIGINT handler of :func:`_watch` raised, for ``check()`` to raise again if it was swallowed."""
+
+    def __init__(self):
+        self.pending: BaseException | None = None
+
+    def check(self) -> None:
+        if self.pending is not None:
+            raise self.pending.with_traceback(None)  # raised here: the handler's frame is gone
+
+
 @contextlib.contextmanager
 def _watch(error_path: str, poll: float = 0.2):
     """Turn an exception inside a Lava process into one in this thread.
@@ -233,34 +249,46 @@ def _watch(error_path: str, poll: float = 0.2):
     (a real Ctrl-C still raises KeyboardInterrupt). The caller then kills the processes. Lava's
     processes, forked while the handler is installed, ignore SIGINT: a terminal's Ctrl-C reaches
     the whole process group, and this process alone decides how they stop (no traceback per process).
+
+    A handler's exception is lost when the signal lands while the main thread runs a finaliser (a
+    ``__del__`` that logs: Python prints "Exception ignored" and goes on). So the handler also records
+    what it raised, the caller calls the yielded :class:`_Interrupt`'s ``check()`` between batches, and the
+    watchdog repeats its signal until the main thread has left the block (a failed process blocks the run).
     """
+    interrupt = _Interrupt()
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only; run without the watchdog
+        yield interrupt  # signals reach the main thread only; run without the watchdog
         return
     done = threading.Event()
     owner = os.getpid()
 
     def handler(signum, frame):
-        if os.getpid() != owner:
+        if os.getpid() != owner or done.is_set():
             return  # a Lava process forked under this handler (a terminal's Ctrl-C reaches them all): the owner stops it
         path = Path(error_path)
         if path.exists() and path.stat().st_size:
-            raise LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
-        raise KeyboardInterrupt
+            interrupt.pending = LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
+        else:
+            interrupt.pending = KeyboardInterrupt()
+        raise interrupt.pending
 
     def watchdog():
         path = Path(error_path)
         while not done.wait(poll):
             if path.exists() and path.stat().st_size:
                 time.sleep(poll)  # let the traceback finish
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+                break
+        else:
+            return
+        while not done.is_set():  # until the main thread leaves the block: a finaliser may swallow one raise
+            os.kill(os.getpid(), signal.SIGINT)
+            done.wait(WATCHDOG_REPEAT_S)
 
     previous = signal.signal(signal.SIGINT, handler)
     thread = threading.Thread(target=watchdog, name="lava-watchdog", daemon=True)
     thread.start()
     try:
-        yield
+        yield interrupt
     finally:
         done.set()
         thread.join()
