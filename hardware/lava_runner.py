@@ -263,8 +263,10 @@ def _watch(error_path: str, poll: float = 0.2):
     owner = os.getpid()
 
     def handler(signum, frame):
-        if os.getpid() != owner or done.is_set():
+        if os.getpid() != owner:
             return  # a Lava process forked under this handler (a terminal's Ctrl-C reaches them all): the owner stops it
+        if done.is_set():
+            return  # the block is left, its exception on its way: a late repeat of the watchdog's signal
         path = Path(error_path)
         if path.exists() and path.stat().st_size:
             interrupt.pending = LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
