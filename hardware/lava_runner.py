@@ -261,27 +261,27 @@ def _watch(error_path: str, poll: float = 0.2):
         return
     done = threading.Event()
     owner = os.getpid()
+    path = Path(error_path)
+
+    def failed() -> bool:
+        return path.exists() and path.stat().st_size > 0
 
     def handler(signum, frame):
         if os.getpid() != owner:
             return  # a Lava process forked under this handler (a terminal's Ctrl-C reaches them all): the owner stops it
         if done.is_set():
             return  # the block is left, its exception on its way: a late repeat of the watchdog's signal
-        path = Path(error_path)
-        if path.exists() and path.stat().st_size:
+        if failed():
             interrupt.pending = LavaProcessError("a Lava process failed:\n" + path.read_text(encoding="utf-8"))
         else:
             interrupt.pending = KeyboardInterrupt()
         raise interrupt.pending
 
     def watchdog():
-        path = Path(error_path)
-        while not done.wait(poll):
-            if path.exists() and path.stat().st_size:
-                time.sleep(poll)  # let the traceback finish
-                break
-        else:
-            return
+        while not failed():
+            if done.wait(poll):
+                return
+        time.sleep(poll)  # let the traceback finish
         while not done.is_set():  # until the main thread leaves the block: a finaliser may swallow one raise
             os.kill(os.getpid(), signal.SIGINT)
             done.wait(WATCHDOG_REPEAT_S)
